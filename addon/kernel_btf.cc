@@ -1,0 +1,75 @@
+// Reads the running kernel's BTF: which types exist (to choose hooks) and enum names (drop reasons,
+// TCP states) so names come from this kernel, not from a table compiled into netbpf.
+#include <bpf/btf.h>
+#include <bpf/libbpf.h>
+#include <string.h>
+
+#include <string>
+
+#include "common.h"
+
+namespace netbpf {
+
+static btf* vmlinux_btf = nullptr;
+
+static btf* KernelBtf(Napi::Env env) {
+  if (vmlinux_btf) return vmlinux_btf;
+  btf* b = btf__load_vmlinux_btf();
+  int err = libbpf_get_error(b);
+  if (err) {
+    ThrowErrno(env, "load kernel BTF (/sys/kernel/btf/vmlinux)", err);
+    return nullptr;
+  }
+  vmlinux_btf = b;
+  return b;
+}
+
+static int KindByName(const std::string& kind) {
+  if (kind == "struct") return BTF_KIND_STRUCT;
+  if (kind == "union") return BTF_KIND_UNION;
+  if (kind == "enum") return BTF_KIND_ENUM;
+  if (kind == "typedef") return BTF_KIND_TYPEDEF;
+  if (kind == "func") return BTF_KIND_FUNC;
+  return -1;
+}
+
+// kernelBtfHas(kind, name): whether the running kernel's BTF has that type or function.
+static Napi::Value KernelBtfHas(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  btf* b = KernelBtf(env);
+  if (!b) return env.Undefined();
+  int kind = KindByName(info[0].ToString());
+  if (kind < 0) return ThrowErrno(env, "unknown BTF kind " + std::string(info[0].ToString()), EINVAL);
+  std::string name = info[1].ToString();
+  int id = btf__find_by_name_kind(b, name.c_str(), kind);
+  if (id < 0 && kind == BTF_KIND_ENUM) id = btf__find_by_name_kind(b, name.c_str(), BTF_KIND_ENUM64);
+  return Napi::Boolean::New(env, id > 0);
+}
+
+// kernelBtfEnum(name): [[name, value], ...] of a kernel enum, or null when the kernel has no such enum.
+static Napi::Value KernelBtfEnum(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  btf* b = KernelBtf(env);
+  if (!b) return env.Undefined();
+  std::string name = info[0].ToString();
+  int id = btf__find_by_name_kind(b, name.c_str(), BTF_KIND_ENUM);
+  if (id < 0) return env.Null();
+  const btf_type* t = btf__type_by_id(b, id);
+  const struct btf_enum* e = btf_enum(t);
+  Napi::Array out = Napi::Array::New(env, btf_vlen(t));
+  for (int i = 0; i < btf_vlen(t); i++, e++) {
+    Napi::Array pair = Napi::Array::New(env, 2);
+    pair.Set(0u, btf__name_by_offset(b, e->name_off));
+    pair.Set(1u, Napi::Number::New(env, btf_kflag(t) ? (double)(uint32_t)e->val : (double)e->val));
+    out.Set(i, pair);
+  }
+  return out;
+}
+
+Napi::Object InitKernelBtf(Napi::Env env, Napi::Object exports) {
+  exports.Set("kernelBtfHas", Napi::Function::New(env, KernelBtfHas));
+  exports.Set("kernelBtfEnum", Napi::Function::New(env, KernelBtfEnum));
+  return exports;
+}
+
+}  // namespace netbpf

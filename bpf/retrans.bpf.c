@@ -1,0 +1,206 @@
+// SPDX-License-Identifier: GPL-2.0
+/* netbpf retrans: one record per TCP retransmit (data, SYN and SYN-ACK).
+ * Hooks: tcp:tcp_retransmit_skb as a BTF-typed tracepoint (tp_btf, preferred: typed args, no copying),
+ * or the classic tracepoint where tp_btf is missing; tcp:tcp_retransmit_synack; and
+ * sock:inet_sock_set_state to remember, in process context, which process opened a connection. */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "netbpf.bpf.h"
+#include "retrans.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Keeps struct retrans_event in this object's BTF for the layout test. */
+const struct retrans_event *unused_retrans_event __attribute__((unused));
+
+/* Loss-probe timer id from include/net/inet_connection_sock.h (a #define, so not in BTF; stable since 3.10). */
+#define ICSK_TIME_LOSS_PROBE 5
+
+struct owner {
+	__u32 pid;
+	char comm[NETBPF_COMM_LEN];
+};
+
+/* Socket -> process that connected it. Retransmits run in softirq/timer context where the current task
+ * is a bystander, so the owner is captured at connect() time. LRU: never fills up, never needs cleanup. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct owner);
+} owners SEC(".maps");
+
+static __always_inline __u8 retrans_kind(const struct sock *sk, __u8 state)
+{
+	const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)sk;
+	if (state == TCP_SYN_SENT)
+		return RETRANS_SYN;
+	/* Timer retransmits enter Loss first; recovery is fast retransmit (dupacks, SACK, RACK). */
+	__u8 ca_state = BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_ca_state);
+	if (ca_state == bpf_core_enum_value(enum tcp_ca_state, TCP_CA_Loss))
+		return RETRANS_RTO;
+	if (ca_state == bpf_core_enum_value(enum tcp_ca_state, TCP_CA_Recovery))
+		return RETRANS_FAST;
+	/* A loss probe is sent from the probe timer while the connection is still Open/Disorder. */
+	if (BPF_CORE_READ(icsk, icsk_pending) == ICSK_TIME_LOSS_PROBE)
+		return RETRANS_TLP;
+	if (ca_state == bpf_core_enum_value(enum tcp_ca_state, TCP_CA_Disorder))
+		return RETRANS_FAST;
+	return RETRANS_OTHER;
+}
+
+static __always_inline int record_retransmit(const struct sock *sk, const struct sk_buff *skb, int err)
+{
+	struct sock_tuple t;
+	if (read_sock_tuple(sk, &t) || !tuple_wanted(&t))
+		return 0;
+
+	struct retrans_event *e = reserve_event(sizeof(*e));
+	if (!e)
+		return 0;
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)sk;
+	const struct tcp_skb_cb *cb = (const void *)__builtin_preserve_access_index(&skb->cb);
+	__u64 key = (__u64)sk;
+	struct owner *o = bpf_map_lookup_elem(&owners, &key);
+
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cgroup_id = sock_cgroup_id(sk);
+	__builtin_memcpy(e->saddr, t.saddr, NETBPF_ADDR_LEN);
+	__builtin_memcpy(e->daddr, t.daddr, NETBPF_ADDR_LEN);
+	e->netns = sock_netns(sk);
+	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	e->segs = BPF_CORE_READ(cb, tcp_gso_segs);
+	if (!e->segs)
+		e->segs = 1;
+	e->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	e->segs_out = BPF_CORE_READ(tp, segs_out);
+	e->err = err;
+	e->family = t.family;
+	e->sport = t.sport;
+	e->dport = t.dport;
+	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e->kind = retrans_kind(sk, e->state);
+	e->ca_state = BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_ca_state);
+	e->retransmits = BPF_CORE_READ(icsk, icsk_retransmits);
+	if (o) {
+		e->pid = o->pid;
+		__builtin_memcpy(e->comm, o->comm, NETBPF_COMM_LEN);
+	} else {
+		e->pid = 0;
+		__builtin_memset(e->comm, 0, NETBPF_COMM_LEN);
+	}
+	__builtin_memset(e->pad, 0, sizeof(e->pad));
+	submit_event(e);
+	return 0;
+}
+
+/* The tracepoint's third argument (err) exists since Linux 6.11; the same kernels renamed the classic
+ * tracepoint's record to trace_event_raw_tcp_retransmit_skb with an err field, which CO-RE can test. */
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(handle_retransmit_btf, const struct sock *sk, const struct sk_buff *skb)
+{
+	int err = 0;
+	if (bpf_core_field_exists(((struct trace_event_raw_tcp_retransmit_skb *)0)->err))
+		err = (int)ctx[2];
+	return record_retransmit(sk, skb, err);
+}
+
+/* Classic tracepoint: only the stable leading fields (skbaddr, skaddr) are used; the rest comes from the
+ * socket itself, as on the tp_btf path. */
+struct retransmit_skb_args {
+	__u64 common;
+	const void *skbaddr;
+	const void *skaddr;
+};
+
+SEC("tp/tcp/tcp_retransmit_skb")
+int handle_retransmit_tp(struct retransmit_skb_args *ctx)
+{
+	return record_retransmit((const struct sock *)ctx->skaddr, (const struct sk_buff *)ctx->skbaddr, 0);
+}
+
+/* SYN-ACK retransmits from a listener: the request socket has no tcp_sock, so the tracepoint's own
+ * address fields are used. Stable layout since 4.16. */
+struct retransmit_synack_args {
+	__u64 common;
+	const void *skaddr;
+	const void *req;
+	__u16 sport;
+	__u16 dport;
+	__u16 family;
+	__u8 saddr[4];
+	__u8 daddr[4];
+	__u8 saddr_v6[16];
+	__u8 daddr_v6[16];
+};
+
+SEC("tp/tcp/tcp_retransmit_synack")
+int handle_retransmit_synack(struct retransmit_synack_args *ctx)
+{
+	struct sock_tuple t;
+	t.family = ctx->family;
+	t.sport = ctx->sport;
+	t.dport = ctx->dport;
+	if (t.family == NETBPF_AF_INET) {
+		__u32 s, d;
+		__builtin_memcpy(&s, ctx->saddr, 4);
+		__builtin_memcpy(&d, ctx->daddr, 4);
+		addr_from_v4(t.saddr, s);
+		addr_from_v4(t.daddr, d);
+	} else {
+		__builtin_memcpy(t.saddr, ctx->saddr_v6, NETBPF_ADDR_LEN);
+		__builtin_memcpy(t.daddr, ctx->daddr_v6, NETBPF_ADDR_LEN);
+	}
+	if (!tuple_wanted(&t))
+		return 0;
+	struct retrans_event *e = reserve_event(sizeof(*e));
+	if (!e)
+		return 0;
+	const struct sock *listener = (const struct sock *)ctx->skaddr;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cgroup_id = sock_cgroup_id(listener);
+	__builtin_memcpy(e->saddr, t.saddr, NETBPF_ADDR_LEN);
+	__builtin_memcpy(e->daddr, t.daddr, NETBPF_ADDR_LEN);
+	e->netns = sock_netns(listener);
+	e->segs = 1;
+	e->family = t.family;
+	e->sport = t.sport;
+	e->dport = t.dport;
+	e->state = TCP_SYN_RECV;
+	e->kind = RETRANS_SYNACK;
+	submit_event(e);
+	return 0;
+}
+
+/* connect() moves a socket CLOSE -> SYN_SENT in the caller's context: remember the caller. */
+struct set_state_args {
+	__u64 common;
+	const void *skaddr;
+	int oldstate;
+	int newstate;
+	__u16 sport;
+	__u16 dport;
+	__u16 family;
+	__u16 protocol;
+};
+
+SEC("tp/sock/inet_sock_set_state")
+int handle_set_state(struct set_state_args *ctx)
+{
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	__u64 key = (__u64)ctx->skaddr;
+	if (ctx->newstate == TCP_SYN_SENT) {
+		struct owner o = { .pid = bpf_get_current_pid_tgid() >> 32 };
+		bpf_get_current_comm(o.comm, sizeof(o.comm));
+		bpf_map_update_elem(&owners, &key, &o, BPF_ANY);
+	} else if (ctx->newstate == TCP_CLOSE) {
+		bpf_map_delete_elem(&owners, &key);
+	}
+	return 0;
+}

@@ -1,0 +1,34 @@
+/** Terminal formatting shared by the CLI commands. */
+
+/** Escapes control characters (and DEL) so process names cannot move the cursor or inject lines. */
+export function safeText(s: string): string {
+  // eslint-disable-next-line no-control-regex
+  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+}
+
+/** HH:MM:SS local time, as BCC tools print it. */
+export function clockTime(epochMs: number): string {
+  const d = new Date(epochMs);
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+}
+
+/** A fixed-width table: columns sized to content, numbers right-aligned. */
+export function table(header: string[], rows: Array<Array<string | number>>): string[] {
+  const cells = rows.map((r) => r.map((c) => (typeof c === 'number' ? formatNumber(c) : safeText(c))));
+  const widths = header.map((h, i) => Math.max(h.length, ...cells.map((r) => r[i].length)));
+  const numeric = header.map((_, i) => rows.length > 0 && rows.every((r) => typeof r[i] === 'number'));
+  const line = (r: string[]) => r.map((c, i) => (numeric[i] ? c.padStart(widths[i]) : c.padEnd(widths[i]))).join('  ').trimEnd();
+  return [line(header), ...cells.map(line)];
+}
+
+export function formatNumber(n: number): string {
+  if (Number.isInteger(n)) return String(n);
+  if (Math.abs(n) >= 100) return n.toFixed(0);
+  if (Math.abs(n) >= 1) return n.toFixed(2);
+  return n.toFixed(4);
+}
+
+export function percent(ratio: number): string {
+  return `${(ratio * 100).toFixed(2)}%`;
+}

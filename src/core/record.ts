@@ -1,0 +1,47 @@
+/** Helpers for decoding fixed-layout records from a ring buffer batch. */
+import { formatAddress } from './address.js';
+
+/** A record layout: byte offset and size of each field, mirroring a struct in bpf/<tool>.h. */
+export interface Layout {
+  struct: string;
+  size: number;
+  fields: Record<string, readonly [offset: number, size: number]>;
+}
+
+const textDecoder = new TextDecoder('utf-8', { fatal: false });
+
+/** A NUL-terminated C string field (task comm), decoded as UTF-8 with invalid bytes replaced. */
+export function readCString(view: DataView, offset: number, max: number): string {
+  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, max);
+  let end = bytes.indexOf(0);
+  if (end < 0) end = max;
+  return end === 0 ? '' : textDecoder.decode(bytes.subarray(0, end));
+}
+
+/** Formatted addresses are cached by their 16 bytes: a busy host talks to far fewer peers than it sends packets. */
+const addressCache = new Map<string, string>();
+const ADDRESS_CACHE_MAX = 65536;
+
+export function readAddress(view: DataView, offset: number, family: number): string {
+  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, 16);
+  const key = String.fromCharCode.apply(null, bytes as unknown as number[]);
+  let text = addressCache.get(key);
+  if (text === undefined) {
+    text = formatAddress(bytes, 0, family);
+    if (addressCache.size >= ADDRESS_CACHE_MAX) addressCache.clear();
+    addressCache.set(key, text);
+  }
+  return text;
+}
+
+/** Converts bpf_ktime_get_ns() (CLOCK_MONOTONIC) to wall-clock milliseconds since the epoch. */
+export class ClockMapper {
+  private readonly offsetMs: number;
+  constructor() {
+    const monoMs = Number(process.hrtime.bigint()) / 1e6;
+    this.offsetMs = Date.now() - monoMs;
+  }
+  toEpochMs(ktimeNs: number): number {
+    return this.offsetMs + ktimeNs / 1e6;
+  }
+}

@@ -1,0 +1,60 @@
+/**
+ * A per-destination table with a hard cap: per-destination labels explode on busy hosts (and under
+ * spoofed-source floods), so past `maxKeys` new keys fold into one "other" row, and the fold is counted.
+ */
+export const OTHER_KEY = 'other';
+
+export class BoundedTable<V> {
+  readonly maxKeys: number;
+  private readonly rows = new Map<string, V>();
+  private readonly create: (key: string) => V;
+  private other: V | null = null;
+  /** Distinct keys that did not get a row of their own (an upper bound: a key folded twice counts twice). */
+  foldedKeys = 0;
+  private readonly seenFolded = new Set<string>();
+
+  constructor(maxKeys: number, create: (key: string) => V) {
+    this.maxKeys = maxKeys;
+    this.create = create;
+  }
+
+  /** The row for `key`, creating it, or the "other" row when the table is full. */
+  row(key: string): V {
+    let v = this.rows.get(key);
+    if (v !== undefined) return v;
+    if (this.rows.size < this.maxKeys) {
+      v = this.create(key);
+      this.rows.set(key, v);
+      return v;
+    }
+    // Remember a bounded sample of folded keys so repeat visitors are not counted again.
+    if (!this.seenFolded.has(key)) {
+      this.foldedKeys++;
+      if (this.seenFolded.size < 65536) this.seenFolded.add(key);
+    }
+    if (!this.other) this.other = this.create(OTHER_KEY);
+    return this.other;
+  }
+
+  get size(): number {
+    return this.rows.size;
+  }
+
+  entries(): IterableIterator<[string, V]> {
+    return this.rows.entries();
+  }
+
+  otherRow(): V | null {
+    return this.other;
+  }
+}
+
+/** FNV-1a over bytes: compact numeric keys for per-connection sets. */
+export function fnv1a(bytes: Uint8Array, start: number, end: number, seed = 0x811c9dc5): number {
+  let h = seed >>> 0;
+  for (let i = start; i < end; i++) {
+    h ^= bytes[i];
+    h = Math.imul(h, 0x01000193) >>> 0;
+  }
+  return h;
+}

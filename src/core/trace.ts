@@ -1,0 +1,288 @@
+/**
+ * A running BPF tool: opens its object, chooses the best hook the kernel offers for each feature (with
+ * fallbacks, reported), sets kernel-side filters, loads, attaches, and streams ring buffer records.
+ * Every tool in src/tools/ is a TraceSpec plus decoding and aggregation; this class is the rest.
+ */
+import { addon, bpfObjectPath, type NativeBpfObject, type NativeRingBuffer } from './addon.js';
+import { fromAddonError, NetbpfError } from './errors.js';
+
+/** One way to hook a feature: a program in the object and the kernel hook it attaches to. */
+export interface HookAlternative {
+  program: string;
+  /** Human-readable attach point, e.g. "tp_btf/tcp_retransmit_skb". */
+  hook: string;
+  /** Returns null when the kernel seems to offer this hook, else the reason it does not. */
+  missing?: () => string | null;
+}
+
+export interface HookSpec {
+  /** What the hook gives the user, e.g. "data retransmits". */
+  feature: string;
+  /** In order of preference; the first that loads and attaches wins. */
+  alternatives: HookAlternative[];
+  /** When no alternative works: required features fail the start, optional ones are reported unavailable. */
+  required: boolean;
+}
+
+/** The hook chosen for a feature, or null with the reasons each alternative was passed over. */
+export interface HookChoice {
+  feature: string;
+  hook: string | null;
+  program: string | null;
+  skipped: string[];
+}
+
+export interface TraceSpec<E> {
+  /** Tool name; its object is build/bpf/<tool>.bpf.o. */
+  tool: string;
+  hooks: HookSpec[];
+  /** Read-only globals to set before load (filters), by name. */
+  constants: Record<string, Buffer>;
+  /** Record size the decoder expects; records of another size are counted as malformed. */
+  recordSize: number;
+  decode(view: DataView, offset: number): E;
+  /** Extra maps to size before load. */
+  mapSizes?: Record<string, number>;
+}
+
+export interface TraceOptions {
+  /** Stops the trace when aborted. */
+  signal?: AbortSignal;
+  /** Ring buffer size in bytes (power of two, >= page size). Default 4 MiB. */
+  ringBufferBytes?: number;
+  /** Longest time a record waits in the ring buffer before delivery. Default 20 ms. */
+  pollMs?: number;
+  /** Wake the consumer early once this many bytes wait (0 = wake for every record). Default ring/4. */
+  wakeupBytes?: number;
+  /** Most decoded events kept for a slow async-iterator consumer before dropping (counted). Default 1,000,000. */
+  maxQueuedEvents?: number;
+}
+
+export interface TraceCounters {
+  /** Records delivered to user space. */
+  events: number;
+  /** Records the kernel could not put in the ring buffer (counted in the kernel, per CPU). */
+  lost: number;
+  /** Program runs the kernel skipped because another BPF program was running on that CPU. */
+  recursionMisses: number;
+  /** Events dropped in user space because an async-iterator consumer fell behind maxQueuedEvents. */
+  droppedByConsumer: number;
+  /** Records of an unexpected size (a mismatch between the BPF object and this decoder). */
+  malformed: number;
+}
+
+export interface StartInfo {
+  hooks: HookChoice[];
+  /** Milliseconds from start() to all programs attached. */
+  startupMs: number;
+}
+
+type Listener<E> = (events: E[]) => void;
+
+export class Trace<E> implements AsyncIterable<E> {
+  readonly spec: TraceSpec<E>;
+  private readonly opts: Required<Omit<TraceOptions, 'signal'>> & { signal?: AbortSignal };
+  private obj: NativeBpfObject | null = null;
+  private ring: NativeRingBuffer | null = null;
+  private programs: string[] = [];
+  private startPromise: Promise<StartInfo> | null = null;
+  private stopPromise: Promise<void> | null = null;
+  private listeners: Listener<E>[] = [];
+  private queue: E[][] = [];
+  private queued = 0;
+  private waiting: (() => void) | null = null;
+  private finalCounters: TraceCounters | null = null;
+  private counts = { events: 0, droppedByConsumer: 0, malformed: 0 };
+  private iterating = false;
+  /** Hooks in use, once started. */
+  info: StartInfo | null = null;
+
+  constructor(spec: TraceSpec<E>, opts: TraceOptions = {}) {
+    this.spec = spec;
+    const ringBufferBytes = opts.ringBufferBytes ?? 4 * 1024 * 1024;
+    if (!Number.isInteger(ringBufferBytes) || ringBufferBytes < 4096 || (ringBufferBytes & (ringBufferBytes - 1)) !== 0) {
+      throw new NetbpfError('usage', `ring buffer size ${ringBufferBytes} must be a power of two of at least 4096 bytes`);
+    }
+    this.opts = {
+      signal: opts.signal,
+      ringBufferBytes,
+      pollMs: opts.pollMs ?? 20,
+      wakeupBytes: opts.wakeupBytes ?? ringBufferBytes / 4,
+      maxQueuedEvents: opts.maxQueuedEvents ?? 1_000_000,
+    };
+    opts.signal?.addEventListener('abort', () => void this.stop(), { once: true });
+  }
+
+  /** Receives every batch of decoded events (the fast path: no async iteration, no queue). */
+  onEvents(listener: Listener<E>): this {
+    this.listeners.push(listener);
+    return this;
+  }
+
+  /** Loads and attaches; idempotent. Resolves with the hooks in use. */
+  start(): Promise<StartInfo> {
+    if (!this.startPromise) this.startPromise = Promise.resolve().then(() => this.startNow());
+    return this.startPromise;
+  }
+
+  private startNow(): StartInfo {
+    if (this.opts.signal?.aborted) throw new NetbpfError('runtime', 'aborted before start');
+    const t0 = performance.now();
+    const api = addon();
+    const path = bpfObjectPath(this.spec.tool);
+    // Index of the alternative tried for each hook spec, and why earlier ones were passed over.
+    const chosen = this.spec.hooks.map(() => 0);
+    const skipped: string[][] = this.spec.hooks.map(() => []);
+    const advance = (i: number, reason: string) => { skipped[i].push(`${this.spec.hooks[i].alternatives[chosen[i]].hook}: ${reason}`); chosen[i]++; };
+    for (const [i, h] of this.spec.hooks.entries()) {
+      while (chosen[i] < h.alternatives.length) {
+        const why = h.alternatives[chosen[i]].missing?.() ?? null;
+        if (!why) break;
+        advance(i, why);
+      }
+    }
+    for (let attempt = 0; ; attempt++) {
+      for (const [i, h] of this.spec.hooks.entries()) {
+        if (chosen[i] >= h.alternatives.length && h.required) {
+          throw new NetbpfError('kernel', `${this.spec.tool}: no way to trace ${h.feature} on this kernel (${skipped[i].join('; ')})`);
+        }
+      }
+      let obj: NativeBpfObject | null = null;
+      let failing: string | null = null;
+      try {
+        obj = new api.BpfObject(path);
+        for (const [i, h] of this.spec.hooks.entries()) {
+          h.alternatives.forEach((alt, j) => obj!.setAutoload(alt.program, j === chosen[i]));
+        }
+        obj.setMapMaxEntries('events', this.opts.ringBufferBytes);
+        for (const [map, n] of Object.entries(this.spec.mapSizes ?? {})) obj.setMapMaxEntries(map, n);
+        const wakeup = Buffer.alloc(8);
+        wakeup.writeBigUInt64LE(BigInt(Math.floor(this.opts.wakeupBytes)));
+        obj.setConst('wakeup_bytes', wakeup);
+        for (const [name, value] of Object.entries(this.spec.constants)) obj.setConst(name, value);
+        obj.load();
+        this.programs = [];
+        for (const [i, h] of this.spec.hooks.entries()) {
+          const alt = h.alternatives[chosen[i]];
+          if (!alt) continue;
+          failing = alt.program;
+          obj.attach(alt.program);
+          this.programs.push(alt.program);
+        }
+        failing = null;
+        this.obj = obj;
+        break;
+      } catch (err) {
+        obj?.close();
+        const e = err as { libbpfLog?: string; message?: string; code?: string };
+        // Which program failed: the one being attached, or the one libbpf names in its load log.
+        const named = failing ?? /prog '([\w]+)': (?:BPF program load failed|failed to load|-- BEGIN PROG LOAD LOG)/.exec(e.libbpfLog ?? '')?.[1] ?? null;
+        const i = this.spec.hooks.findIndex((h, k) => h.alternatives[chosen[k]]?.program === named);
+        if (i < 0 || attempt > 20) throw fromAddonError(`${this.spec.tool}: ${failing ? 'attach' : 'load'}`, err);
+        advance(i, `${failing ? 'attach' : 'load'} refused (${e.code ?? e.message})`);
+      }
+    }
+    const obj = this.obj!;
+    this.ring = new api.RingBuffer(obj.mapFd('events'), (batch) => this.deliver(batch), { pollMs: this.opts.pollMs });
+    const hooks = this.spec.hooks.map((h, i): HookChoice => {
+      const alt = h.alternatives[chosen[i]];
+      return { feature: h.feature, hook: alt?.hook ?? null, program: alt?.program ?? null, skipped: skipped[i] };
+    });
+    this.info = { hooks, startupMs: performance.now() - t0 };
+    return this.info;
+  }
+
+  private deliver(batch: ArrayBuffer): void {
+    const view = new DataView(batch);
+    const size = this.spec.recordSize;
+    const events: E[] = [];
+    for (let off = 0; off + 4 <= batch.byteLength; ) {
+      const len = view.getUint32(off, true);
+      if (len === size) events.push(this.spec.decode(view, off + 4));
+      else this.counts.malformed++;
+      off += 4 + len;
+    }
+    this.counts.events += events.length;
+    for (const l of this.listeners) l(events);
+    if (this.iterating) {
+      if (this.queued + events.length > this.opts.maxQueuedEvents) {
+        this.counts.droppedByConsumer += events.length;
+      } else {
+        this.queue.push(events);
+        this.queued += events.length;
+      }
+      this.waiting?.();
+    }
+  }
+
+  /** Kernel and user-space counters; exact after stop(). */
+  counters(): TraceCounters {
+    if (this.finalCounters) return this.finalCounters;
+    let lost = 0, recursionMisses = 0;
+    if (this.obj) {
+      const per = this.obj.mapLookup('lost', Buffer.alloc(4));
+      if (per) for (let o = 0; o + 8 <= per.length; o += 8) lost += Number(per.readBigUInt64LE(o));
+      for (const p of this.programs) recursionMisses += this.obj.programInfo(p).recursionMisses;
+    }
+    return { ...this.counts, lost, recursionMisses };
+  }
+
+  /** Read access to the tool's other maps while running. */
+  object(): NativeBpfObject {
+    if (!this.obj) throw new NetbpfError('runtime', `${this.spec.tool}: not started`);
+    return this.obj;
+  }
+
+  /** Detaches after delivering every record already in the ring buffer; idempotent. */
+  stop(): Promise<void> {
+    if (!this.stopPromise) this.stopPromise = this.stopNow();
+    return this.stopPromise;
+  }
+
+  private async stopNow(): Promise<void> {
+    if (this.startPromise) await this.startPromise.catch(() => undefined);
+    if (this.ring) await this.ring.stop();
+    if (this.obj) {
+      // Detach first so the lost count read next is final.
+      const obj = this.obj;
+      this.finalCounters = this.counters();
+      obj.close();
+      this.obj = null;
+    }
+    this.ring = null;
+    this.waiting?.();
+  }
+
+  /** Decoded events in batches, until stop() or the signal. */
+  async *batches(): AsyncGenerator<E[]> {
+    this.iterating = true;
+    await this.start();
+    try {
+      for (;;) {
+        while (this.queue.length) {
+          const b = this.queue.shift()!;
+          this.queued -= b.length;
+          yield b;
+        }
+        if (this.stopPromise) {
+          await this.stopPromise;
+          if (!this.queue.length) return;
+          continue;
+        }
+        await new Promise<void>((resolve) => { this.waiting = resolve; });
+        this.waiting = null;
+      }
+    } finally {
+      this.iterating = false;
+    }
+  }
+
+  async *[Symbol.asyncIterator](): AsyncGenerator<E> {
+    for await (const batch of this.batches()) yield* batch;
+  }
+}
+
+/** Encodes numbers for read-only globals. */
+export const constU16 = (v: number): Buffer => { const b = Buffer.alloc(2); b.writeUInt16LE(v); return b; };
+export const constU32 = (v: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return b; };
+export const constU64 = (v: number | bigint): Buffer => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); return b; };

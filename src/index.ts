@@ -1,0 +1,13 @@
+/** netbpf: eBPF TCP tracing as a library. Each tool is a function returning a Trace (async iterable of
+ * typed events, with counters for events seen and lost) plus an aggregator usable on its own. */
+export { retrans, retransSpec, decodeRetrans, RetransAggregator, RETRANS_LAYOUT, RETRANS_KINDS } from './tools/retrans.js';
+export type { RetransEvent, RetransKind, RetransOptions, RetransRow, RetransSummary, AggregatorOptions } from './tools/retrans.js';
+export { Trace } from './core/trace.js';
+export type { TraceOptions, TraceCounters, TraceSpec, HookChoice, HookSpec, StartInfo } from './core/trace.js';
+export type { FilterOptions } from './core/filters.js';
+export { NetbpfError, EXIT_CODES } from './core/errors.js';
+export type { ErrorKind } from './core/errors.js';
+export { Log2Histogram, renderHistogram } from './core/histogram.js';
+export type { HistogramData } from './core/histogram.js';
+export { parseCidr, formatAddress, formatEndpoint } from './core/address.js';
+export type { Family, Cidr } from './core/address.js';

@@ -1,0 +1,293 @@
+/**
+ * netbpf retrans: live TCP retransmits (bpf/retrans.bpf.c), decoded into typed events and aggregated per
+ * destination: events, segments (GSO-aware, agreeing with the kernel's RetransSegs), rate, connections
+ * affected, retransmitted/sent ratio, and log2 histograms of consecutive retransmits and RTT.
+ */
+import { formatEndpoint, type Family, AF_INET } from '../core/address.js';
+import { filterConstants, type FilterOptions } from '../core/filters.js';
+import { btfTracepointMissing, tracepointMissing } from '../core/hooks.js';
+import { Log2Histogram, type HistogramData } from '../core/histogram.js';
+import { ClockMapper, readAddress, readCString, type Layout } from '../core/record.js';
+import { BoundedTable, fnv1a, OTHER_KEY } from '../core/table.js';
+import { tcpCaStateName, tcpStateName, type TcpCaState, type TcpState } from '../core/tcp.js';
+import { Trace, type TraceOptions, type TraceSpec } from '../core/trace.js';
+
+/** struct retrans_event (bpf/retrans.h): [offset, size] of each field. */
+export const RETRANS_LAYOUT = {
+  struct: 'retrans_event',
+  size: 112,
+  fields: {
+    ts_ns: [0, 8], cgroup_id: [8, 8], saddr: [16, 16], daddr: [32, 16], netns: [48, 4], pid: [52, 4],
+    srtt_us: [56, 4], segs: [60, 4], total_retrans: [64, 4], segs_out: [68, 4], err: [72, 4],
+    family: [76, 2], sport: [78, 2], dport: [80, 2], state: [82, 1], kind: [83, 1], ca_state: [84, 1],
+    retransmits: [85, 1], comm: [86, 16], pad: [102, 10],
+  },
+} as const satisfies Layout;
+
+/** enum retrans_kind (bpf/retrans.h). */
+export const RETRANS_KINDS = ['other', 'rto', 'fast', 'tlp', 'syn', 'synack'] as const;
+/** What made the kernel retransmit: timer (rto), fast retransmit/recovery, tail loss probe, SYN, SYN-ACK. */
+export type RetransKind = (typeof RETRANS_KINDS)[number];
+
+/** One TCP retransmit. */
+export interface RetransEvent {
+  type: 'retransmit';
+  /** Wall-clock time, milliseconds since the epoch. */
+  time: number;
+  family: Family;
+  saddr: string;
+  sport: number;
+  daddr: string;
+  dport: number;
+  state: TcpState;
+  kind: RetransKind;
+  /** Congestion-avoidance state at the retransmit. */
+  caState: TcpCaState;
+  /** Segments in this retransmitted skb (one skb can carry many). */
+  segs: number;
+  /** Segments retransmitted over the connection's life so far. */
+  totalRetrans: number;
+  /** Segments sent over the connection's life so far. */
+  segsOut: number;
+  /** Consecutive timer retransmits without progress. */
+  retransmits: number;
+  /** Smoothed RTT in microseconds (0 for SYN-ACKs). */
+  srttUs: number;
+  /** 0, or the error that stopped this retransmit (e.g. -ENOBUFS); reported by kernels >= 6.11. */
+  err: number;
+  /** Owning process (captured at connect()); 0 / '' when unknown (accepted connections, SYN-ACKs). */
+  pid: number;
+  comm: string;
+  netns: number;
+  cgroupId: number;
+  /** Hash of the connection's 4-tuple and namespace: equal for retransmits of one connection. */
+  connId: number;
+}
+
+const F = RETRANS_LAYOUT.fields;
+
+export function decodeRetrans(view: DataView, o: number, clock: ClockMapper): RetransEvent {
+  const family = view.getUint16(o + F.family[0], true);
+  const bytes = new Uint8Array(view.buffer, view.byteOffset);
+  return {
+    type: 'retransmit',
+    time: clock.toEpochMs(Number(view.getBigUint64(o + F.ts_ns[0], true))),
+    family: family === AF_INET ? 4 : 6,
+    saddr: readAddress(view, o + F.saddr[0], family),
+    sport: view.getUint16(o + F.sport[0], true),
+    daddr: readAddress(view, o + F.daddr[0], family),
+    dport: view.getUint16(o + F.dport[0], true),
+    state: tcpStateName(view.getUint8(o + F.state[0])),
+    kind: RETRANS_KINDS[view.getUint8(o + F.kind[0])] ?? 'other',
+    caState: tcpCaStateName(view.getUint8(o + F.ca_state[0])),
+    segs: view.getUint32(o + F.segs[0], true),
+    totalRetrans: view.getUint32(o + F.total_retrans[0], true),
+    segsOut: view.getUint32(o + F.segs_out[0], true),
+    retransmits: view.getUint8(o + F.retransmits[0]),
+    srttUs: view.getUint32(o + F.srtt_us[0], true),
+    err: view.getInt32(o + F.err[0], true),
+    pid: view.getUint32(o + F.pid[0], true),
+    comm: readCString(view, o + F.comm[0], F.comm[1]),
+    netns: view.getUint32(o + F.netns[0], true),
+    cgroupId: Number(view.getBigUint64(o + F.cgroup_id[0], true)),
+    // addresses + netns (16..52) and ports (78..82)
+    connId: fnv1a(bytes, o + F.sport[0], o + F.dport[0] + 2, fnv1a(bytes, o + F.saddr[0], o + F.netns[0] + 4)),
+  };
+}
+
+export interface RetransOptions extends FilterOptions, TraceOptions {
+  /** Force a hook instead of the best available: "tp_btf" or "tracepoint". */
+  hook?: 'auto' | 'tp_btf' | 'tracepoint';
+}
+
+export function retransSpec(opts: RetransOptions = {}): TraceSpec<RetransEvent> {
+  const clock = new ClockMapper();
+  const btf = { program: 'handle_retransmit_btf', hook: 'tp_btf/tcp_retransmit_skb', missing: () => btfTracepointMissing('tcp_retransmit_skb') };
+  const classic = { program: 'handle_retransmit_tp', hook: 'tracepoint/tcp/tcp_retransmit_skb', missing: () => tracepointMissing('tcp', 'tcp_retransmit_skb') };
+  const hook = opts.hook ?? 'auto';
+  return {
+    tool: 'retrans',
+    recordSize: RETRANS_LAYOUT.size,
+    constants: filterConstants(opts),
+    hooks: [
+      {
+        feature: 'retransmits',
+        required: true,
+        alternatives: hook === 'tp_btf' ? [btf] : hook === 'tracepoint' ? [classic] : [btf, classic],
+      },
+      {
+        feature: 'SYN-ACK retransmits',
+        required: false,
+        alternatives: [{ program: 'handle_retransmit_synack', hook: 'tracepoint/tcp/tcp_retransmit_synack', missing: () => tracepointMissing('tcp', 'tcp_retransmit_synack') }],
+      },
+      {
+        feature: 'process attribution (connect)',
+        required: false,
+        alternatives: [{ program: 'handle_set_state', hook: 'tracepoint/sock/inet_sock_set_state', missing: () => tracepointMissing('sock', 'inet_sock_set_state') }],
+      },
+    ],
+    decode: (view, o) => decodeRetrans(view, o, clock),
+  };
+}
+
+/** Traces TCP retransmits: `for await (const ev of retrans({ remotePort: 443 })) ...`. */
+export function retrans(opts: RetransOptions = {}): Trace<RetransEvent> {
+  return new Trace(retransSpec(opts), opts);
+}
+
+/** Per-destination retransmit statistics. */
+export interface RetransRow {
+  /** "addr:port" for endpoint rows, "addr" for address rows, "other" for the folded row. */
+  key: string;
+  daddr: string;
+  dport: number | null;
+  events: number;
+  segs: number;
+  /** Retransmits the kernel attempted but could not send (err != 0); not in segs. */
+  failed: number;
+  /** Retransmitted segments per second over the last interval and over the whole run. */
+  rate: number;
+  avgRate: number;
+  /** Distinct connections with retransmits (counted up to connectionsCap). */
+  connections: number;
+  connectionsCapped: boolean;
+  /** Retransmitted / sent segments over the affected connections' lives, from the kernel's own counters. */
+  retransRatio: number;
+  kinds: Record<RetransKind, number>;
+  firstSeen: number;
+  lastSeen: number;
+  histograms: { retransmits: HistogramData; srttUs: HistogramData };
+}
+
+export interface RetransSummary {
+  type: 'summary';
+  tool: 'retrans';
+  time: number;
+  /** Seconds covered: since the aggregator started, and since the previous snapshot. */
+  elapsedS: number;
+  intervalS: number;
+  totals: { events: number; segs: number; failed: number; connections: number };
+  byEndpoint: RetransRow[];
+  byAddress: RetransRow[];
+  /** Destinations that did not get a row of their own (counted in the "other" rows). */
+  folded: { endpoints: number; addresses: number };
+}
+
+const CONNECTIONS_CAP = 1024;
+
+class RowStats {
+  events = 0;
+  segs = 0;
+  failed = 0;
+  segsAtLastSnapshot = 0;
+  firstSeen = 0;
+  lastSeen = 0;
+  kinds: Record<RetransKind, number> = { other: 0, rto: 0, fast: 0, tlp: 0, syn: 0, synack: 0 };
+  /** connId -> latest [total_retrans, segs_out] of that connection. */
+  conns = new Map<number, [number, number]>();
+  connectionsCapped = false;
+  retransmits = new Log2Histogram('count');
+  srttUs = new Log2Histogram('us');
+  daddr = '';
+  dport: number | null = null;
+  constructor(readonly key: string, private readonly byEndpoint: boolean) {}
+
+  add(e: RetransEvent): void {
+    if (this.events === 0) {
+      this.firstSeen = e.time;
+      if (this.key !== OTHER_KEY) {
+        this.daddr = e.daddr;
+        if (this.byEndpoint) this.dport = e.dport;
+      }
+    }
+    this.lastSeen = e.time;
+    this.events++;
+    if (e.err !== 0) { this.failed++; return; }
+    this.segs += e.segs;
+    this.kinds[e.kind] += e.segs;
+    this.retransmits.add(e.retransmits);
+    if (e.srttUs > 0) this.srttUs.add(e.srttUs);
+    if (e.kind === 'synack') return;
+    if (this.conns.has(e.connId) || this.conns.size < CONNECTIONS_CAP) this.conns.set(e.connId, [e.totalRetrans, e.segsOut]);
+    else this.connectionsCapped = true;
+  }
+
+  row(elapsedS: number, intervalS: number): RetransRow {
+    let retr = 0, out = 0;
+    for (const [r, o] of this.conns.values()) { retr += r; out += o; }
+    const row: RetransRow = {
+      key: this.key, daddr: this.daddr, dport: this.dport,
+      events: this.events, segs: this.segs, failed: this.failed,
+      rate: intervalS > 0 ? (this.segs - this.segsAtLastSnapshot) / intervalS : 0,
+      avgRate: elapsedS > 0 ? this.segs / elapsedS : 0,
+      connections: this.conns.size, connectionsCapped: this.connectionsCapped,
+      retransRatio: out > 0 ? retr / out : 0,
+      kinds: { ...this.kinds }, firstSeen: this.firstSeen, lastSeen: this.lastSeen,
+      histograms: { retransmits: this.retransmits.toJSON(), srttUs: this.srttUs.toJSON() },
+    };
+    return row;
+  }
+}
+
+export interface AggregatorOptions {
+  /** Most destinations with a row of their own per table; the rest fold into "other". Default 4096. */
+  maxDestinations?: number;
+  /** Clock for rates, ms (tests pass their own). */
+  now?: () => number;
+}
+
+/** Aggregates retransmit events per remote endpoint and per remote address. Usable on its own. */
+export class RetransAggregator {
+  private readonly endpoints: BoundedTable<RowStats>;
+  private readonly addresses: BoundedTable<RowStats>;
+  private readonly now: () => number;
+  private readonly startedAt: number;
+  private lastSnapshotAt: number;
+  private totals = { events: 0, segs: 0, failed: 0 };
+  private readonly allConns = new Set<number>();
+
+  constructor(opts: AggregatorOptions = {}) {
+    const max = opts.maxDestinations ?? 4096;
+    this.now = opts.now ?? Date.now;
+    this.startedAt = this.lastSnapshotAt = this.now();
+    this.endpoints = new BoundedTable(max, (key) => new RowStats(key, true));
+    this.addresses = new BoundedTable(max, (key) => new RowStats(key, false));
+  }
+
+  add(e: RetransEvent): void {
+    this.totals.events++;
+    if (e.err !== 0) this.totals.failed++;
+    else this.totals.segs += e.segs;
+    if (this.allConns.size < 1_000_000) this.allConns.add(e.connId);
+    this.endpoints.row(formatEndpoint(e.daddr, e.dport)).add(e);
+    this.addresses.row(e.daddr).add(e);
+  }
+
+  addAll(events: RetransEvent[]): void {
+    for (const e of events) this.add(e);
+  }
+
+  /** Current statistics; rates cover the time since the previous snapshot. Rows sorted by segments. */
+  snapshot(): RetransSummary {
+    const t = this.now();
+    const elapsedS = (t - this.startedAt) / 1000;
+    const intervalS = (t - this.lastSnapshotAt) / 1000;
+    const rows = (table: BoundedTable<RowStats>): RetransRow[] => {
+      const all = [...table.entries()].map(([, s]) => s);
+      const other = table.otherRow();
+      if (other) all.push(other);
+      const out = all.map((s) => s.row(elapsedS, intervalS)).sort((a, b) => b.segs - a.segs || b.events - a.events);
+      for (const s of all) s.segsAtLastSnapshot = s.segs;
+      return out;
+    };
+    const summary: RetransSummary = {
+      type: 'summary', tool: 'retrans', time: t, elapsedS, intervalS,
+      totals: { ...this.totals, connections: this.allConns.size },
+      byEndpoint: rows(this.endpoints),
+      byAddress: rows(this.addresses),
+      folded: { endpoints: this.endpoints.foldedKeys, addresses: this.addresses.foldedKeys },
+    };
+    this.lastSnapshotAt = t;
+    return summary;
+  }
+}
