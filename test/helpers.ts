@@ -1,0 +1,38 @@
+/** Shared test helpers: BPF integration tests run as root; in CI (NETBPF_REQUIRE_BPF=1) a missing
+ * privilege is a failure, never a silent skip. */
+import { describe } from 'vitest';
+import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+
+export function bpfUnavailableReason(): string | null {
+  if (process.getuid?.() !== 0) return 'not root';
+  if (!existsSync('/sys/kernel/btf/vmlinux')) return 'no kernel BTF';
+  if (!existsSync(new URL('../build/Release/netbpf.node', import.meta.url))) return 'addon not built (npm run build)';
+  return null;
+}
+
+/** describe() for tests that load BPF programs and create namespaces. */
+export function describeBpf(name: string, fn: () => void): void {
+  const reason = bpfUnavailableReason();
+  if (reason && process.env.NETBPF_REQUIRE_BPF) {
+    describe(name, () => { throw new Error(`BPF integration tests required but cannot run: ${reason}`); });
+    return;
+  }
+  if (reason) {
+    describe.skip(`${name} (skipped: ${reason})`, fn);
+    return;
+  }
+  describe(name, fn);
+}
+
+/** Whether a command exists on this machine (bpftrace, conntrack, ...). */
+export function hasCommand(cmd: string): boolean {
+  try {
+    execFileSync('sh', ['-c', `command -v ${cmd}`], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
