@@ -120,7 +120,11 @@ struct retransmit_skb_args {
 SEC("tp/tcp/tcp_retransmit_skb")
 int handle_retransmit_tp(struct retransmit_skb_args *ctx)
 {
-	return record_retransmit((const struct sock *)ctx->skaddr, (const struct sk_buff *)ctx->skbaddr, 0);
+	int err = 0;
+	/* err sits after the addresses in kernels >= 6.11; its offset comes from the running kernel's BTF. */
+	if (bpf_core_field_exists(struct trace_event_raw_tcp_retransmit_skb, err))
+		err = *(int *)((void *)ctx + bpf_core_field_offset(struct trace_event_raw_tcp_retransmit_skb, err));
+	return record_retransmit((const struct sock *)ctx->skaddr, (const struct sk_buff *)ctx->skbaddr, err);
 }
 
 /* SYN-ACK retransmits from a listener: the request socket has no tcp_sock, so the tracepoint's own

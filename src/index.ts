@@ -1,6 +1,6 @@
 /** netbpf: eBPF TCP tracing as a library. Each tool is a function returning a Trace (async iterable of
  * typed events, with counters for events seen and lost) plus an aggregator usable on its own. */
-export { retrans, retransSpec, decodeRetrans, RetransAggregator, RETRANS_LAYOUT, RETRANS_KINDS } from './tools/retrans.js';
+export { retrans, retransSpec, decodeRetrans, countedByKernel, RetransAggregator, RETRANS_LAYOUT, RETRANS_KINDS } from './tools/retrans.js';
 export type { RetransEvent, RetransKind, RetransOptions, RetransRow, RetransSummary, AggregatorOptions } from './tools/retrans.js';
 export { Trace } from './core/trace.js';
 export type { TraceOptions, TraceCounters, TraceSpec, HookChoice, HookSpec, StartInfo } from './core/trace.js';

@@ -82,6 +82,20 @@ export class NetnsPair {
     return JSON.parse(stdout.trim().split('\n').pop()!) as ClientResult;
   }
 
+  /**
+   * Waits (bounded) until no TCP socket in `ns` towards `port` still has unacknowledged data or an unacked
+   * FIN, so kernel counters read afterwards include every retransmit of the workload.
+   */
+  async waitQuiet(ns: string, port: number, timeoutMs = 15000): Promise<void> {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const { stdout } = await this.exec(ns, ['ss', '-Htn', 'state', 'established', 'state', 'syn-sent', 'state', 'fin-wait-1', 'state', 'closing', 'state', 'last-ack', `( dport = :${port} )`]);
+      if (stdout.trim() === '') return;
+      if (Date.now() > deadline) throw new Error(`sockets to port ${port} in ${ns} still busy: ${stdout.trim()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
   /** Loads an nftables ruleset into a namespace. */
   async nft(ns: string, ruleset: string): Promise<void> {
     await this.exec(ns, ['nft', '-f', '-'], { input: ruleset });

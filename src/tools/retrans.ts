@@ -66,6 +66,18 @@ export interface RetransEvent {
 
 const F = RETRANS_LAYOUT.fields;
 
+/**
+ * Errors __tcp_retransmit_skb returns before it counts the segments (RetransSegs, total_retrans): the skb is
+ * still in a local queue (EBUSY), outside the window (EAGAIN), could not be split (ENOMEM) or the route is
+ * gone (EHOSTUNREACH). Any other error comes from the transmit itself, after the kernel counted the segments.
+ */
+const NOT_COUNTED_ERRNOS = new Set([16, 11, 12, 113]);
+
+/** Whether the kernel counted this retransmit's segments as retransmitted (as in /proc/net/snmp RetransSegs). */
+export function countedByKernel(e: Pick<RetransEvent, 'err'>): boolean {
+  return e.err === 0 || !NOT_COUNTED_ERRNOS.has(-e.err);
+}
+
 export function decodeRetrans(view: DataView, o: number, clock: ClockMapper): RetransEvent {
   const family = view.getUint16(o + F.family[0], true);
   const bytes = new Uint8Array(view.buffer, view.byteOffset);
@@ -143,7 +155,7 @@ export interface RetransRow {
   dport: number | null;
   events: number;
   segs: number;
-  /** Retransmits the kernel attempted but could not send (err != 0); not in segs. */
+  /** Retransmits that failed (err != 0); their segments count in segs only where the kernel counted them. */
   failed: number;
   /** Retransmitted segments per second over the last interval and over the whole run. */
   rate: number;
@@ -202,7 +214,8 @@ class RowStats {
     }
     this.lastSeen = e.time;
     this.events++;
-    if (e.err !== 0) { this.failed++; return; }
+    if (e.err !== 0) this.failed++;
+    if (!countedByKernel(e)) return;
     this.segs += e.segs;
     this.kinds[e.kind] += e.segs;
     this.retransmits.add(e.retransmits);
@@ -257,7 +270,7 @@ export class RetransAggregator {
   add(e: RetransEvent): void {
     this.totals.events++;
     if (e.err !== 0) this.totals.failed++;
-    else this.totals.segs += e.segs;
+    if (countedByKernel(e)) this.totals.segs += e.segs;
     if (this.allConns.size < 1_000_000) this.allConns.add(e.connId);
     this.endpoints.row(formatEndpoint(e.daddr, e.dport)).add(e);
     this.addresses.row(e.daddr).add(e);
