@@ -156,12 +156,13 @@ const netfilterAlternative: HookAlternative = {
 export function conntrackSpec(opts: ConntrackOptions = {}): TraceSpec<ConntrackEvent> {
   const clock = new ClockMapper();
   const states = tcpConntrackStates();
-  const useBpf = (opts.mechanism ?? 'auto') !== 'ctnetlink';
+  // --mechanism ctnetlink: every BPF alternative is passed over (so none autoloads), and user space reads ctnetlink.
+  const notWanted = (alt: HookAlternative): HookAlternative => (opts.mechanism === 'ctnetlink' ? { ...alt, missing: () => 'ctnetlink requested' } : alt);
   return {
     tool: 'conntrack',
     recordSize: CONNTRACK_LAYOUT.size,
     constants: filterConstants(opts),
-    hooks: useBpf ? [
+    hooks: [
       {
         feature: 'new entries',
         required: false,
@@ -169,7 +170,7 @@ export function conntrackSpec(opts: ConntrackOptions = {}): TraceSpec<ConntrackE
           { program: 'handle_confirm_fexit', hook: 'fexit/__nf_conntrack_confirm', missing: () => fentryMissing('__nf_conntrack_confirm') },
           { program: 'handle_confirm_kprobe', hook: 'kprobe/__nf_conntrack_confirm', missing: () => kprobeMissing('__nf_conntrack_confirm') },
           netfilterAlternative,
-        ],
+        ].map(notWanted),
       },
       {
         feature: 'destroyed entries',
@@ -177,9 +178,9 @@ export function conntrackSpec(opts: ConntrackOptions = {}): TraceSpec<ConntrackE
         alternatives: [
           { program: 'handle_delete_fexit', hook: 'fexit/nf_ct_delete', missing: () => fentryMissing('nf_ct_delete') },
           { program: 'handle_delete_kprobe', hook: 'kprobe/nf_ct_delete', missing: () => kprobeMissing('nf_ct_delete') },
-        ],
+        ].map(notWanted),
       },
-    ] : [],
+    ],
     decode: (view, o) => decodeConntrack(view, o, clock, states),
   };
 }
@@ -268,8 +269,9 @@ export class ConntrackTrace extends Trace<ConntrackEvent> {
         const via = 'ctnetlink (conntrack -E, this netns)';
         for (const feature of ['new entries', 'destroyed entries']) {
           if (!wants.includes(feature === 'new entries' ? 'NEW' : 'DESTROY')) continue;
-          const h = info.hooks.find((x) => x.feature === feature);
-          if (h) { h.hook = via; h.program = null; } else info.hooks.push({ feature, hook: via, program: null, skipped: ['BPF not requested'] });
+          const h = info.hooks.find((x) => x.feature === feature)!;
+          h.hook = via;
+          h.program = null;
         }
       }
       return info;
