@@ -5,6 +5,8 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <string>
 #include <vector>
@@ -26,6 +28,8 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
                            InstanceMethod("setMapMaxEntries", &BpfObject::SetMapMaxEntries),
                            InstanceMethod("load", &BpfObject::Load),
                            InstanceMethod("attach", &BpfObject::Attach),
+                           InstanceMethod("setProgramType", &BpfObject::SetProgramType),
+                           InstanceMethod("attachNetfilter", &BpfObject::AttachNetfilter),
                            InstanceMethod("detach", &BpfObject::Detach),
                            InstanceMethod("programInfo", &BpfObject::ProgramInfo),
                            InstanceMethod("mapFd", &BpfObject::MapFd),
@@ -59,6 +63,9 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   bpf_object* obj_ = nullptr;
   bool loaded_ = false;
   std::vector<bpf_link*> links_;
+  // Links libbpf cannot create itself (its version predates the hook), made with BPF_LINK_CREATE:
+  // handle -> link fd. Handles share one numbering with links_ (links_ holds nullptr at these).
+  std::vector<std::pair<uint32_t, int>> raw_links_;
 
   void Destroy() {
     for (bpf_link*& link : links_) {
@@ -66,6 +73,8 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
       link = nullptr;
     }
     links_.clear();
+    for (auto& [handle, fd] : raw_links_) close(fd);
+    raw_links_.clear();
     if (obj_) bpf_object__close(obj_);
     obj_ = nullptr;
   }
@@ -244,9 +253,69 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     return Napi::Number::New(env, links_.size() - 1);
   }
 
+  // Program type and expected attach type by number, for sections this libbpf does not know (numbers come
+  // from the kernel's BTF, e.g. enum bpf_prog_type BPF_PROG_TYPE_NETFILTER). Before load only.
+  Napi::Value SetProgramType(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bpf_program* prog = FindProgram(env, info[0]);
+    if (!prog) return env.Undefined();
+    if (loaded_) return ThrowErrno(env, "set program type after load", EBUSY);
+    int err = bpf_program__set_type(prog, (bpf_prog_type)info[1].ToNumber().Uint32Value());
+    if (!err && info.Length() > 2)
+      err = bpf_program__set_expected_attach_type(prog, (bpf_attach_type)info[2].ToNumber().Uint32Value());
+    if (err) return ThrowErrno(env, "set program type", err);
+    return env.Undefined();
+  }
+
+  // Attaches a BPF_PROG_TYPE_NETFILTER program to a netfilter hook of the caller's network namespace:
+  // attachNetfilter(program, {attachType, pf, hooknum, priority, flags}) -> handle for detach(). Uses
+  // BPF_LINK_CREATE directly (kernel >= 6.4), as libbpf only learned bpf_program__attach_netfilter in 1.3.
+  Napi::Value AttachNetfilter(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bpf_program* prog = FindProgram(env, info[0]);
+    if (!prog) return env.Undefined();
+    if (!info[1].IsObject()) {
+      Napi::TypeError::New(env, "attachNetfilter(program, {attachType, pf, hooknum, priority, flags})").ThrowAsJavaScriptException();
+      return env.Undefined();
+    }
+    Napi::Object o = info[1].As<Napi::Object>();
+    int prog_fd = bpf_program__fd(prog);
+    if (prog_fd < 0) return ThrowErrno(env, "program not loaded", EBADF);
+    // union bpf_attr's link_create member as of Linux 6.4 (the installed uapi header may predate it).
+    struct {
+      uint32_t prog_fd, target_fd, attach_type, flags;
+      uint32_t pf, hooknum;
+      int32_t priority;
+      uint32_t nf_flags;
+      uint64_t unused[4];
+    } attr = {};
+    attr.prog_fd = prog_fd;
+    attr.attach_type = o.Get("attachType").ToNumber().Uint32Value();
+    attr.pf = o.Get("pf").ToNumber().Uint32Value();
+    attr.hooknum = o.Get("hooknum").ToNumber().Uint32Value();
+    attr.priority = o.Get("priority").ToNumber().Int32Value();
+    attr.nf_flags = o.Has("flags") ? o.Get("flags").ToNumber().Uint32Value() : 0;
+    int fd = (int)syscall(__NR_bpf, 28 /* BPF_LINK_CREATE */, &attr, sizeof(attr));
+    if (fd < 0)
+      return ThrowErrno(env, std::string("attach ") + bpf_program__name(prog) + " to netfilter hook " +
+                                 std::to_string(attr.hooknum) + " (pf " + std::to_string(attr.pf) + ")",
+                        errno);
+    links_.push_back(nullptr);
+    uint32_t handle = links_.size() - 1;
+    raw_links_.emplace_back(handle, fd);
+    return Napi::Number::New(env, handle);
+  }
+
   Napi::Value Detach(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     uint32_t handle = info[0].ToNumber().Uint32Value();
+    for (auto it = raw_links_.begin(); it != raw_links_.end(); ++it) {
+      if (it->first == handle) {
+        close(it->second);
+        raw_links_.erase(it);
+        break;
+      }
+    }
     if (handle < links_.size() && links_[handle]) {
       bpf_link__destroy(links_[handle]);
       links_[handle] = nullptr;

@@ -2,6 +2,10 @@
  * typed events, with counters for events seen and lost) plus an aggregator usable on its own. */
 export { retrans, retransSpec, decodeRetrans, countedByKernel, RetransAggregator, RETRANS_LAYOUT, RETRANS_KINDS } from './tools/retrans.js';
 export type { RetransEvent, RetransKind, RetransOptions, RetransRow, RetransSummary, AggregatorOptions } from './tools/retrans.js';
+export { conntrack, conntrackSpec, decodeConntrack, ConntrackTrace, ConntrackAggregator, CONNTRACK_LAYOUT, readConntrackStats, conntrackSysctls, eventFromCtLine } from './tools/conntrack.js';
+export type { ConntrackEvent, ConntrackOptions, ConntrackRow, ConntrackSummary, ConntrackStats, ConntrackPressure } from './tools/conntrack.js';
+export { NatResolver, parseConntrackLine, conntrackSnapshot, ConntrackEventStream, startNatFeed, isDnat } from './core/nat.js';
+export type { NatEntry, NatTarget, CtTuple, CtLine } from './core/nat.js';
 export { Trace } from './core/trace.js';
 export type { TraceOptions, TraceCounters, TraceSpec, HookChoice, HookSpec, StartInfo } from './core/trace.js';
 export type { FilterOptions } from './core/filters.js';

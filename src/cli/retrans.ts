@@ -6,17 +6,20 @@ import type { TraceCounters } from '../core/trace.js';
 import { retrans, RetransAggregator, type RetransEvent, type RetransRow, type RetransSummary } from '../index.js';
 import { addCommonOptions, filterOptions, runSettings, runTrace, type CommonCliOptions } from './common.js';
 import { startDemo, type Demo } from './demo.js';
+import { NatResolver, startNatFeed } from '../core/nat.js';
 import { clockTime, percent, safeText, table } from './format.js';
 
 interface RetransCliOptions extends CommonCliOptions {
   hook: 'auto' | 'tp_btf' | 'tracepoint';
   demo?: boolean;
+  resolveNat?: boolean;
 }
 
 export function retransCommand(): Command {
   const cmd = new Command('retrans')
     .description('trace TCP retransmits live, aggregated per destination (count, segments, rate, histograms)')
     .addOption(new Option('--hook <hook>', 'attach point').choices(['auto', 'tp_btf', 'tracepoint']).default('auto'))
+    .option('--resolve-nat', 'group by the real backend behind DNAT (from conntrack in this network namespace)')
     .option('--demo', 'create a lossy link between two private network namespaces, drive a bulk transfer over it and trace it');
   addCommonOptions(cmd);
   cmd.action(async (o: RetransCliOptions) => {
@@ -37,10 +40,18 @@ async function runRetrans(o: RetransCliOptions): Promise<number> {
   const agg = new RetransAggregator({ maxDestinations: s.maxDestinations });
   let header = false;
   const live = !s.summary || s.json;
+  // --resolve-nat: rewrite each event's destination to the backend conntrack says it reaches.
+  const nat = o.resolveNat ? new NatResolver() : null;
+  let natFeed: { stop(): Promise<void> } | null = null;
+  const resolved = (e: RetransEvent): RetransEvent => {
+    const t = nat?.resolve(6, e.saddr, e.sport, e.daddr, e.dport);
+    return t ? { ...e, daddr: t.daddr, dport: t.dport, natFrom: formatEndpoint(e.daddr, e.dport) } as RetransEvent : e;
+  };
   try {
     return await runTrace('retrans', s, {
       trace,
       onEvents(events) {
+        if (nat) events = events.map(resolved);
         if (s.summary) agg.addAll(events);
         if (!live) return;
         if (s.json) {
@@ -57,11 +68,13 @@ async function runRetrans(o: RetransCliOptions): Promise<number> {
       },
     }, {
       beforeStart: async () => {
+        if (nat) natFeed = await startNatFeed(nat);
         if (o.demo) demo = await startDemo();
       },
       afterStart: async () => { demo?.run(); },
     });
   } finally {
+    await (natFeed as { stop(): Promise<void> } | null)?.stop();
     await (demo as Demo | null)?.stop();
   }
 }
@@ -80,6 +93,7 @@ export function eventJson(e: RetransEvent): Record<string, unknown> {
     saddr: e.saddr, sport: e.sport, daddr: e.daddr, dport: e.dport, state: e.state, kind: e.kind,
     caState: e.caState, segs: e.segs, totalRetrans: e.totalRetrans, segsOut: e.segsOut, retransmits: e.retransmits,
     srttUs: e.srttUs, err: e.err, pid: e.pid, comm: e.comm, netns: e.netns, cgroupId: e.cgroupId,
+    ...((e as { natFrom?: string }).natFrom ? { natFrom: (e as { natFrom?: string }).natFrom } : {}),
   };
 }
 

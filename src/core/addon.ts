@@ -10,6 +10,9 @@ export interface MapDesc { name: string; type: string; keySize: number; valueSiz
 export interface ProgramInfo { id: number; runCount: number; runTimeNs: number; recursionMisses: number }
 export interface MapDump { count: number; keys: Buffer; values: Buffer }
 
+/** A netfilter hook: protocol family (NFPROTO_*), hook (NF_INET_*), priority; attachType is BPF_NETFILTER. */
+export interface NetfilterAttachOptions { attachType: number; pf: number; hooknum: number; priority: number; flags?: number }
+
 export interface NativeBpfObject {
   programs(): ProgramDesc[];
   maps(): MapDesc[];
@@ -19,6 +22,10 @@ export interface NativeBpfObject {
   setMapMaxEntries(map: string, entries: number): void;
   load(): void;
   attach(program: string): number;
+  /** Program type / expected attach type by number (from kernel BTF), for sections libbpf does not know. */
+  setProgramType(program: string, progType: number, expectedAttachType?: number): void;
+  /** Links a netfilter program to a hook in the caller's network namespace (kernel >= 6.4). */
+  attachNetfilter(program: string, opts: NetfilterAttachOptions): number;
   detach(handle: number): void;
   programInfo(program: string): ProgramInfo;
   mapFd(map: string): number;

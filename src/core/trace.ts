@@ -13,6 +13,10 @@ export interface HookAlternative {
   hook: string;
   /** Returns null when the kernel seems to offer this hook, else the reason it does not. */
   missing?: () => string | null;
+  /** Before load, when chosen: e.g. set the program type of a section this libbpf does not know. */
+  prepare?: (obj: NativeBpfObject, program: string) => void;
+  /** Attaches instead of obj.attach(program) (hooks libbpf cannot auto-attach, e.g. netfilter). */
+  attach?: (obj: NativeBpfObject, program: string) => void;
 }
 
 export interface HookSpec {
@@ -153,6 +157,7 @@ export class Trace<E> implements AsyncIterable<E> {
         obj = new api.BpfObject(path);
         for (const [i, h] of this.spec.hooks.entries()) {
           h.alternatives.forEach((alt, j) => obj!.setAutoload(alt.program, j === chosen[i]));
+          h.alternatives[chosen[i]]?.prepare?.(obj, h.alternatives[chosen[i]].program);
         }
         obj.setMapMaxEntries('events', this.opts.ringBufferBytes);
         for (const [map, n] of Object.entries(this.spec.mapSizes ?? {})) obj.setMapMaxEntries(map, n);
@@ -166,7 +171,8 @@ export class Trace<E> implements AsyncIterable<E> {
           const alt = h.alternatives[chosen[i]];
           if (!alt) continue;
           failing = alt.program;
-          obj.attach(alt.program);
+          if (alt.attach) alt.attach(obj, alt.program);
+          else obj.attach(alt.program);
           this.programs.push(alt.program);
         }
         failing = null;
@@ -202,6 +208,12 @@ export class Trace<E> implements AsyncIterable<E> {
       else this.counts.malformed++;
       off += 4 + len;
     }
+    this.emit(events);
+  }
+
+  /** Hands decoded events to listeners and iterators (subclasses also feed events from other sources). */
+  protected emit(events: E[]): void {
+    if (events.length === 0) return;
     this.counts.events += events.length;
     for (const l of this.listeners) l(events);
     if (this.iterating) {
