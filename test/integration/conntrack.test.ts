@@ -4,9 +4,9 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
-import { NetnsPair } from '../src/testing/netns.js';
-import { packageRoot } from '../src/core/addon.js';
-import { describeBpf, hasCommand, sleep } from './helpers.js';
+import { NetnsPair } from '../../src/testing/netns.js';
+import { packageRoot } from '../../src/core/addon.js';
+import { describeBpf, hasCommand, sleep } from '../helpers.js';
 
 const VIP = '10.231.99.99'; // exists only in namespace A's nft DNAT rule
 const VIP_PORT = 80;
