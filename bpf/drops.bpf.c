@@ -51,6 +51,7 @@ struct parsed {
 	__u16 family;
 	__u16 sport;
 	__u16 dport;
+	__u32 ip_len;  /* IP total length from the header; 0 when not parsed or unset (BIG TCP) */
 	__u8 l4_proto;
 	__u8 tcp_flags;
 	__u8 flags;
@@ -102,6 +103,7 @@ static __always_inline bool parse_headers(const struct sk_buff *skb, struct pars
 		addr_from_v4(p->saddr, iph.saddr);
 		addr_from_v4(p->daddr, iph.daddr);
 		p->l4_proto = iph.protocol;
+		p->ip_len = bpf_ntohs(iph.tot_len);
 		p->flags |= DROP_F_HEADERS;
 		if (bpf_ntohs(iph.frag_off) & IP_OFFSET_MASK)
 			p->flags |= DROP_F_NO_PORTS; /* a later fragment: no L4 header in it */
@@ -118,6 +120,8 @@ static __always_inline bool parse_headers(const struct sk_buff *skb, struct pars
 		p->family = NETBPF_AF_INET6;
 		__builtin_memcpy(p->saddr, &ip6h.saddr, NETBPF_ADDR_LEN);
 		__builtin_memcpy(p->daddr, &ip6h.daddr, NETBPF_ADDR_LEN);
+		if (ip6h.payload_len)
+			p->ip_len = sizeof(ip6h) + bpf_ntohs(ip6h.payload_len);
 		p->flags |= DROP_F_HEADERS;
 		__u8 next = ip6h.nexthdr;
 		__u32 off = nh + sizeof(ip6h);
@@ -240,7 +244,8 @@ static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u
 	else
 		e->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
 	e->reason = reason;
-	e->len = BPF_CORE_READ(skb, len);
+	/* skb->len depends on how far the stack has pulled the packet; the IP length does not. */
+	e->len = p.ip_len ? p.ip_len : BPF_CORE_READ(skb, len);
 	e->stack_id = capture_stack ? bpf_get_stackid(ctx, &stacks, 0) : -1;
 	/* With a socket, skb->dev may hold a protocol's scratch value instead of a device pointer. */
 	e->ifindex = iif ? iif : (sk ? 0 : BPF_CORE_READ(skb, dev, ifindex));

@@ -26,7 +26,7 @@ struct drop_event {
 	__u8 daddr[NETBPF_ADDR_LEN]; /* packet destination (or socket remote address) */
 	__u32 netns;        /* network namespace inode (socket's, else the device's) */
 	__u32 reason;       /* enum skb_drop_reason value of the running kernel, or DROP_REASON_UNAVAILABLE */
-	__u32 len;          /* skb->len */
+	__u32 len;          /* IP packet length from its header; skb->len when there is no parsed header */
 	__s32 stack_id;     /* id in the `stacks` map with --stack; negative when not captured */
 	__u32 ifindex;      /* receiving interface (skb_iif), else the skb's device; 0 when none */
 	__u16 l3_proto;     /* ethertype (host order), e.g. 0x0800 IPv4, 0x86dd IPv6; 0 when unset */

@@ -66,15 +66,15 @@ async function runDrops(o: DropsCliOptions): Promise<number> {
 
 const endpoint = (addr: string | null, port: number | null) => (addr === null ? 'unknown' : port === null ? addr : formatEndpoint(addr, port));
 
-const LIVE_HEADER = `${'TIME'.padEnd(8)} ${'PROTO'.padEnd(7)} ${'SADDR:SPORT'.padEnd(26)}    ${'DADDR:DPORT'.padEnd(26)} ${'FLAGS/STATE'.padEnd(20)} ${'REASON'.padEnd(20)} ${'LEN'.padStart(6)} LOCATION`;
+const LIVE_HEADER = `${'TIME'.padEnd(8)} DIR ${'PROTO'.padEnd(8)} ${'SADDR:SPORT'.padEnd(26)}    ${'DADDR:DPORT'.padEnd(26)} ${'FLAGS/STATE'.padEnd(20)} ${'REASON'.padEnd(20)} ${'LEN'.padStart(6)} LOCATION`;
 
 function liveLines(e: DropEvent, withStack: boolean): string {
   const proto = `${e.family ? `${e.family}/` : ''}${e.proto ?? 'unknown'}`;
-  // "<-" for received packets (remote = source), "->" for sent ones (remote = destination).
-  const arrow = e.direction === 'received' ? '<- ' : '-> ';
+  // DIR: "in" for received packets (remote = source), "out" for packets built here (remote = destination).
+  const dir = e.direction === 'received' ? 'in ' : 'out';
   const flagsState = [e.tcpFlags, e.state].filter(Boolean).join(' ') || '-';
   const reason = e.category === 'purge' ? `${e.reason}(purge)` : e.reason;
-  let line = `${clockTime(e.time).padEnd(8)} ${proto.padEnd(7)} ${endpoint(e.saddr, e.sport).padEnd(26)} ${arrow}${endpoint(e.daddr, e.dport).padEnd(26)} ${flagsState.padEnd(20)} ${reason.padEnd(20)} ${String(e.len).padStart(6)} ${e.location.replace(/\+0x[0-9a-f]+$/, '') || '-'}`;
+  let line = `${clockTime(e.time).padEnd(8)} ${dir} ${proto.padEnd(8)} ${endpoint(e.saddr, e.sport).padEnd(26)} -> ${endpoint(e.daddr, e.dport).padEnd(26)} ${flagsState.padEnd(20)} ${reason.padEnd(20)} ${String(e.len).padStart(6)} ${e.location.replace(/\+0x[0-9a-f]+$/, '') || '-'}`;
   if (withStack && e.stack.length) line += '\n' + e.stack.map((f) => `        ${safeText(f)}`).join('\n');
   return line;
 }

@@ -41,6 +41,22 @@ const REASON_FILTER_BITS = 512;
 /** Reasons that mean "a socket was torn down with data still queued", not a packet lost on the way. */
 export const PURGE_REASONS: ReadonlySet<string> = new Set(['SOCKET_CLOSE', 'QUEUE_PURGE', 'UNIX_DISCONNECT']);
 
+/** Socket teardown functions that free queued data with the generic reason (NOT_SPECIFIED): purges too. */
+export const PURGE_FUNCTIONS: ReadonlySet<string> = new Set([
+  'udp_destruct_common', 'inet_sock_destruct', 'skb_queue_purge_reason', '__skb_queue_purge_reason', 'tcp_write_queue_purge',
+  'sk_stream_kill_queues', 'unix_release_sock', 'unix_sock_destructor', 'packet_release', 'sk_common_release',
+]);
+
+/** "purge" when the reason or, for the generic reason, the freeing function says a socket was torn down. */
+export function dropCategory(reason: string, location: string): DropCategory {
+  if (PURGE_REASONS.has(reason)) return 'purge';
+  if (reason === 'NOT_SPECIFIED' && location) {
+    const plus = location.indexOf('+');
+    if (PURGE_FUNCTIONS.has(plus < 0 ? location : location.slice(0, plus))) return 'purge';
+  }
+  return 'drop';
+}
+
 /** Names of the running kernel's enum skb_drop_reason (from BTF), without the SKB_DROP_REASON_ prefix. */
 export class DropReasons {
   private readonly byCode = new Map<number, string>();
@@ -194,12 +210,13 @@ export function decodeDrop(view: DataView, o: number, ctx: DropDecodeContext): D
   const reason = ctx.reasons.name(code);
   const stackId = view.getInt32(o + F.stack_id[0], true);
   const symbolize = ctx.symbolize ?? kallsymsSymbolize;
+  const location = symbolize(view.getUint32(o + F.location[0] + 4, true), view.getUint32(o + F.location[0], true));
   return {
     type: 'drop',
     time: ctx.clock.toEpochMs(Number(view.getBigUint64(o + F.ts_ns[0], true))),
     reason,
     reasonCode: code === DROP_REASON_UNAVAILABLE ? -1 : code,
-    category: PURGE_REASONS.has(reason) ? 'purge' : 'drop',
+    category: dropCategory(reason, location),
     family: fam === AF_INET ? 4 : fam === AF_INET6 ? 6 : null,
     l3Proto: view.getUint16(o + F.l3_proto[0], true),
     proto,
@@ -214,7 +231,7 @@ export function decodeDrop(view: DataView, o: number, ctx: DropDecodeContext): D
     len: view.getUint32(o + F.len[0], true),
     netns: view.getUint32(o + F.netns[0], true),
     ifindex: view.getUint32(o + F.ifindex[0], true),
-    location: symbolize(view.getUint32(o + F.location[0] + 4, true), view.getUint32(o + F.location[0], true)),
+    location,
     stack: stackId >= 0 && ctx.stack ? ctx.stack(stackId) : [],
   };
 }
