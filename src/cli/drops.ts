@@ -107,7 +107,8 @@ export function renderDropsSummary(s: DropsSummary, c: TraceCounters, top: numbe
   else {
     lines.push(...table(['REMOTE', ...header], byEndpoint.slice(0, top).map(rowCells)).map((l) => `  ${l}`));
     lines.push('', ...table(['DESTINATION', ...header], drops(s.byDestination).slice(0, top).map(rowCells)).map((l) => `  ${l}`));
-    for (const r of byEndpoint.slice(0, Math.min(3, top))) {
+    // Histograms for the top destinations: remote endpoints of received drops are often ephemeral ports.
+    for (const r of drops(s.byDestination).slice(0, Math.min(3, top))) {
       lines.push('', `  ${safeText(endpoint(r.addr, r.port))} ${r.reason}`);
       lines.push(...renderHistogram(r.histograms.len, 'packet bytes'));
     }
