@@ -15,3 +15,6 @@ export { Log2Histogram, renderHistogram } from './core/histogram.js';
 export type { HistogramData } from './core/histogram.js';
 export { parseCidr, formatAddress, formatEndpoint } from './core/address.js';
 export type { Family, Cidr } from './core/address.js';
+export { drops, dropsSpec, decodeDrop, dropsConstants, dropReasonsNote, DropsAggregator, DropReasons, DROPS_LAYOUT, DROP_F, DROP_REASON_UNAVAILABLE, PURGE_REASONS, PURGE_FUNCTIONS, dropCategory, tcpFlagsText } from './tools/drops.js';
+export type { DropEvent, DropsOptions, DropRow, DropsSummary, DropCategory, Direction, DropDecodeContext, ReasonTotal, DropsAggregatorOptions } from './tools/drops.js';
+export { Kallsyms } from './core/kallsyms.js';

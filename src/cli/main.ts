@@ -6,6 +6,7 @@ import { packageRoot } from '../core/addon.js';
 import { reportError } from './common.js';
 import { retransCommand } from './retrans.js';
 import { conntrackCommand } from './conntrack.js';
+import { dropsCommand } from './drops.js';
 
 export async function main(argv: string[]): Promise<number> {
   const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
@@ -15,7 +16,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(`netbpf: ${s.split('\n').filter(Boolean)[0].replace(/^error: /, '')}\n`) })
     .showSuggestionAfterError(true);
-  for (const cmd of [retransCommand(), conntrackCommand()]) {
+  for (const cmd of [retransCommand(), dropsCommand(), conntrackCommand()]) {
     program.addCommand(cmd.copyInheritedSettings(program));
   }
   const verbose = argv.includes('-v') || argv.includes('--verbose');

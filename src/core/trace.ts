@@ -47,6 +47,8 @@ export interface TraceSpec<E> {
   decode(view: DataView, offset: number): E;
   /** Extra maps to size before load. */
   mapSizes?: Record<string, number>;
+  /** Programs of the object never to load (alternatives left out when the user forces a hook). */
+  disabledPrograms?: string[];
 }
 
 export interface TraceOptions {
@@ -155,6 +157,7 @@ export class Trace<E> implements AsyncIterable<E> {
       let failing: string | null = null;
       try {
         obj = new api.BpfObject(path);
+        for (const p of this.spec.disabledPrograms ?? []) obj.setAutoload(p, false);
         for (const [i, h] of this.spec.hooks.entries()) {
           h.alternatives.forEach((alt, j) => obj!.setAutoload(alt.program, j === chosen[i]));
           h.alternatives[chosen[i]]?.prepare?.(obj, h.alternatives[chosen[i]].program);

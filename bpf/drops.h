@@ -1,0 +1,42 @@
+/* netbpf drops: the record one dropped packet (kfree_skb with a drop reason) produces. The contract between
+ * bpf/drops.bpf.c and src/tools/drops.ts (DROPS_LAYOUT, checked against this object's BTF). */
+#ifndef NETBPF_DROPS_H
+#define NETBPF_DROPS_H
+
+#include "netbpf.h"
+
+/* drop_event.reason when the hook has no reason argument (tcp_drop on kernels before 5.17). */
+#define DROP_REASON_UNAVAILABLE 0xffffffffu
+/* Reasons below this can be selected with --reason (a bitmap in the kernel). */
+#define DROP_REASON_FILTER_BITS 512
+
+/* drop_event.flags */
+enum drop_flags {
+	DROP_F_RECEIVED = 1,  /* came in through an interface (skb_iif != 0): the remote side is the source */
+	DROP_F_SOCKET = 2,    /* a socket was known (rx_sk or skb->sk): state is its TCP state */
+	DROP_F_HEADERS = 4,   /* addresses/ports parsed from the packet's own IP/TCP/UDP headers */
+	DROP_F_SOCK_TUPLE = 8,/* no parsable headers: addresses/ports are the socket's (local = saddr) */
+	DROP_F_NO_PORTS = 16, /* IP header parsed, but no L4 ports (fragment, other protocol, truncated) */
+};
+
+struct drop_event {
+	__u64 ts_ns;        /* bpf_ktime_get_ns() */
+	__u64 location;     /* kernel address that freed the skb (tracepoint's location); 0 when unknown */
+	__u8 saddr[NETBPF_ADDR_LEN]; /* packet source (or socket local address, see DROP_F_SOCK_TUPLE) */
+	__u8 daddr[NETBPF_ADDR_LEN]; /* packet destination (or socket remote address) */
+	__u32 netns;        /* network namespace inode (socket's, else the device's) */
+	__u32 reason;       /* enum skb_drop_reason value of the running kernel, or DROP_REASON_UNAVAILABLE */
+	__u32 len;          /* IP packet length from its header; skb->len when there is no parsed header */
+	__s32 stack_id;     /* id in the `stacks` map with --stack; negative when not captured */
+	__u32 ifindex;      /* receiving interface (skb_iif), else the skb's device; 0 when none */
+	__u16 l3_proto;     /* ethertype (host order), e.g. 0x0800 IPv4, 0x86dd IPv6; 0 when unset */
+	__u16 family;       /* AF_INET / AF_INET6; 0 when addresses are unknown */
+	__u16 sport;        /* host order; 0 when unknown */
+	__u16 dport;
+	__u8 l4_proto;      /* IPPROTO_*; 0 with family 0 when unknown */
+	__u8 tcp_flags;     /* TCP header flags byte (FIN=1 SYN=2 RST=4 PSH=8 ACK=16 URG=32 ECE=64 CWR=128) */
+	__u8 state;         /* TCP state of the socket when DROP_F_SOCKET, else 0 */
+	__u8 flags;         /* enum drop_flags */
+};
+
+#endif
