@@ -43,6 +43,8 @@ export interface TraceSpec<E> {
   decode(view: DataView, offset: number): E;
   /** Extra maps to size before load. */
   mapSizes?: Record<string, number>;
+  /** Object file to load instead of build/bpf/<tool>.bpf.o (the benchmark's own program). */
+  objectPath?: string;
 }
 
 export interface TraceOptions {
@@ -129,7 +131,7 @@ export class Trace<E> implements AsyncIterable<E> {
     if (this.opts.signal?.aborted) throw new NetbpfError('runtime', 'aborted before start');
     const t0 = performance.now();
     const api = addon();
-    const path = bpfObjectPath(this.spec.tool);
+    const path = this.spec.objectPath ?? bpfObjectPath(this.spec.tool);
     // Index of the alternative tried for each hook spec, and why earlier ones were passed over.
     const chosen = this.spec.hooks.map(() => 0);
     const skipped: string[][] = this.spec.hooks.map(() => []);
