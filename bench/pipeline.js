@@ -36,6 +36,7 @@ export async function runPipeline(root, consumer, { events, rate = 0, ringBytes,
     const generated = Number(m[1]), elapsedNs = Number(m[2]);
     await cons.stop('SIGTERM');
     const r = JSON.parse(cons.stdout.trim().split('\n').pop());
+    if (process.env.BENCH_DEBUG) process.stderr.write(cons.stdout + cons.stderr);
     if (r.produced !== generated) {
       throw new Error(`${consumer}: the BPF program saw ${r.produced} calls, the generator made ${generated}`);
     }
