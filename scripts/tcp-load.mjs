@@ -2,7 +2,7 @@
 // A bounded TCP workload for tests, benchmarks and the demo (run inside a namespace with `ip netns exec`).
 //   server --port P [--host H] [--reply BYTES]        accept, read everything, optionally reply, close
 //   client --host H --port P [--bytes N] [--conns C] [--parallel K] [--hold-ms MS] [--timeout-ms MS]
-// The client prints one JSON line: { ok, failed, errors: {code: n}, bytesSent, bytesReceived, pids }.
+// The client prints one JSON line: { ok, failed, errors: {code: n}, bytesSent, bytesReceived, pid, elapsedMs }.
 import net from 'node:net';
 
 const [mode, ...rest] = process.argv.slice(2);
@@ -26,6 +26,7 @@ if (mode === 'server') {
   const holdMs = num('hold-ms', 0), timeoutMs = num('timeout-ms', 30000);
   const result = { ok: 0, failed: 0, errors: {}, bytesSent: 0, bytesReceived: 0, pid: process.pid };
   let started = 0;
+  const t0 = performance.now();
   const one = () => new Promise((resolve) => {
     const sock = net.connect({ host: opt.host, port: num('port', 5001) });
     let received = 0;
@@ -44,6 +45,7 @@ if (mode === 'server') {
   });
   const worker = async () => { while (started < total) { started++; await one(); } };
   await Promise.all(Array.from({ length: Math.min(parallel, total) }, worker));
+  result.elapsedMs = performance.now() - t0;
   process.stdout.write(JSON.stringify(result) + '\n');
 } else {
   process.stderr.write('usage: tcp-load.mjs server|client [--options]\n');

@@ -38,7 +38,7 @@ export interface NativeBpfObject {
 
 export interface NativeRingBuffer {
   stop(): Promise<void>;
-  stats(): { records: number; bytes: number; batches: number };
+  stats(): { records: number; bytes: number; batches: number; finished: boolean };
 }
 
 export interface RingBufferOptions { pollMs?: number; batchBytes?: number; maxQueuedBatches?: number }

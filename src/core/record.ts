@@ -13,17 +13,47 @@ const textDecoder = new TextDecoder('utf-8', { fatal: false });
 /** A NUL-terminated C string field (task comm), decoded as UTF-8 with invalid bytes replaced. */
 export function readCString(view: DataView, offset: number, max: number): string {
   const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, max);
+  // ASCII fast path (task names nearly always are): no TextDecoder call per record.
+  let text = '';
+  for (let i = 0; i < max; i++) {
+    const b = bytes[i];
+    if (b === 0) return text;
+    if (b >= 0x80) return decodeUtf8CString(bytes, max);
+    text += String.fromCharCode(b);
+  }
+  return text;
+}
+
+function decodeUtf8CString(bytes: Uint8Array, max: number): string {
   let end = bytes.indexOf(0);
   if (end < 0) end = max;
-  return end === 0 ? '' : textDecoder.decode(bytes.subarray(0, end));
+  return textDecoder.decode(bytes.subarray(0, end));
+}
+
+/** An unsigned 64-bit little-endian field as a number (exact below 2^53; no BigInt allocated per record). */
+export function readU64(view: DataView, offset: number): number {
+  return view.getUint32(offset, true) + view.getUint32(offset + 4, true) * 4294967296;
 }
 
 /** Formatted addresses are cached by their 16 bytes: a busy host talks to far fewer peers than it sends packets. */
 const addressCache = new Map<string, string>();
 const ADDRESS_CACHE_MAX = 65536;
 
+/** IPv4-mapped addresses (most traffic) are cached by their 32-bit value: no key string built per record. */
+const v4Cache = new Map<number, string>();
+
 export function readAddress(view: DataView, offset: number, family: number): string {
   const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, 16);
+  if (family === 2) {
+    const v4 = view.getUint32(offset + 12, false);
+    let text = v4Cache.get(v4);
+    if (text === undefined) {
+      text = formatAddress(bytes, 0, family);
+      if (v4Cache.size >= ADDRESS_CACHE_MAX) v4Cache.clear();
+      v4Cache.set(v4, text);
+    }
+    return text;
+  }
   const key = String.fromCharCode.apply(null, bytes as unknown as number[]);
   let text = addressCache.get(key);
   if (text === undefined) {

@@ -139,7 +139,7 @@ export class NetnsPair {
   }
 }
 
-export interface ClientResult { ok: number; failed: number; errors: Record<string, number>; bytesSent: number; bytesReceived: number; pid: number }
+export interface ClientResult { ok: number; failed: number; errors: Record<string, number>; bytesSent: number; bytesReceived: number; pid: number; elapsedMs: number }
 
 export function parseSnmp(text: string): Record<string, Record<string, number>> {
   const out: Record<string, Record<string, number>> = {};

@@ -7,7 +7,7 @@ import { formatEndpoint, type Family, AF_INET } from '../core/address.js';
 import { filterConstants, type FilterOptions } from '../core/filters.js';
 import { btfTracepointMissing, tracepointMissing } from '../core/hooks.js';
 import { Log2Histogram, type HistogramData } from '../core/histogram.js';
-import { ClockMapper, readAddress, readCString, type Layout } from '../core/record.js';
+import { ClockMapper, readAddress, readCString, readU64, type Layout } from '../core/record.js';
 import { BoundedTable, fnv1a, OTHER_KEY } from '../core/table.js';
 import { tcpCaStateName, tcpStateName, type TcpCaState, type TcpState } from '../core/tcp.js';
 import { Trace, type TraceOptions, type TraceSpec } from '../core/trace.js';
@@ -83,7 +83,7 @@ export function decodeRetrans(view: DataView, o: number, clock: ClockMapper): Re
   const bytes = new Uint8Array(view.buffer, view.byteOffset);
   return {
     type: 'retransmit',
-    time: clock.toEpochMs(Number(view.getBigUint64(o + F.ts_ns[0], true))),
+    time: clock.toEpochMs(readU64(view, o + F.ts_ns[0])),
     family: family === AF_INET ? 4 : 6,
     saddr: readAddress(view, o + F.saddr[0], family),
     sport: view.getUint16(o + F.sport[0], true),
@@ -101,7 +101,7 @@ export function decodeRetrans(view: DataView, o: number, clock: ClockMapper): Re
     pid: view.getUint32(o + F.pid[0], true),
     comm: readCString(view, o + F.comm[0], F.comm[1]),
     netns: view.getUint32(o + F.netns[0], true),
-    cgroupId: Number(view.getBigUint64(o + F.cgroup_id[0], true)),
+    cgroupId: readU64(view, o + F.cgroup_id[0]),
     // addresses + netns (16..52) and ports (78..82)
     connId: fnv1a(bytes, o + F.sport[0], o + F.dport[0] + 2, fnv1a(bytes, o + F.saddr[0], o + F.netns[0] + 4)),
   };

@@ -1,0 +1,174 @@
+#!/usr/bin/env node
+// netbpf benchmark harness: `npm run bench` (as root, after `npm run build`).
+//   node bench/run.js [--quick] [--no-write] [--json] [--only pipeline,workloads,startup,memory]
+// Builds bench/ (make -C bench), runs each section and writes BENCHMARKS.md (unless --no-write). Every figure
+// is a rate or ratio measured in this run against a baseline from this run. --quick is the smoke-test size.
+import { execFileSync } from 'node:child_process';
+import { readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { cpus, release, totalmem } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pipelineSweep } from './pipeline.js';
+import { runWorkloads } from './workloads.js';
+import { start, median, fmtRate, fmtMiB } from './lib.js';
+
+const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+const quick = args.includes('--quick');
+const onlyArg = args.indexOf('--only');
+const only = onlyArg >= 0 ? new Set(args[onlyArg + 1].split(',')) : null;
+const wants = (s) => !only || only.has(s);
+const log = (s) => process.stderr.write(s + '\n');
+
+const Q = quick
+  ? { events: 200_000, fractions: [0.5], consumers: ['c', 'netbpf'], stress: true, startupRuns: 2, memoryN: 100_000,
+      lossPercent: 5, bulkBytes: 2_000_000, bulkConns: 2, conns: 300, parallel: 8, reps: 1 }
+  : { events: 2_000_000, fractions: [0.25, 0.5, 0.75], consumers: ['c', 'netbpf', 'netbpf-decode'], stress: true, startupRuns: 7,
+      memoryN: 1_000_000, lossPercent: 5, bulkBytes: 50_000_000, bulkConns: 4, conns: 3000, parallel: 16, reps: 3 };
+// The netbpf defaults (src/core/trace.ts): 4 MiB ring, 20 ms timed poll, wakeup past a quarter of the ring.
+const RING = { ringBytes: 4 * 1024 * 1024, pollMs: 20, wakeupBytes: 1024 * 1024, destinations: 256 };
+// A small ring makes loss start within the generator's reach, so where loss starts (and its exact
+// accounting) is measured, not assumed.
+const SMALL_RING = { ringBytes: 64 * 1024, pollMs: 20, wakeupBytes: 16 * 1024, destinations: 256 };
+
+if (process.getuid() !== 0) { log('bench: needs root (loads BPF programs, creates namespaces)'); process.exit(2); }
+if (!existsSync(join(root, 'dist/index.js')) || !existsSync(join(root, 'build/Release/netbpf.node'))) {
+  log('bench: build first: npm run build'); process.exit(2);
+}
+execFileSync('make', ['-s', '-C', join(root, 'bench')], { stdio: ['ignore', 'ignore', 'inherit'] });
+
+const machine = {
+  date: new Date().toISOString(),
+  nproc: cpus().length,
+  cpu: cpus()[0]?.model ?? 'unknown',
+  kernel: release(),
+  memory: fmtMiB(totalmem()),
+  node: process.version,
+  loadavg: readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' '),
+};
+const results = { machine, quick, command: `node bench/run.js ${args.join(' ')}`.trim() };
+
+if (wants('pipeline')) {
+  log('pipeline (default ring):');
+  results.pipeline = await pipelineSweep(root, Q.consumers, { events: Q.events, ...RING }, Q.fractions, log);
+  const s = results.pipeline.summary;
+  results.pipeline.netbpfToC = s.netbpf.zeroLossRate / s.c.zeroLossRate;
+  if (Q.stress) {
+    log('pipeline (64 KiB ring: where loss starts):');
+    results.pipelineSmallRing = await pipelineSweep(root, ['c', 'netbpf'], { events: Q.events / 2, ...SMALL_RING }, Q.fractions, log);
+  }
+}
+
+if (wants('startup')) {
+  log('start-up:');
+  const runs = [];
+  for (let i = 0; i < Q.startupRuns; i++) {
+    const t0 = performance.now();
+    const p = start([process.execPath, join(root, 'bin/netbpf.js'), 'retrans', '--duration', '0.2', '--json']);
+    const m = await p.waitFor(/^(\{"type":"start".*)$/m, 30000);
+    const wallMs = performance.now() - t0;
+    await p.stop('SIGINT');
+    runs.push({ wallMs, startupMs: JSON.parse(m[1]).startupMs });
+  }
+  results.startup = { runs: runs.length, wallMs: median(runs.map((r) => r.wallMs)), startupMs: median(runs.map((r) => r.startupMs)) };
+  log(`  median: ${results.startup.wallMs.toFixed(0)} ms from exec to attached, Trace.start ${results.startup.startupMs.toFixed(1)} ms`);
+}
+
+if (wants('memory')) {
+  log('memory under a destination flood:');
+  const p = start([process.execPath, '--expose-gc', join(root, 'bench/memory.js'), String(Q.memoryN), '4096']);
+  await p.exit;
+  if (p.exited.code !== 0) throw new Error(`memory.js failed: ${p.stderr}`);
+  results.memory = JSON.parse(p.stdout.trim());
+  log(`  ${results.memory.destinations} destinations: RSS ${fmtMiB(results.memory.rssBefore)} -> ${fmtMiB(results.memory.rssAfter)}, ` +
+    `${results.memory.rowsByAddress} rows, ${results.memory.foldedAddresses} folded`);
+}
+
+if (wants('workloads')) {
+  log('workloads:');
+  results.workloads = await runWorkloads(root, Q, log);
+}
+
+if (args.includes('--json')) process.stdout.write(JSON.stringify(results) + '\n');
+if (!args.includes('--no-write')) {
+  writeFileSync(join(root, 'BENCHMARKS.md'), render(results));
+  log('wrote BENCHMARKS.md');
+}
+
+function render(r) {
+  const L = [];
+  const m = r.machine;
+  L.push('# netbpf benchmarks', '');
+  L.push(`Run: \`sudo npm run bench\` (= \`${r.command}\`) on ${m.date.slice(0, 10)}, after \`npm run build\`.`);
+  L.push(`Machine: ${m.nproc} CPUs (${m.cpu}), Linux ${m.kernel}, ${m.memory} RAM, Node ${m.node}; load average at start ${m.loadavg}.`);
+  L.push('', '<!-- NOTES -->', '');
+  if (r.pipeline) {
+    const s = r.pipeline.summary;
+    L.push('## Pipeline throughput (synthetic records, same size and ring policy as retrans)', '');
+    L.push('`bench/gen` calls getppid(); `bench/bench.bpf.c` (tracepoint syscalls:sys_enter_getppid, filtered to the',
+      'generator\'s pid) emits one 112-byte `struct retrans_event` per call through netbpf.bpf.h\'s reserve/submit/lost',
+      'path. Consumers run as separate processes; CPU is the consumer process\'s own (getrusage / process.cpuUsage).',
+      `Default ring: ${RING.ringBytes / 1048576} MiB, ${RING.pollMs} ms timed poll, wakeup past ${RING.wakeupBytes / 1024} KiB.`,
+      'Every run asserts produced (counted by the BPF program) == generated and lost (kernel counter) == generated - received.', '');
+    L.push('| consumer | zero-loss rate | CPU ns/event | loss starts at (offered) | max offered |', '|---|---:|---:|---:|---:|');
+    for (const [c, v] of Object.entries(s)) {
+      L.push(`| ${c} | ${fmtRate(v.zeroLossRate)} | ${v.cpuNsPerEvent.toFixed(0)} | ${v.lossStartsAt ? fmtRate(v.lossStartsAt) : `no loss up to ${fmtRate(v.maxOffered)}`} | ${fmtRate(v.maxOffered)} |`);
+    }
+    L.push('', `**netbpf / C zero-loss rate: ${(r.pipeline.netbpfToC * 100).toFixed(0)}%** (goal >= 50%).`, '');
+    const runsTable = (runs) => {
+      L.push('| consumer | ring | offered | received | lost | CPU ns/event | consumer CPU share | accounting |', '|---|---:|---:|---:|---:|---:|---:|---|');
+      for (const x of runs) {
+        L.push(`| ${x.consumer} | ${x.ringBytes / 1024} KiB | ${fmtRate(x.offeredRate)} | ${fmtRate(x.receivedRate)} | ${x.lost} | ${x.cpuNsPerEvent.toFixed(0)} | ${(x.consumerCpuShare * 100).toFixed(0)}% | ${x.accounting} |`);
+      }
+      L.push('');
+    };
+    L.push('<details><summary>All pipeline runs</summary>', '');
+    runsTable(r.pipeline.runs);
+    if (r.pipelineSmallRing) runsTable(r.pipelineSmallRing.runs);
+    L.push('</details>', '');
+    if (r.pipelineSmallRing) {
+      const ss = r.pipelineSmallRing.summary;
+      L.push(`With a ${SMALL_RING.ringBytes / 1024} KiB ring (loss made reachable): ` + Object.entries(ss).map(([c, v]) =>
+        `${c} zero-loss ${fmtRate(v.zeroLossRate)}, loss from ${v.lossStartsAt ? fmtRate(v.lossStartsAt) : `none up to ${fmtRate(v.maxOffered)}`}`).join('; ') + '.', '');
+    }
+  }
+  if (r.workloads) {
+    L.push('## Real workloads: cost of tracing', '');
+    L.push('Each workload runs in private namespaces, with no tracer and with each tracer (medians over rounds, tracers interleaved).',
+      'Hits: tcp:tcp_retransmit_skb events counted by `perf stat` with a kernel filter on the port (all runs). RetransSegs: the sender',
+      'namespace\'s /proc/net/snmp delta. One retransmitted skb can carry several segments (GSO), so hits < RetransSegs.',
+      'Tracer CPU: utime+stime from /proc/<pid>/stat over the workload, per second of workload.', '');
+    L.push('| workload | tracer | throughput | vs no tracer | tracer CPU ms/s | tracer RSS | reported events / hits | reported segs / RetransSegs |', '|---|---|---:|---:|---:|---:|---:|---:|');
+    for (const w of r.workloads) {
+      L.push(`| ${w.workload} | ${w.tracer} | ${w.value.toFixed(1)} ${w.unit} | ${(w.ratioToNone * 100).toFixed(0)}% | ${w.tracerCpuMsPerS === null ? '-' : w.tracerCpuMsPerS.toFixed(0)} | ${w.tracerRss ? fmtMiB(w.tracerRss) : '-'} | ` +
+        `${w.reportedEvents === null ? `- / ${w.hits}` : `${w.reportedEvents} / ${w.hits}`} | ${w.reportedSegs === null ? `- / ${w.retransSegs}` : `${w.reportedSegs} / ${w.retransSegs}`} |`);
+    }
+    L.push('');
+    for (const t of new Set(r.workloads.map((w) => `${w.workload}: ${w.title}`))) L.push(`- ${t}`);
+    L.push('');
+  }
+  if (r.startup) {
+    L.push('## Start-up', '');
+    L.push(`\`netbpf retrans --duration 0.2 --json\`, median of ${r.startup.runs}: **${r.startup.wallMs.toFixed(0)} ms** from exec to the "start" line (attached); ` +
+      `Trace.start() (open, load, attach: StartInfo.startupMs) **${r.startup.startupMs.toFixed(1)} ms**.`, '');
+  }
+  if (r.memory) {
+    const x = r.memory;
+    L.push('## Memory under a destination flood', '');
+    L.push(`RetransAggregator fed ${x.destinations.toLocaleString('en')} synthetic events with distinct remote addresses (one connection each), table cap ${x.maxDestinations}:`,
+      `RSS ${fmtMiB(x.rssBefore)} before, ${fmtMiB(x.rssAfter)} after (checkpoints: ${x.rssCheckpoints.map(([n, b]) => `${n.toLocaleString('en')}: ${fmtMiB(b)}`).join(', ')});`,
+      `${x.rowsByAddress} address rows (cap + "other"), ${x.foldedAddresses.toLocaleString('en')} addresses folded into "other"; ${x.connectionsTracked.toLocaleString('en')} connection ids in the totals set (capped at 1,000,000); ${x.nsPerEvent.toFixed(0)} ns per event.`, '');
+  }
+  L.push('## How to run', '',
+    '```', 'npm run build', 'sudo npm run bench            # full run, writes BENCHMARKS.md (a few minutes)',
+    'sudo node bench/run.js --quick --no-write   # smoke size (test/bench.smoke.test.ts)',
+    'sudo node bench/run.js --only pipeline      # sections: pipeline, workloads, startup, memory', '```', '',
+    'Needs root, kernel BTF, clang, bpftool, perf (hit counting), bpftrace (peer). Files: bench/run.js (harness), pipeline.js,',
+    'workloads.js (TRACERS and WORKLOADS: a new tool adds one entry to each), memory.js, bench.bpf.c, gen.c, cconsumer.c,',
+    'jsconsumer.js, Makefile (builds into build/bench/).', '');
+  let text = L.join('\n');
+  // Hand-written notes (between the markers in the existing file) survive re-runs.
+  const old = existsSync(join(root, 'BENCHMARKS.md')) ? readFileSync(join(root, 'BENCHMARKS.md'), 'utf8') : '';
+  const notes = /<!-- NOTES -->\n([\s\S]*?)<!-- \/NOTES -->/.exec(old)?.[1] ?? '';
+  return text.replace('<!-- NOTES -->', `<!-- NOTES -->\n${notes}<!-- /NOTES -->`);
+}
