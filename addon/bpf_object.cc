@@ -31,6 +31,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
                            InstanceMethod("setProgramType", &BpfObject::SetProgramType),
                            InstanceMethod("attachNetfilter", &BpfObject::AttachNetfilter),
                            InstanceMethod("detach", &BpfObject::Detach),
+                           InstanceMethod("detachAll", &BpfObject::DetachAll),
                            InstanceMethod("programInfo", &BpfObject::ProgramInfo),
                            InstanceMethod("mapFd", &BpfObject::MapFd),
                            InstanceMethod("mapLookup", &BpfObject::MapLookup),
@@ -67,7 +68,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
   // handle -> link fd. Handles share one numbering with links_ (links_ holds nullptr at these).
   std::vector<std::pair<uint32_t, int>> raw_links_;
 
-  void Destroy() {
+  void DestroyLinks() {
     for (bpf_link*& link : links_) {
       if (link) bpf_link__destroy(link);
       link = nullptr;
@@ -75,8 +76,18 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     links_.clear();
     for (auto& [handle, fd] : raw_links_) close(fd);
     raw_links_.clear();
+  }
+
+  void Destroy() {
+    DestroyLinks();
     if (obj_) bpf_object__close(obj_);
     obj_ = nullptr;
+  }
+
+  // Detaches every program but keeps maps readable: stop producing, then drain and read counters.
+  Napi::Value DetachAll(const Napi::CallbackInfo& info) {
+    DestroyLinks();
+    return info.Env().Undefined();
   }
 
   bool CheckOpen(Napi::Env env) {

@@ -11,7 +11,6 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <memory>
 #include <thread>
 
 #include "common.h"
@@ -60,7 +59,9 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
       ThrowErrno(env, "open ring buffer", err);
       return;
     }
-    stopped_ = std::make_unique<Napi::Promise::Deferred>(Napi::Promise::Deferred::New(env));
+    napi_value promise;
+    napi_create_promise(env, &stopped_deferred_, &promise);
+    stopped_promise_ = Napi::Persistent(Napi::Object(env, promise));
     tsfn_ = Napi::ThreadSafeFunction::New(env, info[1].As<Napi::Function>(), "netbpf-ringbuf", max_queue, 1, this,
                                           &RingBuffer::Finalize, (void*)nullptr);
     Ref();  // alive until the worker has finished and the final batch was delivered
@@ -85,7 +86,10 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
   int poll_error_ = 0;
   bool finished_ = false;
   Napi::ThreadSafeFunction tsfn_;
-  std::unique_ptr<Napi::Promise::Deferred> stopped_;
+  // The stop promise: its napi_deferred stays valid until settled; the promise object itself must be held
+  // by a persistent reference (a napi_value does not outlive the handle scope that created it).
+  napi_deferred stopped_deferred_ = nullptr;
+  Napi::ObjectReference stopped_promise_;
 
   static int OnRecord(void* ctx, void* data, size_t size) {
     RingBuffer* self = (RingBuffer*)ctx;
@@ -155,9 +159,9 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
       libbpf_strerror(self->poll_error_, buf, sizeof(buf));
       Napi::Error error = Napi::Error::New(env, std::string("ring buffer poll: ") + buf);
       error.Set("errno", Napi::Number::New(env, self->poll_error_));
-      self->stopped_->Reject(error.Value());
+      napi_reject_deferred(env, self->stopped_deferred_, error.Value());
     } else {
-      self->stopped_->Resolve(env.Undefined());
+      napi_resolve_deferred(env, self->stopped_deferred_, env.Undefined());
     }
     self->Unref();
   }
@@ -165,7 +169,7 @@ class RingBuffer : public Napi::ObjectWrap<RingBuffer> {
   // Stops polling after delivering every record already in the buffer; resolves once the worker is gone.
   Napi::Value Stop(const Napi::CallbackInfo& info) {
     stop_.store(true);
-    return stopped_->Promise();
+    return stopped_promise_.Value();
   }
 
   Napi::Value Stats(const Napi::CallbackInfo& info) {

@@ -258,27 +258,19 @@ export class Trace<E> implements AsyncIterable<E> {
 
   private async stopNow(): Promise<void> {
     if (this.startPromise) await this.startPromise.catch(() => undefined);
-    if (this.ring) {
-      const ring = this.ring;
-      await ring.stop();
-      // Measured (bench/pipeline.js): stop() can resolve before the worker has finished and before its last
-      // batches reach deliver() (events under-counted by up to ~0.5%). Wait, bounded, until the native side
-      // reports finished and every record it took from the ring has been delivered.
-      const pending = () => { const st = ring.stats(); return !st.finished || this.counts.events + this.counts.malformed < st.records; };
-      for (let i = 0; i < 400 && pending(); i++) {
-        await new Promise((r) => setTimeout(r, 5));
-      }
-    }
+    // Detach first: nothing new is produced, so the final drain below is complete and the lost count final.
+    this.obj?.detachAll();
+    // The ring buffer's stop() resolves after its worker delivered every record it took from the buffer.
+    if (this.ring) await this.ring.stop();
     if (this.obj) {
-      // Detach first so the lost count read next is final.
-      const obj = this.obj;
       this.finalCounters = this.counters();
-      obj.close();
+      this.obj.close();
       this.obj = null;
     }
     this.ring = null;
     this.waiting?.();
   }
+
 
   /** Decoded events in batches, until stop() or the signal. */
   async *batches(): AsyncGenerator<E[]> {
