@@ -79,10 +79,23 @@ static __always_inline void fill_common(struct connect_event *e, const struct so
 	e->dport = t->dport;
 }
 
+/* The error an application would read with SO_ERROR: sk_err, else sk_err_soft. An ICMP error that arrives
+ * while connect() holds the socket lock (common on a local veth: the ICMP is processed in the connecting
+ * task) only sets sk_err_soft, and the application's SO_ERROR then clears it before it closes the socket. */
+static __always_inline int sock_error_now(const struct sock *sk)
+{
+	int err = BPF_CORE_READ(sk, sk_err);
+	return err ? err : BPF_CORE_READ(sk, sk_err_soft);
+}
+
 static __always_inline void emit_outcome(const struct sock *sk, const struct attempt *a, __u8 kind, __u64 now)
 {
 	struct sock_tuple t;
-	if (read_sock_tuple(sk, &t) || !tuple_wanted(&t))
+	if (read_sock_tuple(sk, &t))
+		return;
+	/* skc_num is cleared when the port is released, before the move to CLOSE; inet_sport is not. */
+	t.sport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+	if (!tuple_wanted(&t))
 		return;
 	struct connect_event *e = reserve_event(sizeof(*e));
 	if (!e)
@@ -98,7 +111,7 @@ static __always_inline void emit_outcome(const struct sock *sk, const struct att
 	if (kind == CONNECT_FAILED) {
 		/* sk_err is set before tcp_done() moves the socket to CLOSE; an error report seen earlier wins
 		 * (a getsockopt(SO_ERROR) on another CPU may already have cleared sk_err). */
-		e->err = a->err ? a->err : BPF_CORE_READ(sk, sk_err);
+		e->err = a->err ? a->err : sock_error_now(sk);
 	}
 	__builtin_memcpy(e->comm, a->comm, NETBPF_COMM_LEN);
 	submit_event(e);
@@ -203,7 +216,7 @@ int BPF_PROG(handle_error_report_btf, const struct sock *sk)
 	__u64 key = (__u64)sk;
 	struct attempt *a = bpf_map_lookup_elem(&attempts, &key);
 	if (a && !a->err) {
-		a->err = BPF_CORE_READ(sk, sk_err);
+		a->err = sock_error_now(sk);
 		if (a->err)
 			a->flags |= CONNECT_ERROR_REPORTED;
 	}
@@ -306,5 +319,73 @@ int handle_connect_exit(struct sys_exit_connect_args *ctx)
 	e->flags = CONNECT_BEFORE_SYN;
 	bpf_get_current_comm(e->comm, sizeof(e->comm));
 	submit_event(e);
+	return 0;
+}
+
+/* getsockopt(fd, SOL_SOCKET, SO_ERROR): how a non-blocking connect() learns its outcome. An ICMP error
+ * processed while connect() still holds the socket lock lands in sk_err_soft, which SO_ERROR returns and
+ * clears before the application closes the socket (seen here: a local nft `reject with icmpx` gives
+ * inet_sk_error_report with error=0 and a close with sk_err=0). So the value the application read is kept. */
+#define NB_SOL_SOCKET 1
+#define NB_SO_ERROR 4
+
+struct so_error_call {
+	__u64 sk;
+	__u64 optval;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct so_error_call);
+} so_error_calls SEC(".maps");
+
+struct sys_enter_getsockopt_args {
+	__u64 common;
+	__s64 nr;
+	__u64 fd;
+	__u64 level;
+	__u64 optname;
+	__u64 optval;
+	__u64 optlen;
+};
+
+SEC("tp/syscalls/sys_enter_getsockopt")
+int handle_getsockopt_enter(struct sys_enter_getsockopt_args *ctx)
+{
+	if ((int)ctx->level != NB_SOL_SOCKET || (int)ctx->optname != NB_SO_ERROR)
+		return 0;
+	const struct sock *sk = sock_of_fd((__u32)ctx->fd);
+	__u64 key = (__u64)sk;
+	if (!sk || !bpf_map_lookup_elem(&attempts, &key))
+		return 0;
+	__u64 tid = bpf_get_current_pid_tgid();
+	struct so_error_call c = { .sk = key, .optval = ctx->optval };
+	bpf_map_update_elem(&so_error_calls, &tid, &c, BPF_ANY);
+	return 0;
+}
+
+struct sys_exit_args {
+	__u64 common;
+	__s64 nr;
+	__s64 ret;
+};
+
+SEC("tp/syscalls/sys_exit_getsockopt")
+int handle_getsockopt_exit(struct sys_exit_args *ctx)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	struct so_error_call *c = bpf_map_lookup_elem(&so_error_calls, &tid);
+	if (!c)
+		return 0;
+	__u64 key = c->sk;
+	int val = 0;
+	if (ctx->ret == 0 && !bpf_probe_read_user(&val, sizeof(val), (const void *)c->optval) && val > 0) {
+		struct attempt *a = bpf_map_lookup_elem(&attempts, &key);
+		if (a && !a->err)
+			a->err = val;
+	}
+	bpf_map_delete_elem(&so_error_calls, &tid);
 	return 0;
 }

@@ -65,7 +65,11 @@ static __always_inline void capture_owner(struct birth *b, __u8 source)
 static __always_inline void emit(const struct sock *sk, const struct birth *b, __u8 kind, int oldstate, __u64 now)
 {
 	struct sock_tuple t;
-	if (read_sock_tuple(sk, &t) || !tuple_wanted(&t))
+	if (read_sock_tuple(sk, &t))
+		return;
+	/* skc_num is cleared when the port is released, before the move to CLOSE; inet_sport is not. */
+	t.sport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+	if (!tuple_wanted(&t))
 		return;
 	struct life_event *e = reserve_event(sizeof(*e));
 	if (!e)

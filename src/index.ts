@@ -11,3 +11,10 @@ export { Log2Histogram, renderHistogram } from './core/histogram.js';
 export type { HistogramData } from './core/histogram.js';
 export { parseCidr, formatAddress, formatEndpoint } from './core/address.js';
 export type { Family, Cidr } from './core/address.js';
+export { life, lifeSpec, decodeLife, closeReason, lifeKey, LifeTrace, LifeAggregator, LIFE_LAYOUT, CLOSE_REASONS } from './tools/life.js';
+export type { LifeEvent, LifeEstablishedEvent, LifeClosedEvent, LifeOptions, LifeRow, LifeSummary, LifeDirection, LifeOwnerSource, CloseReason, LifeAggregatorOptions } from './tools/life.js';
+/** `connections` is another name for `life` (who talked to whom, and for how long). */
+export { life as connections } from './tools/life.js';
+export { connect, connectSpec, decodeConnect, classifyFailure, ConnectAggregator, CONNECT_LAYOUT, FAILURE_CLASSES } from './tools/connect.js';
+export type { ConnectEvent, ConnectEstablishedEvent, ConnectFailedEvent, ConnectOptions, ConnectRow, ConnectSummary, FailureClass, ConnectAggregatorOptions } from './tools/connect.js';
+export { Reservoir } from './core/reservoir.js';
