@@ -5,6 +5,8 @@ import { join } from 'node:path';
 import { packageRoot } from '../core/addon.js';
 import { reportError } from './common.js';
 import { retransCommand } from './retrans.js';
+import { lifeCommand } from './life.js';
+import { connectCommand } from './connect.js';
 
 export async function main(argv: string[]): Promise<number> {
   const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
@@ -14,7 +16,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(`netbpf: ${s.split('\n').filter(Boolean)[0].replace(/^error: /, '')}\n`) })
     .showSuggestionAfterError(true);
-  for (const cmd of [retransCommand()]) {
+  for (const cmd of [retransCommand(), lifeCommand(), connectCommand()]) {
     program.addCommand(cmd.copyInheritedSettings(program));
   }
   const verbose = argv.includes('-v') || argv.includes('--verbose');
