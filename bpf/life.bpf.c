@@ -97,6 +97,9 @@ static __always_inline void emit(const struct sock *sk, const struct birth *b, _
 	e->direction = b->direction;
 	e->old_state = oldstate;
 	e->flags = b->flags;
+	/* bytes_received counts the FIN's sequence number; tcp_fin() sets SOCK_DONE (bit from BTF, via CO-RE). */
+	if (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1ULL << bpf_core_enum_value(enum sock_flags, SOCK_DONE)))
+		e->flags |= LIFE_FIN_RECEIVED;
 	e->owner_source = b->owner_source;
 	e->pad = 0;
 	__builtin_memcpy(e->comm, b->comm, NETBPF_COMM_LEN);

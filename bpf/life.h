@@ -28,6 +28,7 @@ enum life_owner_source {
 /* flags */
 #define LIFE_RST_SENT 1     /* tcp:tcp_send_reset for this socket */
 #define LIFE_RST_RECEIVED 2 /* tcp:tcp_receive_reset for this socket */
+#define LIFE_FIN_RECEIVED 4 /* SOCK_DONE at close: the peer's FIN was received (counted in bytes_received) */
 
 struct life_event {
 	__u64 ts_ns;          /* bpf_ktime_get_ns() of this state change */

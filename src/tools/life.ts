@@ -37,6 +37,9 @@ export const LIFE_OWNER_SOURCES = ['none', 'connect', 'recv', 'send', 'close'] a
 export type LifeOwnerSource = (typeof LIFE_OWNER_SOURCES)[number];
 export const LIFE_RST_SENT = 1;
 export const LIFE_RST_RECEIVED = 2;
+export const LIFE_FIN_RECEIVED = 4;
+/** States whose move to CLOSE means our FIN was acknowledged (when no error or reset intervened). */
+const FIN_ACKED_FROM = new Set<TcpState>(['FIN_WAIT2', 'LAST_ACK', 'CLOSING', 'TIME_WAIT']);
 
 /**
  * Why a connection closed: orderly FIN exchange; reset received or sent; retransmission/keepalive timeout
@@ -58,9 +61,13 @@ interface LifeEventBase {
   pid: number;
   comm: string;
   ownerSource: LifeOwnerSource;
-  /** Bytes sent and acknowledged, bytes received (tcp_sock bytes_acked / bytes_received). */
+  /** Payload bytes sent and acknowledged / received in order: the kernel's bytes_acked and bytes_received
+   * less the SYN and FIN sequence numbers they include. */
   txBytes: number;
   rxBytes: number;
+  /** The kernel's raw tcp_sock bytes_acked / bytes_received (tcplife's TX_KB / RX_KB source). */
+  bytesAcked: number;
+  bytesReceived: number;
   /** Segments retransmitted over the connection's life (tcp_sock total_retrans). */
   totalRetrans: number;
   segsOut: number;
@@ -124,8 +131,10 @@ export function decodeLife(view: DataView, o: number, clock: ClockMapper): LifeE
     pid: view.getUint32(o + F.pid[0], true),
     comm: readCString(view, o + F.comm[0], F.comm[1]),
     ownerSource: LIFE_OWNER_SOURCES[view.getUint8(o + F.owner_source[0])] ?? 'none',
-    txBytes: Number(view.getBigUint64(o + F.bytes_acked[0], true)),
-    rxBytes: Number(view.getBigUint64(o + F.bytes_received[0], true)),
+    txBytes: 0,
+    rxBytes: 0,
+    bytesAcked: Number(view.getBigUint64(o + F.bytes_acked[0], true)),
+    bytesReceived: Number(view.getBigUint64(o + F.bytes_received[0], true)),
     totalRetrans: view.getUint32(o + F.total_retrans[0], true),
     segsOut: view.getUint32(o + F.segs_out[0], true),
     segsIn: view.getUint32(o + F.segs_in[0], true),
@@ -133,17 +142,25 @@ export function decodeLife(view: DataView, o: number, clock: ClockMapper): LifeE
     netns: view.getUint32(o + F.netns[0], true),
     cgroupId: Number(view.getBigUint64(o + F.cgroup_id[0], true)),
   };
+  // An active open's bytes_acked includes the SYN once it is acknowledged (a passive child starts past it).
+  const synAcked = base.direction === 'connect' && (est !== 0) ? 1 : 0;
+  const flags = view.getUint8(o + F.flags[0]);
   if (view.getUint8(o + F.kind[0]) === LIFE_KIND.established) {
+    base.txBytes = Math.max(0, base.bytesAcked - synAcked);
+    base.rxBytes = base.bytesReceived;
     return { ...base, type: 'established', handshakeMs: (ts - birth) / 1e6 };
   }
-  const flags = view.getUint8(o + F.flags[0]);
   const skErr = view.getInt32(o + F.sk_err[0], true);
+  const closedFrom = tcpStateName(view.getUint8(o + F.old_state[0]));
+  const finAcked = FIN_ACKED_FROM.has(closedFrom) && skErr === 0 && !(flags & LIFE_RST_RECEIVED) ? 1 : 0;
+  base.txBytes = Math.max(0, base.bytesAcked - synAcked - finAcked);
+  base.rxBytes = Math.max(0, base.bytesReceived - (flags & LIFE_FIN_RECEIVED ? 1 : 0));
   return {
     ...base,
     type: 'closed',
     durationMs: (ts - birth) / 1e6,
     established: est !== 0,
-    closedFrom: tcpStateName(view.getUint8(o + F.old_state[0])),
+    closedFrom,
     reason: closeReason(est !== 0, skErr, flags),
     skErr,
     error: errnoName(skErr),
