@@ -18,3 +18,10 @@ export type { Family, Cidr } from './core/address.js';
 export { drops, dropsSpec, decodeDrop, dropsConstants, dropReasonsNote, DropsAggregator, DropReasons, DROPS_LAYOUT, DROP_F, DROP_REASON_UNAVAILABLE, PURGE_REASONS, PURGE_FUNCTIONS, dropCategory, tcpFlagsText } from './tools/drops.js';
 export type { DropEvent, DropsOptions, DropRow, DropsSummary, DropCategory, Direction, DropDecodeContext, ReasonTotal, DropsAggregatorOptions } from './tools/drops.js';
 export { Kallsyms } from './core/kallsyms.js';
+export { life, lifeSpec, decodeLife, closeReason, lifeKey, LifeTrace, LifeAggregator, LIFE_LAYOUT, CLOSE_REASONS } from './tools/life.js';
+export type { LifeEvent, LifeEstablishedEvent, LifeClosedEvent, LifeOptions, LifeRow, LifeSummary, LifeDirection, LifeOwnerSource, CloseReason, LifeAggregatorOptions } from './tools/life.js';
+/** `connections` is another name for `life` (who talked to whom, and for how long). */
+export { life as connections } from './tools/life.js';
+export { connect, connectSpec, decodeConnect, classifyFailure, ConnectAggregator, CONNECT_LAYOUT, FAILURE_CLASSES } from './tools/connect.js';
+export type { ConnectEvent, ConnectEstablishedEvent, ConnectFailedEvent, ConnectOptions, ConnectRow, ConnectSummary, FailureClass, ConnectAggregatorOptions } from './tools/connect.js';
+export { Reservoir } from './core/reservoir.js';

@@ -7,6 +7,8 @@ import { reportError } from './common.js';
 import { retransCommand } from './retrans.js';
 import { conntrackCommand } from './conntrack.js';
 import { dropsCommand } from './drops.js';
+import { lifeCommand } from './life.js';
+import { connectCommand } from './connect.js';
 
 export async function main(argv: string[]): Promise<number> {
   const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
@@ -16,7 +18,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(`netbpf: ${s.split('\n').filter(Boolean)[0].replace(/^error: /, '')}\n`) })
     .showSuggestionAfterError(true);
-  for (const cmd of [retransCommand(), dropsCommand(), conntrackCommand()]) {
+  for (const cmd of [retransCommand(), dropsCommand(), lifeCommand(), connectCommand(), conntrackCommand()]) {
     program.addCommand(cmd.copyInheritedSettings(program));
   }
   const verbose = argv.includes('-v') || argv.includes('--verbose');

@@ -45,6 +45,8 @@ export interface TraceSpec<E> {
   /** Record size the decoder expects; records of another size are counted as malformed. */
   recordSize: number;
   decode(view: DataView, offset: number): E;
+  /** Optional user-space filter for what the kernel cannot filter (e.g. an owner learned late); rejected records are not events. */
+  accept?(event: E): boolean;
   /** Extra maps to size before load. */
   mapSizes?: Record<string, number>;
   /** Programs of the object never to load (alternatives left out when the user forces a hook). */
@@ -209,8 +211,10 @@ export class Trace<E> implements AsyncIterable<E> {
     const events: E[] = [];
     for (let off = 0; off + 4 <= batch.byteLength; ) {
       const len = view.getUint32(off, true);
-      if (len === size) events.push(this.spec.decode(view, off + 4));
-      else this.counts.malformed++;
+      if (len === size) {
+        const e = this.spec.decode(view, off + 4);
+        if (!this.spec.accept || this.spec.accept(e)) events.push(e);
+      } else this.counts.malformed++;
       off += 4 + len;
     }
     this.emit(events);

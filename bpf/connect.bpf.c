@@ -1,0 +1,391 @@
+// SPDX-License-Identifier: GPL-2.0
+/* netbpf connect: one record per TCP connect attempt: established (with SYN -> ESTABLISHED latency) or
+ * failed (with the errno the application saw: refused, timed out, unreachable, ...).
+ * Hooks: sock:inet_sock_set_state (tp_btf preferred, classic fallback) for SYN_SENT -> ESTABLISHED/CLOSE;
+ * tcp:tcp_retransmit_skb to count SYN retransmits; tcp:tcp_receive_reset; sock:inet_sk_error_report
+ * (tp_btf only: the classic record has no socket pointer) to keep the error an application may clear;
+ * syscalls:sys_{enter,exit}_connect for connects that fail before any state change (no route). */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "netbpf.bpf.h"
+#include "connect.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+const struct connect_event *unused_connect_event __attribute__((unused));
+
+/* Only connects by this process (tgid); 0 = any. Known at connect() time, so filtered here. */
+const volatile __u32 filter_pid = 0;
+
+/* errno values of the Linux ABI (asm-generic) that connect() returns for "still in progress". */
+#define NB_EINPROGRESS 115
+#define NB_EALREADY 114
+#define NB_EISCONN 106
+#define NB_S_IFMT 00170000
+#define NB_S_IFSOCK 0140000
+
+struct attempt {
+	__u64 start_ns;
+	__u32 pid;
+	__u32 syn_retrans;
+	__s32 err;
+	__u8 flags;
+	__u8 pad[3];
+	char comm[NETBPF_COMM_LEN];
+};
+
+/* Socket -> attempt in SYN_SENT. Attempts last at most the SYN timeout; LRU keeps a flood of
+ * never-answered attempts from blocking new ones (an evicted attempt just produces no record). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct attempt);
+} attempts SEC(".maps");
+
+/* A connect() syscall in flight that has not reached SYN_SENT yet, keyed by thread. */
+struct pending {
+	__u64 start_ns;
+	__u64 sk;
+	__u8 daddr[NETBPF_ADDR_LEN];
+	__u16 family;
+	__u16 dport;
+	__u32 pad;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct pending);
+} pending SEC(".maps");
+
+static __always_inline bool pid_wanted(__u32 pid)
+{
+	return !filter_pid || pid == filter_pid;
+}
+
+static __always_inline void fill_common(struct connect_event *e, const struct sock *sk, const struct sock_tuple *t)
+{
+	e->cgroup_id = sock_cgroup_id(sk);
+	__builtin_memcpy(e->saddr, t->saddr, NETBPF_ADDR_LEN);
+	__builtin_memcpy(e->daddr, t->daddr, NETBPF_ADDR_LEN);
+	e->netns = sock_netns(sk);
+	e->family = t->family;
+	e->sport = t->sport;
+	e->dport = t->dport;
+}
+
+/* The error an application would read with SO_ERROR: sk_err, else sk_err_soft. An ICMP error that arrives
+ * while connect() holds the socket lock (common on a local veth: the ICMP is processed in the connecting
+ * task) only sets sk_err_soft, and the application's SO_ERROR then clears it before it closes the socket. */
+static __always_inline int sock_error_now(const struct sock *sk)
+{
+	int err = BPF_CORE_READ(sk, sk_err);
+	return err ? err : BPF_CORE_READ(sk, sk_err_soft);
+}
+
+static __always_inline void emit_outcome(const struct sock *sk, const struct attempt *a, __u8 kind, __u64 now)
+{
+	struct sock_tuple t;
+	if (read_sock_tuple(sk, &t))
+		return;
+	/* skc_num is cleared when the port is released, before the move to CLOSE; inet_sport is not. */
+	t.sport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+	if (!tuple_wanted(&t))
+		return;
+	struct connect_event *e = reserve_event(sizeof(*e));
+	if (!e)
+		return;
+	e->ts_ns = now;
+	e->start_ns = a->start_ns;
+	fill_common(e, sk, &t);
+	e->pid = a->pid;
+	e->syn_retrans = a->syn_retrans;
+	e->kind = kind;
+	e->flags = a->flags;
+	e->err = 0;
+	if (kind == CONNECT_FAILED) {
+		/* sk_err is set before tcp_done() moves the socket to CLOSE; an error report seen earlier wins
+		 * (a getsockopt(SO_ERROR) on another CPU may already have cleared sk_err). */
+		e->err = a->err ? a->err : sock_error_now(sk);
+	}
+	__builtin_memcpy(e->comm, a->comm, NETBPF_COMM_LEN);
+	submit_event(e);
+}
+
+static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate)
+{
+	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	__u64 key = (__u64)sk;
+	if (newstate == TCP_SYN_SENT) {
+		/* In the task calling connect(): this connect is past the route lookup. */
+		__u64 tid = bpf_get_current_pid_tgid();
+		bpf_map_delete_elem(&pending, &tid);
+		struct attempt a = { .start_ns = bpf_ktime_get_ns(), .pid = tid >> 32 };
+		if (!pid_wanted(a.pid))
+			return 0;
+		bpf_get_current_comm(a.comm, sizeof(a.comm));
+		bpf_map_update_elem(&attempts, &key, &a, BPF_ANY);
+		return 0;
+	}
+	if (oldstate != TCP_SYN_SENT)
+		return 0;
+	struct attempt *a = bpf_map_lookup_elem(&attempts, &key);
+	if (!a)
+		return 0;
+	if (newstate == TCP_ESTABLISHED)
+		emit_outcome(sk, a, CONNECT_ESTABLISHED, bpf_ktime_get_ns());
+	else if (newstate == TCP_CLOSE)
+		emit_outcome(sk, a, CONNECT_FAILED, bpf_ktime_get_ns());
+	bpf_map_delete_elem(&attempts, &key);
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(handle_set_state_btf, const struct sock *sk, int oldstate, int newstate)
+{
+	return on_set_state(sk, oldstate, newstate);
+}
+
+struct set_state_args {
+	__u64 common;
+	const void *skaddr;
+	int oldstate;
+	int newstate;
+};
+
+SEC("tp/sock/inet_sock_set_state")
+int handle_set_state_tp(struct set_state_args *ctx)
+{
+	return on_set_state((const struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
+}
+
+/* SYN retransmits: the socket is still in SYN_SENT. */
+static __always_inline int on_retransmit(const struct sock *sk)
+{
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_SYN_SENT)
+		return 0;
+	__u64 key = (__u64)sk;
+	struct attempt *a = bpf_map_lookup_elem(&attempts, &key);
+	if (a)
+		__sync_fetch_and_add(&a->syn_retrans, 1);
+	return 0;
+}
+
+SEC("tp_btf/tcp_retransmit_skb")
+int BPF_PROG(handle_retransmit_btf, const struct sock *sk)
+{
+	return on_retransmit(sk);
+}
+
+struct retransmit_skb_args {
+	__u64 common;
+	const void *skbaddr;
+	const void *skaddr;
+};
+
+SEC("tp/tcp/tcp_retransmit_skb")
+int handle_retransmit_tp(struct retransmit_skb_args *ctx)
+{
+	return on_retransmit((const struct sock *)ctx->skaddr);
+}
+
+struct receive_reset_args {
+	__u64 common;
+	const void *skaddr;
+};
+
+SEC("tp/tcp/tcp_receive_reset")
+int handle_receive_reset(struct receive_reset_args *ctx)
+{
+	__u64 key = (__u64)ctx->skaddr;
+	struct attempt *a = bpf_map_lookup_elem(&attempts, &key);
+	if (a)
+		a->flags |= CONNECT_RST_RECEIVED;
+	return 0;
+}
+
+SEC("tp_btf/inet_sk_error_report")
+int BPF_PROG(handle_error_report_btf, const struct sock *sk)
+{
+	__u64 key = (__u64)sk;
+	struct attempt *a = bpf_map_lookup_elem(&attempts, &key);
+	if (a && !a->err) {
+		a->err = sock_error_now(sk);
+		if (a->err)
+			a->flags |= CONNECT_ERROR_REPORTED;
+	}
+	return 0;
+}
+
+/* connect(fd, addr, len): remember TCP connects by thread, with the destination from user memory
+ * (a connect that fails in the route lookup never writes it into the socket). */
+struct sys_enter_connect_args {
+	__u64 common;
+	__s64 nr;
+	__u64 fd;
+	const void *uservaddr;
+	__u64 addrlen;
+};
+
+static __always_inline const struct sock *sock_of_fd(__u32 fd)
+{
+	struct task_struct *task = (struct task_struct *)bpf_get_current_task();
+	struct fdtable *fdt = BPF_CORE_READ(task, files, fdt);
+	if (!fdt || fd >= BPF_CORE_READ(fdt, max_fds))
+		return NULL;
+	struct file **fds = BPF_CORE_READ(fdt, fd);
+	struct file *f = NULL;
+	if (bpf_probe_read_kernel(&f, sizeof(f), &fds[fd]) || !f)
+		return NULL;
+	if ((BPF_CORE_READ(f, f_inode, i_mode) & NB_S_IFMT) != NB_S_IFSOCK)
+		return NULL;
+	struct socket *sock = BPF_CORE_READ(f, private_data);
+	return sock ? BPF_CORE_READ(sock, sk) : NULL;
+}
+
+SEC("tp/syscalls/sys_enter_connect")
+int handle_connect_enter(struct sys_enter_connect_args *ctx)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	if (!pid_wanted(tid >> 32))
+		return 0;
+	const struct sock *sk = sock_of_fd((__u32)ctx->fd);
+	if (!sk || BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	/* Only a socket that has not started connecting yet (a repeated connect() on SYN_SENT is a poll). */
+	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE)
+		return 0;
+	struct pending p = { .start_ns = bpf_ktime_get_ns(), .sk = (__u64)sk };
+	__u8 sa[24] = {};
+	if (bpf_probe_read_user(sa, sizeof(sa), ctx->uservaddr))
+		return 0;
+	p.family = sa[0] | (sa[1] << 8);
+	p.dport = (sa[2] << 8) | sa[3];
+	if (p.family == NETBPF_AF_INET) {
+		__u32 v4;
+		__builtin_memcpy(&v4, sa + 4, 4);
+		addr_from_v4(p.daddr, v4);
+	} else if (p.family == NETBPF_AF_INET6) {
+		__builtin_memcpy(p.daddr, sa + 8, NETBPF_ADDR_LEN);
+	} else {
+		return 0;
+	}
+	bpf_map_update_elem(&pending, &tid, &p, BPF_ANY);
+	return 0;
+}
+
+struct sys_exit_connect_args {
+	__u64 common;
+	__s64 nr;
+	__s64 ret;
+};
+
+/* Still pending at exit = the socket never reached SYN_SENT: no SYN left this host. */
+SEC("tp/syscalls/sys_exit_connect")
+int handle_connect_exit(struct sys_exit_connect_args *ctx)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	struct pending *p = bpf_map_lookup_elem(&pending, &tid);
+	if (!p)
+		return 0;
+	struct pending copy = *p;
+	bpf_map_delete_elem(&pending, &tid);
+	__s64 err = -ctx->ret;
+	if (ctx->ret >= 0 || err == NB_EINPROGRESS || err == NB_EALREADY || err == NB_EISCONN)
+		return 0;
+	const struct sock *sk = (const struct sock *)copy.sk;
+	struct sock_tuple t = { .family = copy.family, .dport = copy.dport };
+	__builtin_memcpy(t.daddr, copy.daddr, NETBPF_ADDR_LEN);
+	__builtin_memset(t.saddr, 0, NETBPF_ADDR_LEN);
+	t.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
+	if (!tuple_wanted(&t))
+		return 0;
+	struct connect_event *e = reserve_event(sizeof(*e));
+	if (!e)
+		return 0;
+	e->ts_ns = bpf_ktime_get_ns();
+	e->start_ns = copy.start_ns;
+	fill_common(e, sk, &t);
+	e->pid = tid >> 32;
+	e->err = (__s32)err;
+	e->syn_retrans = 0;
+	e->kind = CONNECT_FAILED;
+	e->flags = CONNECT_BEFORE_SYN;
+	bpf_get_current_comm(e->comm, sizeof(e->comm));
+	submit_event(e);
+	return 0;
+}
+
+/* getsockopt(fd, SOL_SOCKET, SO_ERROR): how a non-blocking connect() learns its outcome. An ICMP error
+ * processed while connect() still holds the socket lock lands in sk_err_soft, which SO_ERROR returns and
+ * clears before the application closes the socket (seen here: a local nft `reject with icmpx` gives
+ * inet_sk_error_report with error=0 and a close with sk_err=0). So the value the application read is kept. */
+#define NB_SOL_SOCKET 1
+#define NB_SO_ERROR 4
+
+struct so_error_call {
+	__u64 sk;
+	__u64 optval;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 8192);
+	__type(key, __u64);
+	__type(value, struct so_error_call);
+} so_error_calls SEC(".maps");
+
+struct sys_enter_getsockopt_args {
+	__u64 common;
+	__s64 nr;
+	__u64 fd;
+	__u64 level;
+	__u64 optname;
+	__u64 optval;
+	__u64 optlen;
+};
+
+SEC("tp/syscalls/sys_enter_getsockopt")
+int handle_getsockopt_enter(struct sys_enter_getsockopt_args *ctx)
+{
+	if ((int)ctx->level != NB_SOL_SOCKET || (int)ctx->optname != NB_SO_ERROR)
+		return 0;
+	const struct sock *sk = sock_of_fd((__u32)ctx->fd);
+	__u64 key = (__u64)sk;
+	if (!sk || !bpf_map_lookup_elem(&attempts, &key))
+		return 0;
+	__u64 tid = bpf_get_current_pid_tgid();
+	struct so_error_call c = { .sk = key, .optval = ctx->optval };
+	bpf_map_update_elem(&so_error_calls, &tid, &c, BPF_ANY);
+	return 0;
+}
+
+struct sys_exit_args {
+	__u64 common;
+	__s64 nr;
+	__s64 ret;
+};
+
+SEC("tp/syscalls/sys_exit_getsockopt")
+int handle_getsockopt_exit(struct sys_exit_args *ctx)
+{
+	__u64 tid = bpf_get_current_pid_tgid();
+	struct so_error_call *c = bpf_map_lookup_elem(&so_error_calls, &tid);
+	if (!c)
+		return 0;
+	__u64 key = c->sk;
+	int val = 0;
+	if (ctx->ret == 0 && !bpf_probe_read_user(&val, sizeof(val), (const void *)c->optval) && val > 0) {
+		struct attempt *a = bpf_map_lookup_elem(&attempts, &key);
+		if (a && !a->err)
+			a->err = val;
+	}
+	bpf_map_delete_elem(&so_error_calls, &tid);
+	return 0;
+}

@@ -1,0 +1,236 @@
+// SPDX-License-Identifier: GPL-2.0
+/* netbpf life: one record when a TCP connection is established and one when it closes (like tcplife),
+ * with bytes each way, retransmits, RTT, the owning process and why it closed.
+ * Hooks: sock:inet_sock_set_state as tp_btf (preferred) or classic tracepoint; tcp:tcp_send_reset and
+ * tcp:tcp_receive_reset to remember resets; sock:sock_recv_length / sock:sock_send_length to learn, in
+ * process context, which process owns an accepted connection (its handshake completes in softirq). */
+#include "vmlinux.h"
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+#include "netbpf.bpf.h"
+#include "life.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Keeps struct life_event in this object's BTF for the layout test. */
+const struct life_event *unused_life_event __attribute__((unused));
+
+/* What is known about a live connection between its first state change and its close. */
+struct birth {
+	__u64 ts_ns;
+	__u64 established_ns;
+	__u32 pid;
+	__u8 direction;
+	__u8 flags;
+	__u8 owner_source;
+	__u8 pad;
+	char comm[NETBPF_COMM_LEN];
+};
+
+/* Socket -> birth. A plain hash (not LRU) so a live connection is never evicted silently: when it is
+ * full, new connections are not tracked and `untracked` counts them. Entries are removed at TCP_CLOSE. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, 65536);
+	__type(key, __u64);
+	__type(value, struct birth);
+} births SEC(".maps");
+
+/* Connections not tracked because `births` was full (per CPU, summed by user space). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, __u64);
+} untracked SEC(".maps");
+
+static __always_inline void count_untracked(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&untracked, &zero);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+/* Only called from hooks that run in the task that owns the socket. */
+static __always_inline void capture_owner(struct birth *b, __u8 source)
+{
+	b->pid = bpf_get_current_pid_tgid() >> 32;
+	bpf_get_current_comm(b->comm, sizeof(b->comm));
+	b->owner_source = source;
+}
+
+static __always_inline void emit(const struct sock *sk, const struct birth *b, __u8 kind, int oldstate, __u64 now)
+{
+	struct sock_tuple t;
+	if (read_sock_tuple(sk, &t))
+		return;
+	/* skc_num is cleared when the port is released, before the move to CLOSE; inet_sport is not. */
+	t.sport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+	if (!tuple_wanted(&t))
+		return;
+	struct life_event *e = reserve_event(sizeof(*e));
+	if (!e)
+		return;
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	e->ts_ns = now;
+	e->birth_ns = b->ts_ns;
+	e->established_ns = b->established_ns;
+	e->cgroup_id = sock_cgroup_id(sk);
+	e->bytes_acked = BPF_CORE_READ(tp, bytes_acked);
+	e->bytes_received = BPF_CORE_READ(tp, bytes_received);
+	__builtin_memcpy(e->saddr, t.saddr, NETBPF_ADDR_LEN);
+	__builtin_memcpy(e->daddr, t.daddr, NETBPF_ADDR_LEN);
+	e->netns = sock_netns(sk);
+	e->pid = b->pid;
+	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	e->total_retrans = BPF_CORE_READ(tp, total_retrans);
+	e->segs_out = BPF_CORE_READ(tp, segs_out);
+	e->segs_in = BPF_CORE_READ(tp, segs_in);
+	e->sk_err = BPF_CORE_READ(sk, sk_err);
+	e->family = t.family;
+	e->sport = t.sport;
+	e->dport = t.dport;
+	e->kind = kind;
+	e->direction = b->direction;
+	e->old_state = oldstate;
+	e->flags = b->flags;
+	/* bytes_received counts the FIN's sequence number; tcp_fin() sets SOCK_DONE (bit from BTF, via CO-RE). */
+	if (BPF_CORE_READ(sk, __sk_common.skc_flags) & (1ULL << bpf_core_enum_value(enum sock_flags, SOCK_DONE)))
+		e->flags |= LIFE_FIN_RECEIVED;
+	e->owner_source = b->owner_source;
+	e->pad = 0;
+	__builtin_memcpy(e->comm, b->comm, NETBPF_COMM_LEN);
+	submit_event(e);
+}
+
+static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate)
+{
+	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
+		return 0;
+	__u64 key = (__u64)sk;
+	__u64 now = bpf_ktime_get_ns();
+
+	/* Birth: connect() (in the connecting task) or a listener's new child (in softirq: owner unknown yet). */
+	if (newstate == TCP_SYN_SENT || newstate == TCP_SYN_RECV) {
+		struct birth b = { .ts_ns = now };
+		if (newstate == TCP_SYN_SENT) {
+			b.direction = LIFE_DIR_CONNECT;
+			capture_owner(&b, LIFE_OWNER_CONNECT);
+		} else {
+			b.direction = LIFE_DIR_ACCEPT;
+		}
+		if (bpf_map_update_elem(&births, &key, &b, BPF_ANY))
+			count_untracked();
+		return 0;
+	}
+
+	struct birth *b = bpf_map_lookup_elem(&births, &key);
+	if (!b)
+		return 0; /* born before the trace started (or untracked): no lifetime to report */
+
+	if (newstate == TCP_ESTABLISHED) {
+		b->established_ns = now;
+		emit(sk, b, LIFE_ESTABLISHED, oldstate, now);
+		return 0;
+	}
+	/* close()/shutdown() start the FIN exchange in the owning task. */
+	if ((newstate == TCP_FIN_WAIT1 || newstate == TCP_LAST_ACK) && b->owner_source == LIFE_OWNER_NONE) {
+		capture_owner(b, LIFE_OWNER_CLOSE);
+		return 0;
+	}
+	if (newstate == TCP_CLOSE) {
+		emit(sk, b, LIFE_CLOSED, oldstate, now);
+		bpf_map_delete_elem(&births, &key);
+	}
+	return 0;
+}
+
+SEC("tp_btf/inet_sock_set_state")
+int BPF_PROG(handle_set_state_btf, const struct sock *sk, int oldstate, int newstate)
+{
+	return on_set_state(sk, oldstate, newstate);
+}
+
+/* Classic tracepoint: stable leading fields since 4.16. */
+struct set_state_args {
+	__u64 common;
+	const void *skaddr;
+	int oldstate;
+	int newstate;
+};
+
+SEC("tp/sock/inet_sock_set_state")
+int handle_set_state_tp(struct set_state_args *ctx)
+{
+	return on_set_state((const struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
+}
+
+static __always_inline void mark(const void *sk, __u8 flag)
+{
+	__u64 key = (__u64)sk;
+	struct birth *b = bpf_map_lookup_elem(&births, &key);
+	if (b)
+		b->flags |= flag;
+}
+
+/* Resets sent: skaddr may be NULL (no socket) or a timewait/request socket, which are never in births. */
+struct send_reset_args {
+	__u64 common;
+	const void *skbaddr;
+	const void *skaddr;
+};
+
+SEC("tp/tcp/tcp_send_reset")
+int handle_send_reset(struct send_reset_args *ctx)
+{
+	if (ctx->skaddr)
+		mark(ctx->skaddr, LIFE_RST_SENT);
+	return 0;
+}
+
+struct receive_reset_args {
+	__u64 common;
+	const void *skaddr;
+};
+
+SEC("tp/tcp/tcp_receive_reset")
+int handle_receive_reset(struct receive_reset_args *ctx)
+{
+	mark(ctx->skaddr, LIFE_RST_RECEIVED);
+	return 0;
+}
+
+/* recvmsg()/sendmsg() run in the task that owns the socket: the first one names an accepted
+ * connection's owner. One hash lookup per call; non-TCP sockets return at the first compare. */
+struct sock_length_args {
+	__u64 common;
+	const void *sk;
+	__u16 family;
+	__u16 protocol;
+};
+
+static __always_inline int on_sock_io(struct sock_length_args *ctx, __u8 source)
+{
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	__u64 key = (__u64)ctx->sk;
+	struct birth *b = bpf_map_lookup_elem(&births, &key);
+	if (b && b->owner_source == LIFE_OWNER_NONE)
+		capture_owner(b, source);
+	return 0;
+}
+
+SEC("tp/sock/sock_recv_length")
+int handle_recv_length(struct sock_length_args *ctx)
+{
+	return on_sock_io(ctx, LIFE_OWNER_RECV);
+}
+
+SEC("tp/sock/sock_send_length")
+int handle_send_length(struct sock_length_args *ctx)
+{
+	return on_sock_io(ctx, LIFE_OWNER_SEND);
+}
