@@ -11,6 +11,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
 #include "netbpf.bpf.h"
+#include "tracepoints.bpf.h"
 #include "connect.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -152,15 +153,8 @@ int BPF_PROG(handle_set_state_btf, const struct sock *sk, int oldstate, int news
 	return on_set_state(sk, oldstate, newstate);
 }
 
-struct set_state_args {
-	__u64 common;
-	const void *skaddr;
-	int oldstate;
-	int newstate;
-};
-
 SEC("tp/sock/inet_sock_set_state")
-int handle_set_state_tp(struct set_state_args *ctx)
+int handle_set_state_tp(struct tp_inet_sock_set_state *ctx)
 {
 	return on_set_state((const struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
 }
@@ -183,25 +177,14 @@ int BPF_PROG(handle_retransmit_btf, const struct sock *sk)
 	return on_retransmit(sk);
 }
 
-struct retransmit_skb_args {
-	__u64 common;
-	const void *skbaddr;
-	const void *skaddr;
-};
-
 SEC("tp/tcp/tcp_retransmit_skb")
-int handle_retransmit_tp(struct retransmit_skb_args *ctx)
+int handle_retransmit_tp(struct tp_tcp_sk_skb *ctx)
 {
 	return on_retransmit((const struct sock *)ctx->skaddr);
 }
 
-struct receive_reset_args {
-	__u64 common;
-	const void *skaddr;
-};
-
 SEC("tp/tcp/tcp_receive_reset")
-int handle_receive_reset(struct receive_reset_args *ctx)
+int handle_receive_reset(struct tp_tcp_sk *ctx)
 {
 	__u64 key = (__u64)ctx->skaddr;
 	struct attempt *a = bpf_map_lookup_elem(&attempts, &key);

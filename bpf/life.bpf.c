@@ -10,6 +10,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
 #include "netbpf.bpf.h"
+#include "tracepoints.bpf.h"
 #include "life.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -155,15 +156,8 @@ int BPF_PROG(handle_set_state_btf, const struct sock *sk, int oldstate, int news
 }
 
 /* Classic tracepoint: stable leading fields since 4.16. */
-struct set_state_args {
-	__u64 common;
-	const void *skaddr;
-	int oldstate;
-	int newstate;
-};
-
 SEC("tp/sock/inet_sock_set_state")
-int handle_set_state_tp(struct set_state_args *ctx)
+int handle_set_state_tp(struct tp_inet_sock_set_state *ctx)
 {
 	return on_set_state((const struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
 }
@@ -177,27 +171,16 @@ static __always_inline void mark(const void *sk, __u8 flag)
 }
 
 /* Resets sent: skaddr may be NULL (no socket) or a timewait/request socket, which are never in births. */
-struct send_reset_args {
-	__u64 common;
-	const void *skbaddr;
-	const void *skaddr;
-};
-
 SEC("tp/tcp/tcp_send_reset")
-int handle_send_reset(struct send_reset_args *ctx)
+int handle_send_reset(struct tp_tcp_sk_skb *ctx)
 {
 	if (ctx->skaddr)
 		mark(ctx->skaddr, LIFE_RST_SENT);
 	return 0;
 }
 
-struct receive_reset_args {
-	__u64 common;
-	const void *skaddr;
-};
-
 SEC("tp/tcp/tcp_receive_reset")
-int handle_receive_reset(struct receive_reset_args *ctx)
+int handle_receive_reset(struct tp_tcp_sk *ctx)
 {
 	mark(ctx->skaddr, LIFE_RST_RECEIVED);
 	return 0;

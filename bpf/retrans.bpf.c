@@ -9,6 +9,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
 #include "netbpf.bpf.h"
+#include "tracepoints.bpf.h"
 #include "retrans.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -111,14 +112,8 @@ int BPF_PROG(handle_retransmit_btf, const struct sock *sk, const struct sk_buff 
 
 /* Classic tracepoint: only the stable leading fields (skbaddr, skaddr) are used; the rest comes from the
  * socket itself, as on the tp_btf path. */
-struct retransmit_skb_args {
-	__u64 common;
-	const void *skbaddr;
-	const void *skaddr;
-};
-
 SEC("tp/tcp/tcp_retransmit_skb")
-int handle_retransmit_tp(struct retransmit_skb_args *ctx)
+int handle_retransmit_tp(struct tp_tcp_sk_skb *ctx)
 {
 	int err = 0;
 	/* err sits after the addresses in kernels >= 6.11; its offset comes from the running kernel's BTF. */
@@ -182,19 +177,8 @@ int handle_retransmit_synack(struct retransmit_synack_args *ctx)
 }
 
 /* connect() moves a socket CLOSE -> SYN_SENT in the caller's context: remember the caller. */
-struct set_state_args {
-	__u64 common;
-	const void *skaddr;
-	int oldstate;
-	int newstate;
-	__u16 sport;
-	__u16 dport;
-	__u16 family;
-	__u16 protocol;
-};
-
 SEC("tp/sock/inet_sock_set_state")
-int handle_set_state(struct set_state_args *ctx)
+int handle_set_state(struct tp_inet_sock_set_state *ctx)
 {
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
