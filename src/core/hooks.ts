@@ -31,11 +31,13 @@ export function kprobeMissing(fn: string): string | null {
   if (!existsSync('/sys/bus/event_source/devices/kprobe') && !(root && existsSync(`${root}/kprobe_events`))) {
     return 'kprobes not supported by this kernel (CONFIG_KPROBES off)';
   }
-  if (root && existsSync(`${root}/available_filter_functions`)) {
-    const text = readFileSync(`${root}/available_filter_functions`, 'latin1');
-    if (!new RegExp(`^${fn}( |$)`, 'm').test(text)) return `kernel function ${fn} cannot be probed`;
+  let text: string;
+  try {
+    text = readFileSync(`${root}/available_filter_functions`, 'latin1');
+  } catch {
+    return null; // not readable here (no ftrace, or locked down): let the attach decide
   }
-  return null;
+  return new RegExp(`^${fn}( |$)`, 'm').test(text) ? null : `kernel function ${fn} cannot be probed`;
 }
 
 /** null when fentry/fexit could attach to `fn` by BTF (the kernel may still refuse at load: tools fall back). */

@@ -144,13 +144,16 @@ export class Trace<E> implements AsyncIterable<E> {
     const chosen = this.spec.hooks.map(() => 0);
     const skipped: string[][] = this.spec.hooks.map(() => []);
     const advance = (i: number, reason: string) => { skipped[i].push(`${this.spec.hooks[i].alternatives[chosen[i]].hook}: ${reason}`); chosen[i]++; };
-    for (const [i, h] of this.spec.hooks.entries()) {
-      while (chosen[i] < h.alternatives.length) {
-        const why = h.alternatives[chosen[i]].missing?.() ?? null;
+    // Passes over alternatives the kernel visibly lacks, recording why.
+    const settle = (i: number) => {
+      const alts = this.spec.hooks[i].alternatives;
+      while (chosen[i] < alts.length) {
+        const why = alts[chosen[i]].missing?.() ?? null;
         if (!why) break;
         advance(i, why);
       }
-    }
+    };
+    this.spec.hooks.forEach((_, i) => settle(i));
     for (let attempt = 0; ; attempt++) {
       for (const [i, h] of this.spec.hooks.entries()) {
         if (chosen[i] >= h.alternatives.length && h.required) {
@@ -193,6 +196,7 @@ export class Trace<E> implements AsyncIterable<E> {
         const i = this.spec.hooks.findIndex((h, k) => h.alternatives[chosen[k]]?.program === named);
         if (i < 0 || attempt > 20) throw fromAddonError(`${this.spec.tool}: ${failing ? 'attach' : 'load'}`, err);
         advance(i, `${failing ? 'attach' : 'load'} refused (${e.code ?? e.message})`);
+        settle(i);
       }
     }
     const obj = this.obj!;
