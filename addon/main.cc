@@ -24,12 +24,19 @@ static int LibbpfPrint(enum libbpf_print_level level, const char* fmt, va_list a
     va_end(copy);
   }
   if (level == LIBBPF_DEBUG) return 0;
-  char line[1024];
-  int n = vsnprintf(line, sizeof(line), fmt, args);
+  // libbpf prints a whole verifier log as one message: format it at its full length.
+  va_list copy;
+  va_copy(copy, args);
+  int n = vsnprintf(nullptr, 0, fmt, copy);
+  va_end(copy);
+  if (n <= 0) return 0;
+  std::string line((size_t)n + 1, '\0');
+  vsnprintf(&line[0], line.size(), fmt, args);
+  line.resize((size_t)n);
   std::lock_guard<std::mutex> lock(log_mutex);
   // Bounded: a verifier log can be huge; keep the tail, which names the failing instruction.
-  log_buffer.append(line, n < 0 ? 0 : (size_t)n < sizeof(line) ? (size_t)n : sizeof(line) - 1);
-  if (log_buffer.size() > 16384) log_buffer.erase(0, log_buffer.size() - 16384);
+  log_buffer.append(line);
+  if (log_buffer.size() > 65536) log_buffer.erase(0, log_buffer.size() - 65536);
   return 0;
 }
 
