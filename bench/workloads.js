@@ -185,7 +185,7 @@ const connectClose = (q) => ({
     if (run.oracles.transitions > 0 || !run.oracles.ActiveOpens) return;
     const perConn = noneRuns.reduce((s, r) => s + r.oracles.transitions, 0) / noneRuns.reduce((s, r) => s + r.oracles.ActiveOpens, 0);
     run.oracles.transitions = Math.round(run.oracles.ActiveOpens * perConn);
-    run.estimated = true;
+    run.estimated = 'transitions';
   },
   async drive(pair, port) {
     const r = await pair.client('127.0.0.1', port, { conns: q.conns, parallel: q.parallel, bytes: 1 });
@@ -283,7 +283,7 @@ export async function runWorkloads(root, q, log) {
           workload: w.name, tool: w.tool, title: w.title, unit: w.unit, oracleText: w.oracles, tracer: t, runs: rs.length,
           value: median(values), min: Math.min(...values), max: Math.max(...values), ratioToNone: median(values) / base,
           oracles: Object.fromEntries(Object.keys(rs[0].oracles).map((k) => [k, sum((r) => r.oracles[k] ?? 0)])),
-          oracleKey: tracer?.oracle ?? null, oracleEstimated: rs.some((r) => r.estimated),
+          oracleKey: tracer?.oracle ?? null, oracleEstimated: !!tracer && rs.some((r) => r.estimated === tracer.oracle),
           expectedEvents: tracer ? sum((r) => r.oracles[tracer.oracle] ?? 0) : null,
           reportedEvents: tracer ? sum((r) => r.reported) : null,
           tracerCpuMsPerS: tracer ? median(rs.map((r) => r.tracerCpuNs / 1e6 / r.seconds)) : null,
