@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 // netbpf benchmark harness: `npm run bench` (as root, after `npm run build`).
 //   node bench/run.js [--quick] [--no-write] [--json] [--only pipeline,workloads,startup,memory]
+//                     [--workloads retrans-bulk,connect-close,drop-flood,conntrack-churn] [--reps N]
 // Builds bench/ (make -C bench), runs each section and writes BENCHMARKS.md (unless --no-write). Every figure
 // is a rate or ratio measured in this run against a baseline from this run. --quick is the smoke-test size.
 import { execFileSync } from 'node:child_process';
@@ -22,9 +23,15 @@ const log = (s) => process.stderr.write(s + '\n');
 
 const Q = quick
   ? { events: 200_000, fractions: [0.5], consumers: ['c', 'netbpf'], stress: true, startupRuns: 2, memoryN: 100_000,
-      lossPercent: 5, bulkBytes: 2_000_000, bulkConns: 2, conns: 300, parallel: 8, reps: 1 }
+      lossPercent: 5, bulkBytes: 2_000_000, bulkConns: 2, conns: 300, parallel: 8, floodSeconds: 0.5, ctConns: 200, reps: 1,
+      workloads: ['retrans-bulk', 'connect-close'], tracers: ['netbpf retrans', 'netbpf life'] }
   : { events: 2_000_000, fractions: [0.25, 0.5, 0.75], consumers: ['c', 'netbpf', 'netbpf-decode'], stress: true, startupRuns: 7,
-      memoryN: 1_000_000, lossPercent: 5, bulkBytes: 50_000_000, bulkConns: 4, conns: 3000, parallel: 16, reps: 3 };
+      memoryN: 1_000_000, lossPercent: 5, bulkBytes: 20_000_000, bulkConns: 4, conns: 2000, parallel: 16, floodSeconds: 1.5,
+      ctConns: 1000, reps: 5, workloads: ['retrans-bulk', 'connect-close', 'drop-flood', 'conntrack-churn'], tracers: null };
+const wlArg = args.indexOf('--workloads');
+if (wlArg >= 0) Q.workloads = args[wlArg + 1].split(',');
+const repsArg = args.indexOf('--reps');
+if (repsArg >= 0) Q.reps = Number(args[repsArg + 1]);
 // The netbpf defaults (src/core/trace.ts): 4 MiB ring, 20 ms timed poll, wakeup past a quarter of the ring.
 const RING = { ringBytes: 4 * 1024 * 1024, pollMs: 20, wakeupBytes: 1024 * 1024, destinations: 256 };
 // A small ring makes loss start within the generator's reach, so where loss starts (and its exact
@@ -76,12 +83,15 @@ if (wants('startup')) {
 
 if (wants('memory')) {
   log('memory under a destination flood:');
-  const p = start([process.execPath, '--expose-gc', join(root, 'bench/memory.js'), String(Q.memoryN), '4096']);
-  await p.exit;
-  if (p.exited.code !== 0) throw new Error(`memory.js failed: ${p.stderr}`);
-  results.memory = JSON.parse(p.stdout.trim());
-  log(`  ${results.memory.destinations} destinations: RSS ${fmtMiB(results.memory.rssBefore)} -> ${fmtMiB(results.memory.rssAfter)}, ` +
-    `${results.memory.rowsByAddress} rows, ${results.memory.foldedAddresses} folded`);
+  results.memory = [];
+  for (const tool of ['retrans', 'drops', 'life']) {
+    const p = start([process.execPath, '--expose-gc', join(root, 'bench/memory.js'), String(Q.memoryN), '4096', tool]);
+    await p.exit;
+    if (p.exited.code !== 0) throw new Error(`memory.js failed: ${p.stderr}`);
+    const x = JSON.parse(p.stdout.trim());
+    results.memory.push(x);
+    log(`  ${tool}: ${x.destinations} destinations: RSS ${fmtMiB(x.rssBefore)} -> ${fmtMiB(x.rssAfter)}, ${x.rowsByAddress} rows, ${x.foldedAddresses} folded`);
+  }
 }
 
 if (wants('workloads')) {
@@ -133,18 +143,28 @@ function render(r) {
     }
   }
   if (r.workloads) {
-    L.push('## Real workloads: cost of tracing', '');
-    L.push('Each workload runs in private namespaces, with no tracer and with each tracer (medians over rounds, tracers interleaved).',
-      'Hits: tcp:tcp_retransmit_skb events counted by `perf stat` with a kernel filter on the port (all runs). RetransSegs: the sender',
-      'namespace\'s /proc/net/snmp delta. One retransmitted skb can carry several segments (GSO), so hits < RetransSegs.',
-      'Tracer CPU: utime+stime from /proc/<pid>/stat over the workload, per second of workload.', '');
-    L.push('| workload | tracer | throughput | vs no tracer | tracer CPU ms/s | tracer RSS | reported events / hits | reported segs / RetransSegs |', '|---|---|---:|---:|---:|---:|---:|---:|');
+    L.push('## Real workloads: cost of tracing, netbpf vs peers', '');
+    L.push(`Each workload runs in private namespaces (veth pair A/B), ${r.workloads[0]?.runs ?? 0} rounds, tracers interleaved within each round`,
+      '(none, netbpf, peer A, peer B, ... rotated each round); one warm-up run first. Throughput: median over rounds, [min - max] shows the spread.',
+      'Tracer CPU: utime+stime from /proc/<pid>/stat over the workload, per second of workload (median). RSS: VmRSS at the end of the workload.',
+      '"reported / happened": events the tracer printed (netbpf drops: its exit counter of delivered events) summed over rounds, against the',
+      'oracle named in the last column (kernel counters, nft counters, `conntrack -D`, perf tracepoint hits). Peers run as shipped',
+      '(libbpf-tools 0.26 from Debian 12, bpftrace 0.17, conntrack-tools); libbpf-tools with `stdbuf -oL` (line-buffered, as on a terminal).', '');
+    L.push('| workload (tool) | tracer | throughput median [min - max] | vs no tracer | tracer CPU ms/s | tracer RSS | reported / happened | oracle |',
+      '|---|---|---:|---:|---:|---:|---:|---|');
     for (const w of r.workloads) {
-      L.push(`| ${w.workload} | ${w.tracer} | ${w.value.toFixed(1)} ${w.unit} | ${(w.ratioToNone * 100).toFixed(0)}% | ${w.tracerCpuMsPerS === null ? '-' : w.tracerCpuMsPerS.toFixed(0)} | ${w.tracerRss ? fmtMiB(w.tracerRss) : '-'} | ` +
-        `${w.reportedEvents === null ? `- / ${w.hits}` : `${w.reportedEvents} / ${w.hits}`} | ${w.reportedSegs === null ? `- / ${w.retransSegs}` : `${w.reportedSegs} / ${w.retransSegs}`} |`);
+      const spread = `${w.value.toFixed(0)} [${w.min.toFixed(0)} - ${w.max.toFixed(0)}] ${w.unit}`;
+      const rep = w.reportedEvents === null ? '-' : `${w.reportedEvents} / ${w.expectedEvents}${w.oracleEstimated ? ' (est.)' : ''}`;
+      L.push(`| ${w.workload} (${w.tool}) | ${w.tracer} | ${spread} | ${(w.ratioToNone * 100).toFixed(0)}% | ${w.tracerCpuMsPerS === null ? '-' : w.tracerCpuMsPerS.toFixed(0)} | ` +
+        `${w.tracerRss ? fmtMiB(w.tracerRss) : '-'} | ${rep} | ${w.oracleKey ?? Object.entries(w.oracles).map(([k, v]) => `${k} ${v}`).join(', ')} |`);
     }
     L.push('');
-    for (const t of new Set(r.workloads.map((w) => `${w.workload}: ${w.title}`))) L.push(`- ${t}`);
+    const seen = new Set();
+    for (const w of r.workloads) {
+      if (seen.has(w.workload)) continue;
+      seen.add(w.workload);
+      L.push(`- **${w.workload}**: ${w.title}. Oracles: ${w.oracleText}.`);
+    }
     L.push('');
   }
   if (r.startup) {
@@ -153,17 +173,20 @@ function render(r) {
       `Trace.start() (open, load, attach: StartInfo.startupMs) **${r.startup.startupMs.toFixed(1)} ms**.`, '');
   }
   if (r.memory) {
-    const x = r.memory;
     L.push('## Memory under a destination flood', '');
-    L.push(`RetransAggregator fed ${x.destinations.toLocaleString('en')} synthetic events with distinct remote addresses (one connection each), table cap ${x.maxDestinations}:`,
-      `RSS ${fmtMiB(x.rssBefore)} before, ${fmtMiB(x.rssAfter)} after (checkpoints: ${x.rssCheckpoints.map(([n, b]) => `${n.toLocaleString('en')}: ${fmtMiB(b)}`).join(', ')});`,
-      `${x.rowsByAddress} address rows (cap + "other"), ${x.foldedAddresses.toLocaleString('en')} addresses folded into "other"; ${x.connectionsTracked.toLocaleString('en')} connection ids in the totals set (capped at 1,000,000); ${x.nsPerEvent.toFixed(0)} ns per event.`, '');
+    L.push(`Each aggregator fed ${r.memory[0].destinations.toLocaleString('en')} synthetic events with distinct remote addresses (one connection each), table cap ${r.memory[0].maxDestinations} (\`bench/memory.js N CAP TOOL\`).`, '');
+    L.push('| aggregator | RSS before | RSS after | at 25% / 50% / 75% / 100% | address rows | folded into "other" | ns per event |', '|---|---:|---:|---|---:|---:|---:|');
+    for (const x of r.memory) {
+      L.push(`| ${x.tool} | ${fmtMiB(x.rssBefore)} | ${fmtMiB(x.rssAfter)} | ${x.rssCheckpoints.map(([, b]) => fmtMiB(b)).join(' / ')} | ${x.rowsByAddress} | ${x.foldedAddresses.toLocaleString('en')} | ${x.nsPerEvent.toFixed(0)} |`);
+    }
+    L.push('');
   }
   L.push('## How to run', '',
     '```', 'npm run build', 'sudo npm run bench            # full run, writes BENCHMARKS.md (a few minutes)',
     'sudo node bench/run.js --quick --no-write   # smoke size (test/bench.smoke.test.ts)',
-    'sudo node bench/run.js --only pipeline      # sections: pipeline, workloads, startup, memory', '```', '',
-    'Needs root, kernel BTF, clang, bpftool, perf (hit counting), bpftrace (peer). Files: bench/run.js (harness), pipeline.js,',
+    'sudo node bench/run.js --only pipeline      # sections: pipeline, workloads, startup, memory',
+    'sudo node bench/run.js --only workloads --workloads drop-flood --reps 3   # one workload', '```', '',
+    'Needs root, kernel BTF, clang, bpftool, perf (hit counting), bpftrace, libbpf-tools, conntrack (peers). Files: bench/run.js (harness), pipeline.js,',
     'workloads.js (TRACERS and WORKLOADS: a new tool adds one entry to each), memory.js, bench.bpf.c, gen.c, cconsumer.c,',
     'jsconsumer.js, Makefile (builds into build/bench/).', '');
   let text = L.join('\n');

@@ -437,6 +437,10 @@ export class DropsAggregator {
   private readonly startedAt: number;
   private lastSnapshotAt: number;
   private totals = { events: 0, drops: 0, purges: 0 };
+  private lastRows: {
+    reason: string; remoteAddr: string | null; remotePort: number | null; daddr: string | null; dport: number | null;
+    endpoint: DropRowStats; address: DropRowStats; destination: DropRowStats;
+  } | null = null;
 
   constructor(opts: DropsAggregatorOptions = {}) {
     const max = opts.maxDestinations ?? 4096;
@@ -455,9 +459,22 @@ export class DropsAggregator {
     let r = this.reasons.get(e.reason);
     if (!r) { r = { reason: e.reason, reasonCode: e.reasonCode, category: e.category, count: 0, share: 0 }; this.reasons.set(e.reason, r); }
     r.count++;
-    this.endpoints.row(`${endpointText(e.remoteAddr, e.remotePort)} ${e.reason}`).add(e, e.remoteAddr, e.remotePort);
-    this.addresses.row(`${e.remoteAddr ?? 'unknown'} ${e.reason}`).add(e, e.remoteAddr, null);
-    this.destinations.row(`${endpointText(e.daddr, e.dport)} ${e.reason}`).add(e, e.daddr, e.dport);
+    // Floods repeat one (endpoint, destination, reason): reuse the previous event's rows instead of building
+    // three keys and looking them up again (rows are never evicted, so the cached ones stay valid).
+    const l = this.lastRows;
+    if (l && l.reason === e.reason && l.remoteAddr === e.remoteAddr && l.remotePort === e.remotePort && l.daddr === e.daddr && l.dport === e.dport) {
+      l.endpoint.add(e, e.remoteAddr, e.remotePort);
+      l.address.add(e, e.remoteAddr, null);
+      l.destination.add(e, e.daddr, e.dport);
+      return;
+    }
+    const endpoint = this.endpoints.row(`${endpointText(e.remoteAddr, e.remotePort)} ${e.reason}`);
+    const address = this.addresses.row(`${e.remoteAddr ?? 'unknown'} ${e.reason}`);
+    const destination = this.destinations.row(`${endpointText(e.daddr, e.dport)} ${e.reason}`);
+    endpoint.add(e, e.remoteAddr, e.remotePort);
+    address.add(e, e.remoteAddr, null);
+    destination.add(e, e.daddr, e.dport);
+    this.lastRows = { reason: e.reason, remoteAddr: e.remoteAddr, remotePort: e.remotePort, daddr: e.daddr, dport: e.dport, endpoint, address, destination };
   }
 
   addAll(events: DropEvent[]): void {
