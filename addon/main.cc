@@ -70,6 +70,9 @@ static const char* ErrnoName(int err) {
     case ENODATA: return "ENODATA";
     case EBADF: return "EBADF";
     case ENOEXEC: return "ENOEXEC";
+    case EAGAIN: return "EAGAIN";
+    case EINTR: return "EINTR";
+    case ENXIO: return "ENXIO";
     case ENOSYS: return "ENOSYS";
     case EFAULT: return "EFAULT";
     default: return "E?";

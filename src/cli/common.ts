@@ -102,7 +102,8 @@ export function describeStart(tool: string, info: StartInfo): string[] {
 export function countersLine(tool: string, c: TraceCounters): string {
   return `netbpf ${tool}: ${c.events} events, ${c.lost} lost in the kernel (ring buffer full), ${c.recursionMisses} missed by recursion` +
     (c.droppedByConsumer ? `, ${c.droppedByConsumer} dropped by a slow consumer` : '') +
-    (c.malformed ? `, ${c.malformed} malformed` : '');
+    (c.malformed ? `, ${c.malformed} malformed` : '') +
+    (c.sourceOverruns !== undefined ? `, ${c.sourceOverruns} netlink overruns (events lost, number unknown)` : '');
 }
 
 export interface Runner<E> {

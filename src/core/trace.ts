@@ -79,6 +79,8 @@ export interface TraceCounters {
   droppedByConsumer: number;
   /** Records of an unexpected size (a mismatch between the BPF object and this decoder). */
   malformed: number;
+  /** Overflows of an event source outside the ring buffer (e.g. ctnetlink); each lost an unknown number of events. */
+  sourceOverruns?: number;
 }
 
 export interface StartInfo {

@@ -14,7 +14,7 @@ import { Log2Histogram, type HistogramData } from '../core/histogram.js';
 import { ConntrackEventStream, type CtLine, type CtTuple } from '../core/nat.js';
 import { ClockMapper, readAddress, type Layout } from '../core/record.js';
 import { BoundedTable, OTHER_KEY } from '../core/table.js';
-import { Trace, type HookAlternative, type StartInfo, type TraceOptions, type TraceSpec } from '../core/trace.js';
+import { Trace, type TraceCounters, type HookAlternative, type StartInfo, type TraceOptions, type TraceSpec } from '../core/trace.js';
 
 /** struct ct_event (bpf/conntrack.h): [offset, size] of each field. */
 export const CONNTRACK_LAYOUT = {
@@ -137,7 +137,7 @@ const BEFORE_CONFIRM_PRIORITY = 2147483646;
 
 const netfilterAlternative: HookAlternative = {
   program: 'handle_nf_confirm',
-  hook: 'netfilter LOCAL_IN+POST_ROUTING prio INT_MAX-1 (this netns)',
+  hook: 'netfilter LOCAL_IN+POST_ROUTING just before conntrack confirm (this netns)',
   missing: () => (netfilterTypes() ? null : 'no BPF netfilter programs in this kernel (needs >= 6.4)'),
   prepare: (obj, program) => {
     const t = netfilterTypes()!;
@@ -147,7 +147,16 @@ const netfilterAlternative: HookAlternative = {
     const t = netfilterTypes()!;
     for (const pf of [NFPROTO_IPV4, NFPROTO_IPV6]) {
       for (const hooknum of [NF_INET_LOCAL_IN, NF_INET_POST_ROUTING]) {
-        obj.attachNetfilter(program, { attachType: t.attachType, pf, hooknum, priority: BEFORE_CONFIRM_PRIORITY });
+        // The kernel allows one BPF link per hook and priority (EBUSY): a second netbpf in this namespace
+        // takes the next free priority below; any priority after conntrack's and before confirm serves.
+        for (let k = 0; ; k++) {
+          try {
+            obj.attachNetfilter(program, { attachType: t.attachType, pf, hooknum, priority: BEFORE_CONFIRM_PRIORITY - k });
+            break;
+          } catch (err) {
+            if ((err as { code?: string }).code !== 'EBUSY' || k >= 15) throw err;
+          }
+        }
       }
     }
   },
@@ -297,16 +306,27 @@ export class ConntrackTrace extends Trace<ConntrackEvent> {
     return { count: now.count, max: now.max, drop: d('drop'), earlyDrop: d('early_drop'), insertFailed: d('insert_failed'), invalid: d('invalid') };
   }
 
+  private finalOverruns = 0;
+
   /** ctnetlink event overruns (events the kernel could not deliver to conntrack -E). */
   netlinkOverruns(): number {
-    return this.stream?.overruns ?? 0;
+    return this.stream?.overruns ?? this.finalOverruns;
+  }
+
+  /** The ring buffer's counters plus the ctnetlink overruns: events lost outside the ring buffer. */
+  override counters(): TraceCounters {
+    return { ...super.counters(), sourceOverruns: this.netlinkOverruns() };
   }
 
   override async stop(): Promise<void> {
     // Let ctnetlink deliver what is already queued before the BPF side detaches.
     const s = this.stream;
+    if (s) {
+      await new Promise((r) => setTimeout(r, 100));
+      await s.stop();
+      this.finalOverruns = s.overruns;
+    }
     this.stream = null;
-    if (s) { await new Promise((r) => setTimeout(r, 100)); await s.stop(); }
     await super.stop();
   }
 }
