@@ -25,6 +25,8 @@ export class Log2Histogram {
   /** Bucket index of a value: 0 for 0 (and negatives), else floor(log2(v)) + 1. */
   static bucketOf(value: number): number {
     if (!(value >= 1)) return 0;
+    // Integers below 2^32 (nearly all values) by counting leading zeros; the rest by log2.
+    if (value < 4294967296) return 32 - Math.clz32(value);
     return Math.min(64, Math.floor(Math.log2(value)) + 1);
   }
 

@@ -12,13 +12,12 @@ const textDecoder = new TextDecoder('utf-8', { fatal: false });
 
 /** A NUL-terminated C string field (task comm), decoded as UTF-8 with invalid bytes replaced. */
 export function readCString(view: DataView, offset: number, max: number): string {
-  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, max);
-  // ASCII fast path (task names nearly always are): no TextDecoder call per record.
+  // ASCII fast path (task names nearly always are): no typed array and no TextDecoder call per record.
   let text = '';
   for (let i = 0; i < max; i++) {
-    const b = bytes[i];
+    const b = view.getUint8(offset + i);
     if (b === 0) return text;
-    if (b >= 0x80) return decodeUtf8CString(bytes, max);
+    if (b >= 0x80) return decodeUtf8CString(new Uint8Array(view.buffer, view.byteOffset + offset, max), max);
     text += String.fromCharCode(b);
   }
   return text;
@@ -43,17 +42,17 @@ const ADDRESS_CACHE_MAX = 65536;
 const v4Cache = new Map<number, string>();
 
 export function readAddress(view: DataView, offset: number, family: number): string {
-  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, 16);
   if (family === 2) {
     const v4 = view.getUint32(offset + 12, false);
     let text = v4Cache.get(v4);
     if (text === undefined) {
-      text = formatAddress(bytes, 0, family);
+      text = formatAddress(new Uint8Array(view.buffer, view.byteOffset + offset, 16), 0, family);
       if (v4Cache.size >= ADDRESS_CACHE_MAX) v4Cache.clear();
       v4Cache.set(v4, text);
     }
     return text;
   }
+  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, 16);
   const key = String.fromCharCode.apply(null, bytes as unknown as number[]);
   let text = addressCache.get(key);
   if (text === undefined) {
@@ -62,6 +61,13 @@ export function readAddress(view: DataView, offset: number, family: number): str
     addressCache.set(key, text);
   }
   return text;
+}
+
+/** FNV-1a style hash over `words` 32-bit little-endian words at `offset`: compact numeric keys, no allocation. */
+export function hashWords(view: DataView, offset: number, words: number, seed = 0x811c9dc5): number {
+  let h = seed >>> 0;
+  for (let i = 0; i < words; i++) h = Math.imul(h ^ view.getUint32(offset + 4 * i, true), 0x01000193) >>> 0;
+  return h;
 }
 
 /** Converts bpf_ktime_get_ns() (CLOCK_MONOTONIC) to wall-clock milliseconds since the epoch. */

@@ -48,13 +48,3 @@ export class BoundedTable<V> {
     return this.other;
   }
 }
-
-/** FNV-1a over bytes: compact numeric keys for per-connection sets. */
-export function fnv1a(bytes: Uint8Array, start: number, end: number, seed = 0x811c9dc5): number {
-  let h = seed >>> 0;
-  for (let i = start; i < end; i++) {
-    h ^= bytes[i];
-    h = Math.imul(h, 0x01000193) >>> 0;
-  }
-  return h;
-}

@@ -7,8 +7,8 @@ import { formatEndpoint, type Family, AF_INET } from '../core/address.js';
 import { filterConstants, type FilterOptions } from '../core/filters.js';
 import { btfTracepointMissing, tracepointMissing } from '../core/hooks.js';
 import { Log2Histogram, type HistogramData } from '../core/histogram.js';
-import { ClockMapper, readAddress, readCString, readU64, type Layout } from '../core/record.js';
-import { BoundedTable, fnv1a, OTHER_KEY } from '../core/table.js';
+import { ClockMapper, hashWords, readAddress, readCString, readU64, type Layout } from '../core/record.js';
+import { BoundedTable, OTHER_KEY } from '../core/table.js';
 import { tcpCaStateName, tcpStateName, type TcpCaState, type TcpState } from '../core/tcp.js';
 import { Trace, type TraceOptions, type TraceSpec } from '../core/trace.js';
 
@@ -80,7 +80,6 @@ export function countedByKernel(e: Pick<RetransEvent, 'err'>): boolean {
 
 export function decodeRetrans(view: DataView, o: number, clock: ClockMapper): RetransEvent {
   const family = view.getUint16(o + F.family[0], true);
-  const bytes = new Uint8Array(view.buffer, view.byteOffset);
   return {
     type: 'retransmit',
     time: clock.toEpochMs(readU64(view, o + F.ts_ns[0])),
@@ -102,8 +101,8 @@ export function decodeRetrans(view: DataView, o: number, clock: ClockMapper): Re
     comm: readCString(view, o + F.comm[0], F.comm[1]),
     netns: view.getUint32(o + F.netns[0], true),
     cgroupId: readU64(view, o + F.cgroup_id[0]),
-    // addresses + netns (16..52) and ports (78..82)
-    connId: fnv1a(bytes, o + F.sport[0], o + F.dport[0] + 2, fnv1a(bytes, o + F.saddr[0], o + F.netns[0] + 4)),
+    // addresses + netns (16..52, 9 words) and both ports (78..82, 1 word)
+    connId: hashWords(view, o + F.sport[0], 1, hashWords(view, o + F.saddr[0], 9)),
   };
 }
 
@@ -178,7 +177,8 @@ export interface RetransSummary {
   /** Seconds covered: since the aggregator started, and since the previous snapshot. */
   elapsedS: number;
   intervalS: number;
-  totals: { events: number; segs: number; failed: number; connections: number };
+  /** connections: distinct connections, counted up to 65536 (connectionsCapped then). */
+  totals: { events: number; segs: number; failed: number; connections: number; connectionsCapped: boolean };
   byEndpoint: RetransRow[];
   byAddress: RetransRow[];
   /** Destinations that did not get a row of their own (counted in the "other" rows). */
@@ -186,6 +186,7 @@ export interface RetransSummary {
 }
 
 const CONNECTIONS_CAP = 1024;
+const CONNECTIONS_TOTAL_CAP = 65536;
 
 class RowStats {
   events = 0;
@@ -221,7 +222,9 @@ class RowStats {
     this.retransmits.add(e.retransmits);
     if (e.srttUs > 0) this.srttUs.add(e.srttUs);
     if (e.kind === 'synack') return;
-    if (this.conns.has(e.connId) || this.conns.size < CONNECTIONS_CAP) this.conns.set(e.connId, [e.totalRetrans, e.segsOut]);
+    const conn = this.conns.get(e.connId);
+    if (conn) { conn[0] = e.totalRetrans; conn[1] = e.segsOut; }
+    else if (this.conns.size < CONNECTIONS_CAP) this.conns.set(e.connId, [e.totalRetrans, e.segsOut]);
     else this.connectionsCapped = true;
   }
 
@@ -257,7 +260,10 @@ export class RetransAggregator {
   private readonly startedAt: number;
   private lastSnapshotAt: number;
   private totals = { events: 0, segs: 0, failed: 0 };
+  /** Distinct connections seen, counted exactly up to CONNECTIONS_TOTAL_CAP (memory stays bounded). */
   private readonly allConns = new Set<number>();
+  /** daddr -> dport -> row, for rows of their own: the per-event lookup builds no key string. */
+  private readonly endpointIndex = new Map<string, Map<number, RowStats>>();
 
   constructor(opts: AggregatorOptions = {}) {
     const max = opts.maxDestinations ?? 4096;
@@ -271,9 +277,21 @@ export class RetransAggregator {
     this.totals.events++;
     if (e.err !== 0) this.totals.failed++;
     if (countedByKernel(e)) this.totals.segs += e.segs;
-    if (this.allConns.size < 1_000_000) this.allConns.add(e.connId);
-    this.endpoints.row(formatEndpoint(e.daddr, e.dport)).add(e);
+    if (this.allConns.size < CONNECTIONS_TOTAL_CAP) this.allConns.add(e.connId);
+    this.endpointRow(e).add(e);
     this.addresses.row(e.daddr).add(e);
+  }
+
+  private endpointRow(e: RetransEvent): RowStats {
+    let ports = this.endpointIndex.get(e.daddr);
+    let row = ports?.get(e.dport);
+    if (row) return row;
+    row = this.endpoints.row(formatEndpoint(e.daddr, e.dport));
+    if (row.key !== OTHER_KEY) {
+      if (!ports) this.endpointIndex.set(e.daddr, (ports = new Map()));
+      ports.set(e.dport, row);
+    }
+    return row;
   }
 
   addAll(events: RetransEvent[]): void {
@@ -295,7 +313,7 @@ export class RetransAggregator {
     };
     const summary: RetransSummary = {
       type: 'summary', tool: 'retrans', time: t, elapsedS, intervalS,
-      totals: { ...this.totals, connections: this.allConns.size },
+      totals: { ...this.totals, connections: this.allConns.size, connectionsCapped: this.allConns.size >= CONNECTIONS_TOTAL_CAP },
       byEndpoint: rows(this.endpoints),
       byAddress: rows(this.addresses),
       folded: { endpoints: this.endpoints.foldedKeys, addresses: this.addresses.foldedKeys },

@@ -83,7 +83,7 @@ describe('RetransAggregator', () => {
     agg.add(ev('10.0.0.4', 80, 5, 3, { err: -105 })); // ENOBUFS: failed in transmit, counted by the kernel
     now = 2000;
     const s = agg.snapshot();
-    expect(s.totals).toEqual({ events: 6, segs: 21, failed: 2, connections: 5 });
+    expect(s.totals).toEqual({ events: 6, segs: 21, failed: 2, connections: 5, connectionsCapped: false });
     expect(s.byAddress.find((r) => r.key === '10.0.0.4')).toMatchObject({ events: 1, segs: 3, failed: 1 });
     const ep = s.byEndpoint.find((r) => r.key === '10.0.0.2:443')!;
     expect(ep).toMatchObject({ events: 3, segs: 16, connections: 2, rate: 8, avgRate: 8, daddr: '10.0.0.2', dport: 443 });
