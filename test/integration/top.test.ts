@@ -4,7 +4,7 @@
  * rows and diagnoses on screen are checked against the client's own results and the nft rule counters.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,7 +75,7 @@ table inet toptest_f {
       lossDrops = await p.nftCounter(p.b, 'toptest', 'input');
       synDrops = await p.nftCounter(p.b, 'toptest_f', 'input');
       text = screen();
-      if (want.every((w) => text.includes(w)) && rowOf(text, LOSSY)?.[12] === String(lossDrops) && rowOf(text, FILTERED)?.[12] === String(synDrops)) break;
+      if (want.every((w) => text.includes(w)) && Number(rowOf(text, LOSSY)?.[12]) >= lossDrops && rowOf(text, FILTERED)?.[12] === String(synDrops)) break;
     }
     for (const w of want) expect(text).toContain(w);
 
@@ -100,9 +100,10 @@ table inet toptest_f {
     expect(Number(l[10])).toBeGreaterThan(0); // retransmitted segments
     expect(l[11]).toMatch(/%$/);
     expect(Number(l[11].slice(0, -1))).toBeGreaterThan(0);
-    // Drops for the lossy port: exactly the nft rule's counter.
+    // Drops for the lossy port: at least the nft rule's counter (a late segment may also die for another
+    // reason, e.g. after its socket closed); the exact NETFILTER_DROP count is checked in the JSON test.
     expect(lossDrops).toBeGreaterThan(0);
-    expect(Number(l[12])).toBe(lossDrops);
+    expect(Number(l[12])).toBeGreaterThanOrEqual(lossDrops);
     expect(l[13]).toBe('NETFILTER_DROP');
 
     // s cycles the sort key; q quits, detaching everything and printing the counters.
@@ -117,13 +118,37 @@ table inet toptest_f {
     expect(stderr).toMatch(/netbpf top: retrans \d+ events, 0 lost, \d+ missed by recursion; drops \d+ events, 0 lost/);
   }, 60000);
 
-  it('prints snapshots when stdout is not a terminal, and one JSON snapshot with --once --json', async () => {
-    const out = execFileSync(process.execPath, [join(root, 'bin/netbpf.js'), 'top', '--once', '-i', '1', '--json', '-b', 'endpoint', '-c', '10.231.0.0/24'], { encoding: 'utf8', timeout: 20000 });
+  it('prints JSON snapshots when stdout is not a terminal, with exact per-reason drops and retransmit ratios', async () => {
+    const before = await p.nftCounter(p.b, 'toptest', 'input');
+    const snmp0 = (await p.snmp(p.a)).Tcp;
+    const child = spawn(process.execPath, [join(root, 'bin/netbpf.js'), 'top', '-i', '1', '-d', '6', '--json', '-b', 'endpoint', '-c', '10.231.0.0/24'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (d) => { out += d; });
+    const exited = new Promise<number>((r) => child.once('exit', (code) => r(code ?? -1)));
+    for (const t0 = Date.now(); !out.includes('"type":"start"') && Date.now() - t0 < 10000; ) await sleep(100);
+    await sleep(300);
+    const r = await p.client(p.addrB, LOSSY, { conns: 3, bytes: 300000, parallel: 3 });
+    expect(r.ok).toBe(3);
+    await p.waitQuiet(p.a, LOSSY);
+    const dropped = (await p.nftCounter(p.b, 'toptest', 'input')) - before;
+    const snmp1 = (await p.snmp(p.a)).Tcp;
+    expect(await exited).toBe(0);
     const lines = out.trim().split('\n').map((x) => JSON.parse(x));
     expect(lines.filter((x) => x.type === 'start').map((x) => x.tool)).toEqual(['top/retrans', 'top/drops', 'top/connect', 'top/life']);
     const snaps = lines.filter((x) => x.type === 'top');
-    expect(snaps).toHaveLength(1);
-    expect(snaps[0]).toMatchObject({ final: true, by: 'endpoint', sort: 'health' });
-    expect(lines.filter((x) => x.type === 'counters')).toHaveLength(4);
+    expect(snaps.length).toBeGreaterThanOrEqual(4); // one per second, and the final one
+    const final = snaps.at(-1);
+    expect(final).toMatchObject({ final: true, by: 'endpoint', sort: 'health' });
+    const row = final.rows.find((x: { key: string }) => x.key === `10.231.0.2:${LOSSY}`);
+    expect(row.connects).toMatchObject({ attempts: 3, successes: 3, failures: 0 });
+    expect(row.connections).toBe(3);
+    // Every packet the nft rule dropped, seen as a NETFILTER_DROP for this destination.
+    expect(row.drops.byReason.NETFILTER_DROP).toBe(dropped);
+    // The ratio comes from the kernel's own per-connection counters: compare with the namespace's totals.
+    const ratio = (snmp1.RetransSegs - snmp0.RetransSegs) / (snmp1.OutSegs - snmp0.OutSegs);
+    expect(row.retrans.ratio).toBeGreaterThan(0);
+    expect(Math.abs(row.retrans.ratio - ratio)).toBeLessThan(0.2 * ratio + 0.002);
+    expect(row.diagnoses.map((d: { code: string }) => d.code)).toContain('local-firewall');
+    expect(lines.filter((x) => x.type === 'counters').map((x) => x.lost)).toEqual([0, 0, 0, 0]);
   }, 30000);
 });
