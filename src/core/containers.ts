@@ -4,7 +4,7 @@
  * path names the container the way each runtime writes it (docker-<id>.scope, cri-containerd-<id>.scope,
  * crio-<id>.scope, libpod-<id>.scope, .../docker/<id>, kubepods pod UIDs).
  */
-import { readdirSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 
 /** Container (or pod) named by a cgroup path: { runtime, id }; null when the path is not a container's. */
@@ -23,8 +23,20 @@ export function containerFromPath(path: string): { runtime: string; id: string }
   return null;
 }
 
+/** Where the cgroup v2 hierarchy is mounted: /sys/fs/cgroup on unified hosts, /sys/fs/cgroup/unified on hybrid
+ * ones; null when it is not mounted (cgroup v1 only: ids cannot be mapped to paths). */
+export function cgroup2Mount(mounts?: string): string | null {
+  let text = mounts;
+  if (text === undefined) { try { text = readFileSync('/proc/self/mounts', 'utf8'); } catch { return null; } }
+  for (const line of text.split('\n')) {
+    const [, dir, type] = line.split(' ');
+    if (type === 'cgroup2') return dir.replace(/\\040/g, ' ');
+  }
+  return null;
+}
+
 export interface ContainerResolverOptions {
-  /** cgroup v2 mount. Default /sys/fs/cgroup. */
+  /** cgroup v2 mount. Default: found in /proc/self/mounts (cgroup2Mount()). */
   root?: string;
   /** Least time between two walks of the tree when an id is unknown, ms. Default 1000. */
   rescanMs?: number;
@@ -34,7 +46,7 @@ export interface ContainerResolverOptions {
 
 /** Maps cgroup ids to cgroup paths and container ids, walking /sys/fs/cgroup lazily (cached, bounded). */
 export class ContainerResolver {
-  private readonly root: string;
+  private readonly root: string | null;
   private readonly rescanMs: number;
   private readonly maxDirs: number;
   private paths = new Map<number, string>();
@@ -42,7 +54,7 @@ export class ContainerResolver {
   private lastScan = 0;
 
   constructor(opts: ContainerResolverOptions = {}) {
-    this.root = opts.root ?? '/sys/fs/cgroup';
+    this.root = opts.root ?? cgroup2Mount();
     this.rescanMs = opts.rescanMs ?? 1000;
     this.maxDirs = opts.maxDirs ?? 100_000;
   }
@@ -50,12 +62,14 @@ export class ContainerResolver {
   /** Re-reads the cgroup tree (inode -> path relative to the root). */
   scan(): void {
     const paths = new Map<number, string>();
+    this.lastScan = Date.now();
+    if (this.root === null) return;
     const stack = [''];
     let visited = 0;
     while (stack.length && visited < this.maxDirs) {
       const rel = stack.pop()!;
       visited++;
-      const abs = join(this.root, rel);
+      const abs = join(this.root!, rel);
       try {
         paths.set(statSync(abs).ino, rel === '' ? '/' : `/${rel}`);
         for (const d of readdirSync(abs, { withFileTypes: true })) if (d.isDirectory()) stack.push(rel ? `${rel}/${d.name}` : d.name);
