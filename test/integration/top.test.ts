@@ -151,4 +151,10 @@ table inet toptest_f {
     expect(row.diagnoses.map((d: { code: string }) => d.code)).toContain('local-firewall');
     expect(lines.filter((x) => x.type === 'counters').map((x) => x.lost)).toEqual([0, 0, 0, 0]);
   }, 30000);
+
+  it('prints plain-text snapshots when stdout is a pipe (--once: one, final)', () => {
+    const out = execFileSync(process.execPath, [join(root, 'bin/netbpf.js'), 'top', '--once', '-i', '1', '-c', '10.231.0.0/24'], { encoding: 'utf8', timeout: 20000 });
+    expect(out).not.toContain('\x1b[');
+    expect(out.match(/^netbpf top \d\d:\d\d:\d\d  by addr, sorted by health \(final\)/gm)).toHaveLength(1);
+  }, 30000);
 });
