@@ -9,6 +9,8 @@ import { conntrackCommand } from './conntrack.js';
 import { dropsCommand } from './drops.js';
 import { lifeCommand } from './life.js';
 import { connectCommand } from './connect.js';
+import { topCommand } from './top.js';
+import { serveCommand } from './serve.js';
 
 export async function main(argv: string[]): Promise<number> {
   const pkg = JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string };
@@ -18,7 +20,7 @@ export async function main(argv: string[]): Promise<number> {
     .exitOverride()
     .configureOutput({ writeErr: (s) => process.stderr.write(`netbpf: ${s.split('\n').filter(Boolean)[0].replace(/^error: /, '')}\n`) })
     .showSuggestionAfterError(true);
-  for (const cmd of [retransCommand(), dropsCommand(), lifeCommand(), connectCommand(), conntrackCommand()]) {
+  for (const cmd of [retransCommand(), dropsCommand(), lifeCommand(), connectCommand(), conntrackCommand(), topCommand(), serveCommand()]) {
     program.addCommand(cmd.copyInheritedSettings(program));
   }
   const verbose = argv.includes('-v') || argv.includes('--verbose');

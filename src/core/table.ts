@@ -36,6 +36,11 @@ export class BoundedTable<V> {
     return this.other;
   }
 
+  /** The row for `key` if it has one of its own (never creates, never folds). */
+  peek(key: string): V | undefined {
+    return this.rows.get(key);
+  }
+
   get size(): number {
     return this.rows.size;
   }

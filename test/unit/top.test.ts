@@ -1,0 +1,181 @@
+/** Diagnosis rules, the per-destination correlation of `netbpf top`, its grouping, sorting and rendering. */
+import { describe, expect, it } from 'vitest';
+import { diagnose, type HealthInput } from '../../src/core/diagnosis.js';
+import { destinationKey, parseGroupBy, serviceName, sortRows, TopAggregator } from '../../src/tools/top.js';
+import { renderTop, sparkline } from '../../src/cli/top.js';
+import type { ConnectEvent } from '../../src/tools/connect.js';
+import type { RetransEvent } from '../../src/tools/retrans.js';
+import type { DropEvent } from '../../src/tools/drops.js';
+import type { LifeClosedEvent } from '../../src/tools/life.js';
+
+const health = (h: Partial<{ attempts: number; failures: number; refused: number; timeout: number; unreachable: number; segs: number; ratio: number; drops: Record<string, number> }>): HealthInput => ({
+  connects: { attempts: h.attempts ?? 0, failures: h.failures ?? 0, refused: h.refused ?? 0, timeout: h.timeout ?? 0, unreachable: h.unreachable ?? 0 },
+  retrans: { segs: h.segs ?? 0, ratio: h.ratio ?? 0 },
+  drops: h.drops ?? {},
+});
+const codes = (h: HealthInput) => diagnose(h).map((d) => d.code);
+
+describe('diagnosis rules', () => {
+  it('a healthy destination gets no verdict', () => {
+    expect(diagnose(health({ attempts: 10, segs: 1, ratio: 0.001 }))).toEqual([]);
+  });
+  it('SYNs unanswered: timing out, filtered or host down', () => {
+    const [d] = diagnose(health({ attempts: 4, failures: 3, timeout: 3 }));
+    expect(d).toMatchObject({ code: 'timeout', severity: 'critical' });
+    expect(d.text).toMatch(/^timing out: filtered or host down \(3 of 4 connects/);
+  });
+  it('RST on connect: refused, nothing listening; its NO_SOCKET drops are not reported again', () => {
+    expect(codes(health({ attempts: 2, failures: 2, refused: 2, drops: { NO_SOCKET: 2 } }))).toEqual(['refused']);
+    expect(diagnose(health({ attempts: 2, failures: 2, refused: 2 }))[0].text).toMatch(/^refused: nothing listening/);
+  });
+  it('ICMP unreachable or no route: unreachable', () => {
+    expect(diagnose(health({ attempts: 1, failures: 1, unreachable: 1 }))[0].text).toMatch(/^unreachable: no route \/ ICMP unreachable/);
+  });
+  it('retransmits with netfilter drops on this host: local firewall', () => {
+    const d = diagnose(health({ attempts: 5, segs: 40, ratio: 0.08, drops: { NETFILTER_DROP: 38 } }));
+    expect(d.map((x) => x.code)).toEqual(['local-firewall']);
+    expect(d[0].severity).toBe('critical');
+    expect(d[0].text).toMatch(/^local firewall dropping packets \(38 packets dropped by netfilter on this host, 40 segments retransmitted, 8\.0% retransmitted\)/);
+  });
+  it('retransmits without local drops: loss on the path, with the retransmitted share', () => {
+    const d = diagnose(health({ segs: 30, ratio: 0.031 }));
+    expect(d).toEqual([{ code: 'path-loss', severity: 'warning', text: 'loss on the path (3.1% retransmitted, no drops on this host)' }]);
+    expect(diagnose(health({ segs: 300, ratio: 0.2 }))[0]).toMatchObject({ code: 'path-loss', severity: 'critical', text: expect.stringContaining('20%') });
+  });
+  it('few retransmits or a low ratio are not loss', () => {
+    expect(diagnose(health({ segs: 2, ratio: 0.5 }))).toEqual([]);
+    expect(diagnose(health({ segs: 100, ratio: 0.005 }))).toEqual([]);
+    expect(diagnose(health({ segs: 100, ratio: 0.005 }), { lossRatio: 0.001 }).map((d) => d.code)).toEqual(['path-loss']);
+  });
+  it('other drops on this host name the top reason, and suppress the path-loss verdict', () => {
+    const d = diagnose(health({ segs: 50, ratio: 0.1, drops: { TCP_OFO_QUEUE_PRUNE: 3, SOCKET_BACKLOG: 9 } }));
+    expect(d.map((x) => x.code)).toEqual(['local-drops']);
+    expect(d[0].text).toBe('packets dropped on this host (12 drops, mostly SOCKET_BACKLOG)');
+  });
+  it('several problems are all reported, connect failures first', () => {
+    expect(codes(health({ attempts: 9, failures: 3, timeout: 1, refused: 1, unreachable: 1, segs: 10, ratio: 0.5, drops: { NETFILTER_DROP: 1 } }))).toEqual(['timeout', 'refused', 'unreachable', 'local-firewall']);
+  });
+});
+
+describe('top grouping', () => {
+  it('parses --by and rejects the rest with a usage error', () => {
+    expect(parseGroupBy('addr')).toEqual({ kind: 'addr' });
+    expect(parseGroupBy('cidr/24')).toEqual({ kind: 'cidr', v4: 24, v6: 64 });
+    expect(parseGroupBy('cidr/16/48')).toEqual({ kind: 'cidr', v4: 16, v6: 48 });
+    for (const bad of ['cidr/33', 'cidr', 'port', 'cidr/24/129']) expect(() => parseGroupBy(bad)).toThrow(/invalid --by/);
+  });
+  it('keys destinations by address, endpoint, network and service', () => {
+    expect(destinationKey({ kind: 'addr' }, '10.1.2.3', 443)).toBe('10.1.2.3');
+    expect(destinationKey({ kind: 'endpoint' }, 'fd00::1', 443)).toBe('[fd00::1]:443');
+    expect(destinationKey({ kind: 'cidr', v4: 24, v6: 64 }, '10.1.2.3', 443)).toBe('10.1.2.0/24');
+    expect(destinationKey({ kind: 'cidr', v4: 24, v6: 64 }, 'fd00:1:2:3:4::9', 443)).toBe('fd00:1:2:3::/64');
+    expect(serviceName(443, 'https\t\t443/tcp\t\t\t# http protocol over TLS/SSL\nhttps\t\t443/udp\n')).toBe('https');
+    expect(serviceName(444, 'https\t\t443/tcp\n')).toBeNull();
+  });
+});
+
+const base = { family: 4 as const, saddr: '10.0.0.1', sport: 40000, dport: 80, pid: 1, comm: 'c', netns: 1, cgroupId: 0, synRetrans: 0 };
+const ok = (daddr: string, latencyUs: number, sport = 40000): ConnectEvent => ({ ...base, sport, daddr, time: 1, type: 'established', latencyUs });
+const failed = (daddr: string, failure: 'refused' | 'timeout'): ConnectEvent => ({ ...base, daddr, time: 1, type: 'failed', failure, err: 0, error: '', elapsedUs: 1, rstReceived: failure === 'refused', beforeSyn: false });
+const retr = (daddr: string, segs: number, totalRetrans: number, segsOut: number): RetransEvent => ({
+  ...base, daddr, type: 'retransmit', time: 2, state: 'ESTABLISHED', kind: 'rto', caState: 'Loss', segs, totalRetrans, segsOut, retransmits: 1, srttUs: 100, err: 0, connId: 1,
+});
+
+describe('TopAggregator', () => {
+  it('correlates connects, retransmits, lifetimes and drops per destination, with a diagnosis', () => {
+    let now = 0;
+    const a = new TopAggregator({ now: () => now });
+    for (let i = 0; i < 4; i++) a.addConnect(ok('10.0.0.2', 1000 * (i + 1), 40000 + i));
+    a.addConnect(failed('10.0.0.3', 'timeout'));
+    a.addConnect(failed('10.0.0.4', 'refused'));
+    a.addRetrans(retr('10.0.0.2', 5, 5, 50));
+    a.addRetrans(retr('10.0.0.2', 3, 8, 60));
+    // A closed connection's final counters: retransmitted 0 of 40 sent.
+    const closed = { ...base, sport: 40001, daddr: '10.0.0.2', time: 3, type: 'closed', direction: 'connect', established: true, totalRetrans: 0, segsOut: 40 } as unknown as LifeClosedEvent;
+    a.addLife(closed);
+    // A packet received from 10.0.0.2 and dropped by nftables here.
+    const drop = { type: 'drop', time: 3, reason: 'NETFILTER_DROP', category: 'drop', direction: 'received', saddr: '10.0.0.2', sport: 80, daddr: '10.0.0.1', dport: 40000, remoteAddr: '10.0.0.2', remotePort: 80 } as DropEvent;
+    a.addDrop(drop);
+    a.addDrop({ ...drop, reason: 'SOCKET_CLOSE', category: 'purge' });
+    now = 2000;
+    const s = a.snapshot();
+    const row = s.rows.find((r) => r.key === '10.0.0.2')!;
+    expect(row.connects).toMatchObject({ attempts: 4, successes: 4, failures: 0 });
+    expect(row.connectMs).toEqual({ p50: 2, p99: 4 });
+    expect(row.connections).toBe(4); // the retransmitting connection is 40000, the closed one 40001
+    expect(row.retrans).toEqual({ segs: 8, rate: 4, ratio: 8 / 100, segsOut: 100, synSegs: 0 });
+    expect(row.drops).toEqual({ total: 1, topReason: 'NETFILTER_DROP', byReason: { NETFILTER_DROP: 1 }, purges: 1 });
+    expect(row.history).toEqual([9]);
+    expect(row.diagnoses.map((d) => d.code)).toEqual(['local-firewall']);
+    expect(s.rows.find((r) => r.key === '10.0.0.3')!.diagnoses[0].code).toBe('timeout');
+    expect(s.rows.find((r) => r.key === '10.0.0.4')!.health).toBe('critical');
+    expect(s.totals).toMatchObject({ destinations: 3, unhealthy: 3, connects: 6, failures: 2, retransSegs: 8, drops: 1 });
+    // The next interval starts a new history bucket and a new rate.
+    now = 3000;
+    const s2 = a.snapshot();
+    expect(s2.rows.find((r) => r.key === '10.0.0.2')!.history).toEqual([9, 0]);
+    expect(s2.rows.find((r) => r.key === '10.0.0.2')!.retrans.rate).toBe(0);
+  });
+
+  it('a drop seen between two local namespaces counts for the side this host connected to', () => {
+    const a = new TopAggregator();
+    a.addConnect(ok('10.0.0.2', 100));
+    // Dropped on input of the server side: remote (source) is the client 10.0.0.1, destination 10.0.0.2.
+    a.addDrop({ type: 'drop', time: 3, reason: 'NETFILTER_DROP', category: 'drop', direction: 'received', saddr: '10.0.0.1', sport: 40000, daddr: '10.0.0.2', dport: 80, remoteAddr: '10.0.0.1', remotePort: 40000 } as DropEvent);
+    const rows = a.snapshot().rows;
+    expect(rows.map((r) => [r.key, r.drops.total])).toEqual([['10.0.0.2', 1]]);
+  });
+
+  it('a drop seen before any connect waits to learn its side, then counts for its remote side after the hold time', () => {
+    let now = 0;
+    const a = new TopAggregator({ now: () => now, dropHoldMs: 5000 });
+    const syn = { type: 'drop', time: 0, reason: 'NETFILTER_DROP', category: 'drop', direction: 'received', saddr: '10.0.0.1', sport: 40000, daddr: '10.0.0.2', dport: 80, remoteAddr: '10.0.0.1', remotePort: 40000 } as DropEvent;
+    a.addDrop(syn);
+    a.addDrop({ ...syn, saddr: '10.9.9.9', remoteAddr: '10.9.9.9', daddr: '10.0.0.7' });
+    expect(a.snapshot().rows).toEqual([]);
+    a.addConnect(failed('10.0.0.2', 'timeout'));
+    now = 1000;
+    expect(a.snapshot().rows.map((r) => [r.key, r.drops.total])).toEqual([['10.0.0.2', 1]]);
+    now = 6000;
+    expect(a.snapshot().rows.map((r) => [r.key, r.drops.total])).toEqual([['10.0.0.2', 1], ['10.9.9.9', 1]]);
+  });
+
+  it('SYN retransmits and failed handshakes are not counted as loss or connections', () => {
+    const a = new TopAggregator();
+    a.addConnect(failed('10.0.0.3', 'timeout'));
+    a.addRetrans({ ...retr('10.0.0.3', 1, 1, 1), kind: 'syn' });
+    a.addLife({ ...base, daddr: '10.0.0.3', time: 3, type: 'closed', direction: 'connect', established: false, totalRetrans: 1, segsOut: 2 } as unknown as LifeClosedEvent);
+    const [row] = a.snapshot().rows;
+    expect(row.retrans).toMatchObject({ segs: 0, synSegs: 1, ratio: 0 });
+    expect(row.connections).toBe(0);
+    expect(row.diagnoses.map((d) => d.code)).toEqual(['timeout']);
+  });
+
+  it('folds destinations past the cap into "other" and sorts it last', () => {
+    const a = new TopAggregator({ maxDestinations: 2 });
+    for (const d of ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.0.4']) a.addConnect(failed(d, 'refused'));
+    a.addConnect(failed('10.0.0.1', 'refused'));
+    const s = a.snapshot();
+    expect(s.folded).toBe(2);
+    expect(sortRows(s.rows, 'failures').map((r) => [r.key, r.connects.failures])).toEqual([['10.0.0.1', 2], ['10.0.0.2', 1], ['other', 2]]);
+    expect(sortRows(s.rows, 'key').map((r) => r.key)).toEqual(['10.0.0.1', '10.0.0.2', 'other']);
+  });
+});
+
+describe('top rendering', () => {
+  it('draws a sparkline scaled to the row', () => {
+    expect(sparkline([0, 1, 2, 4, 8])).toBe('·▁▂▄█');
+    expect(sparkline([0, 0])).toBe('··');
+  });
+  it('prints a row per destination and a diagnosis line under unhealthy ones', () => {
+    const a = new TopAggregator();
+    a.addConnect(failed('10.0.0.3', 'timeout'));
+    a.addConnect(ok('10.0.0.2', 1500));
+    const s = a.snapshot();
+    const lines = renderTop({ ...s, rows: sortRows(s.rows, 'health') }, {}, { top: 10, sort: 'health' });
+    const i = lines.findIndex((l) => l.startsWith('DESTINATION'));
+    expect(lines[i + 1]).toMatch(/^10\.0\.0\.3\s+critical/);
+    expect(lines[i + 2]).toBe('  -> 10.0.0.3: timing out: filtered or host down (1 of 1 connects got no answer to their SYNs)');
+    expect(lines[i + 3]).toMatch(/^10\.0\.0\.2\s+ok\s+1\s+1\s+0\s+0\s+0\s+0\s+1\.50\s+1\.50/);
+  });
+});
