@@ -1,5 +1,6 @@
 /** Options and the run loop every CLI command shares: filters, output modes, interval/duration, signals. */
 import { Option, type Command } from 'commander';
+import { existsSync } from 'node:fs';
 import { parsePort } from '../core/address.js';
 import { NetbpfError, usageError } from '../core/errors.js';
 import type { FilterOptions } from '../core/filters.js';
@@ -49,6 +50,13 @@ export function positiveNumber(text: string | undefined, what: string, opts: { i
   const ok = text.trim() !== '' && Number.isFinite(n) && (opts.allowZero ? n >= 0 : n > 0) && (!opts.integer || Number.isInteger(n));
   if (!ok) throw usageError(`invalid ${what} '${text}': must be a ${opts.integer ? 'whole ' : ''}number ${opts.allowZero ? '>= 0' : '> 0'}`);
   return n;
+}
+
+/** A --pid value: a whole number naming a process that exists now (a typo would otherwise trace nothing, silently). */
+export function existingPid(text: string | undefined): number | undefined {
+  const pid = positiveNumber(text, 'pid', { integer: true });
+  if (pid !== undefined && !existsSync(`/proc/${pid}`)) throw usageError(`no process with pid ${pid}`);
+  return pid;
 }
 
 export function filterOptions(o: CommonCliOptions): FilterOptions {

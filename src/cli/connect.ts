@@ -4,7 +4,7 @@ import { formatEndpoint } from '../core/address.js';
 import { renderHistogram } from '../core/histogram.js';
 import type { TraceCounters } from '../core/trace.js';
 import { connect, ConnectAggregator, type ConnectEvent, type ConnectSummary } from '../index.js';
-import { addCommonOptions, filterOptions, positiveNumber, runSettings, runTrace, type CommonCliOptions } from './common.js';
+import { addCommonOptions, filterOptions, positiveNumber, runSettings, runTrace, type CommonCliOptions, existingPid } from './common.js';
 import { clockTime, safeText, table } from './format.js';
 
 interface ConnectCliOptions extends CommonCliOptions {
@@ -29,7 +29,7 @@ export function connectCommand(): Command {
 async function runConnect(o: ConnectCliOptions): Promise<number> {
   const s = runSettings(o);
   const filters = filterOptions(o);
-  const pid = positiveNumber(o.pid, 'pid', { integer: true });
+  const pid = existingPid(o.pid);
   const trace = connect({ ...filters, pid, hook: o.hook, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs });
   const agg = new ConnectAggregator({ maxDestinations: s.maxDestinations });
   let header = false;

@@ -5,7 +5,7 @@ import { renderHistogram } from '../core/histogram.js';
 import { usageError } from '../core/errors.js';
 import type { TraceCounters } from '../core/trace.js';
 import { life, LifeAggregator, type LifeClosedEvent, type LifeEvent, type LifeSummary } from '../index.js';
-import { addCommonOptions, filterOptions, positiveNumber, runSettings, runTrace, type CommonCliOptions } from './common.js';
+import { addCommonOptions, filterOptions, positiveNumber, runSettings, runTrace, type CommonCliOptions, existingPid } from './common.js';
 import { clockTime, safeText, table } from './format.js';
 
 interface LifeCliOptions extends CommonCliOptions {
@@ -43,7 +43,7 @@ async function runLife(o: LifeCliOptions): Promise<number> {
   const s = runSettings(o);
   const filters = filterOptions(o);
   if (o.csv && o.json) throw usageError('--csv and --json exclude each other');
-  const pid = positiveNumber(o.pid, 'pid', { integer: true });
+  const pid = existingPid(o.pid);
   const trace = life({ ...filters, pid, hook: o.hook, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs });
   const agg = new LifeAggregator({ maxDestinations: s.maxDestinations });
   const fmt: LifeFormat = { time: !!o.time, timestamp: !!o.timestamp, wide: !!o.wide };
