@@ -1,8 +1,9 @@
 /* Spoofed-source UDP flood for the reliability tests and the soak (never leaves a private namespace):
  * sends COUNT IPv4/UDP packets to DST:DPORT through a raw socket, packet i from source address
  * BASE + (i % DISTINCT) (BASE = 100.64.0.0, the shared address space: up to 4,194,304 distinct sources),
- * optionally paced to RATE packets per second (0 = as fast as it goes). Prints "<sent> <elapsed_ns>".
- * usage: flood DST DPORT COUNT [RATE] [DISTINCT] */
+ * optionally paced to RATE packets per second (0 = as fast as it goes). BASE can be moved inside 100.64.0.0/10
+ * (e.g. 100.80.0.0) so that concurrent runs are told apart by a CIDR filter. Prints "<sent> <elapsed_ns>".
+ * usage: flood DST DPORT COUNT [RATE] [DISTINCT] [BASE] */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <netinet/ip.h>
@@ -35,7 +36,7 @@ static long long now_ns(void)
 int main(int argc, char **argv)
 {
 	if (argc < 4) {
-		fprintf(stderr, "usage: flood DST DPORT COUNT [RATE] [DISTINCT]\n");
+		fprintf(stderr, "usage: flood DST DPORT COUNT [RATE] [DISTINCT] [BASE]\n");
 		return 2;
 	}
 	struct sockaddr_in dst = { .sin_family = AF_INET };
@@ -49,6 +50,11 @@ int main(int argc, char **argv)
 	unsigned long long distinct = argc > 5 ? strtoull(argv[5], NULL, 10) : SOURCE_SPAN;
 	if (distinct == 0 || distinct > SOURCE_SPAN)
 		distinct = SOURCE_SPAN;
+	struct in_addr base = { .s_addr = htonl(SOURCE_BASE) };
+	if (argc > 6 && inet_pton(AF_INET, argv[6], &base) != 1) {
+		fprintf(stderr, "flood: bad base address %s\n", argv[6]);
+		return 2;
+	}
 
 	/* IPPROTO_RAW implies IP_HDRINCL: the kernel fills in the IP checksum and total length. */
 	int fd = socket(AF_INET, SOCK_RAW, IPPROTO_RAW);
@@ -96,7 +102,7 @@ int main(int argc, char **argv)
 			n = BATCH;
 		for (int i = 0; i < n; i++) {
 			unsigned long long k = (unsigned long long)(sent + i);
-			pkts[i].ip.saddr = htonl(SOURCE_BASE + (unsigned)(k % distinct));
+			pkts[i].ip.saddr = htonl(ntohl(base.s_addr) + (unsigned)(k % distinct));
 			pkts[i].ip.id = htons((unsigned short)k);
 			pkts[i].udp.source = htons(1024 + (unsigned)(k & 0x7fff));
 		}
