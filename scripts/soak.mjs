@@ -10,6 +10,7 @@ import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
 import { NetnsPair } from '../dist/testing/netns.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -31,21 +32,28 @@ const rssKiB = (pid) => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/
 
 const flood = buildFlood();
 const ns = await NetnsPair.create('soak');
+const cleanup = () => { sender?.kill('SIGKILL'); tool?.kill('SIGKILL'); void ns.destroy().then(() => process.exit(1)); };
+process.once('SIGINT', cleanup).once('SIGTERM', cleanup).once('uncaughtException', (e) => { log(String(e?.stack ?? e)); cleanup(); });
 let tool = null, sender = null;
 try {
   await ns.nft(ns.b, `table inet soak {\n  chain input {\n    type filter hook input priority 0; policy accept;\n    udp dport ${PORT} counter drop\n  }\n}\n`);
-  const argv = [join(root, 'bin/netbpf.js'), 'drops', '--all', '-c', '100.64.0.0/10', '--interval', String(sampleS), '--json', '--summary', '--max-destinations', '4096'];
+  const argv = [join(root, 'bin/netbpf.js'), 'drops', '--all', '-c', '100.64.0.0/12', '--interval', String(sampleS), '--json', '--summary', '--max-destinations', '4096'];
   // --summary --json: no live lines, one summary JSON line per interval (with lost) and one at the end.
   tool = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '', err = '';
-  tool.stdout.setEncoding('utf8').on('data', (d) => { out += d; });
+  // Summary lines are large (every row of every table): keep only the latest summary and the counters.
+  let err = '', last = null, finalSummary = null, counters = null;
+  createInterface({ input: tool.stdout }).on('line', (l) => {
+    const j = JSON.parse(l);
+    if (j.type === 'summary') { last = { totals: j.totals, lost: j.lost, folded: j.folded }; if (j.final) finalSummary = last; }
+    if (j.type === 'counters') counters = j;
+  });
   tool.stderr.setEncoding('utf8').on('data', (d) => { err += d; });
   const exited = new Promise((r) => tool.once('close', (code, sig) => r({ code, sig })));
   for (let i = 0; i < 200 && !/attached in/.test(err); i++) await new Promise((r) => setTimeout(r, 50));
   if (!/attached in/.test(err)) throw new Error(`netbpf drops did not start: ${err}`);
   const samples = [];
   const t0 = Date.now();
-  sender = spawn('ip', ['netns', 'exec', ns.a, flood, ns.addrB, String(PORT), String(Math.round(rate * seconds)), String(rate), String(distinct)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  sender = spawn('ip', ['netns', 'exec', ns.a, flood, ns.addrB, String(PORT), String(Math.round(rate * seconds)), String(rate), String(distinct), '100.64.0.0'], { stdio: ['ignore', 'pipe', 'inherit'] });
   let senderOut = '';
   sender.stdout.setEncoding('utf8').on('data', (d) => { senderOut += d; });
   const senderDone = new Promise((r) => sender.once('close', r));
@@ -53,8 +61,6 @@ try {
   senderDone.then(() => { done = true; });
   while (!done && Date.now() - t0 < (seconds + 30) * 1000) {
     await Promise.race([senderDone, new Promise((r) => setTimeout(r, sampleS * 1000))]);
-    const lines = out.trim().split('\n').filter(Boolean).map((l) => JSON.parse(l)).filter((j) => j.type === 'summary');
-    const last = lines.at(-1);
     const s = { t: Math.round((Date.now() - t0) / 1000), rssKiB: rssKiB(tool.pid), drops: last?.totals?.drops ?? 0, lost: last?.lost ?? 0 };
     samples.push(s);
     if (!asJson) log(`t=${s.t}s rss=${(s.rssKiB / 1024).toFixed(1)} MiB drops=${s.drops} lost=${s.lost}`);
@@ -63,8 +69,7 @@ try {
   tool.kill('SIGINT');
   const exit = await exited;
   const dropped = await ns.nftCounter(ns.b, 'soak', 'input');
-  const counters = out.trim().split('\n').map((l) => JSON.parse(l)).find((j) => j.type === 'counters');
-  const final = out.trim().split('\n').map((l) => JSON.parse(l)).filter((j) => j.type === 'summary' && j.final).at(-1);
+  const final = finalSummary;
   const rss = samples.map((s) => s.rssKiB);
   const result = {
     command: `node scripts/soak.mjs ${args.join(' ')}`.trim(), seconds, rate, distinct, sampleS,

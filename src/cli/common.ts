@@ -5,6 +5,7 @@ import { parsePort } from '../core/address.js';
 import { NetbpfError, usageError } from '../core/errors.js';
 import type { FilterOptions } from '../core/filters.js';
 import type { Trace, TraceCounters, StartInfo } from '../core/trace.js';
+import { jsonText } from './format.js';
 
 export interface CommonCliOptions {
   ipv4?: boolean;
@@ -130,7 +131,7 @@ export async function runTrace<E>(tool: string, s: RunSettings, r: Runner<E>, ho
   await hooks.beforeStart?.();
   const info = await r.trace.start();
   for (const line of describeStart(tool, info)) process.stderr.write(line + '\n');
-  if (s.json) out.write(JSON.stringify({ type: 'start', tool, time: Date.now(), startupMs: info.startupMs, hooks: info.hooks }) + '\n');
+  if (s.json) out.write(jsonText({ type: 'start', tool, time: Date.now(), startupMs: info.startupMs, hooks: info.hooks }) + '\n');
   let interval: NodeJS.Timeout | undefined;
   if (s.intervalMs) interval = setInterval(() => r.printSummary(false, r.trace.counters()), s.intervalMs);
   const stopped = new Promise<string>((resolve) => {
@@ -147,7 +148,7 @@ export async function runTrace<E>(tool: string, s: RunSettings, r: Runner<E>, ho
   await r.trace.stop();
   const counters = r.trace.counters();
   if (s.summary) r.printSummary(true, counters);
-  if (s.json) out.write(JSON.stringify({ type: 'counters', tool, time: Date.now(), ...counters }) + '\n');
+  if (s.json) out.write(jsonText({ type: 'counters', tool, time: Date.now(), ...counters }) + '\n');
   process.stderr.write(countersLine(tool, counters) + '\n');
   return 0;
 }
