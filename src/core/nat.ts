@@ -165,6 +165,10 @@ export class ConntrackEventStream {
         // Failing right away (no CAP_NET_ADMIN, no conntrack module) must not look like a quiet table.
         if (!started) {
           const why = stderrLines.join('; ') || `exit status ${code}`;
+          if (/failed to execute/.test(why)) {
+            reject(new NetbpfError('runtime', `cannot run conntrack -E: ${why.replace(/^setpriv: /, '')} (install conntrack-tools)`));
+            return;
+          }
           const kind = /not permitted|permission denied/i.test(why) ? 'privilege' : 'runtime';
           reject(new NetbpfError(kind, `conntrack -E failed: ${why}${kind === 'privilege' ? ' (ctnetlink needs CAP_NET_ADMIN)' : ''}`));
         }
