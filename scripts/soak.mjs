@@ -4,7 +4,7 @@
 // many distinct spoofed sources (100.64.0.0/10) into namespace B, where an nft rule drops them and counts them
 // (the oracle). Everything happens inside two private namespaces that are removed at the end.
 // usage (root, after npm run build):
-//   node scripts/soak.mjs [--seconds 600] [--rate 2000] [--distinct 200000] [--sample 5] [--rss-bound-mib 256] [--json]
+//   node scripts/soak.mjs [--seconds 600] [--rate 2000] [--distinct 200000] [--sample 5] [--rss-bound-mib 256] [--source 100.64.0.0] [--json]
 // Exit 0 when RSS stayed under the bound, the tool ran to the end and events + lost == packets the rule dropped.
 import { execFileSync, spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -19,6 +19,8 @@ const opt = (name, dflt) => { const i = args.indexOf(`--${name}`); return i >= 0
 const seconds = opt('seconds', 600), rate = opt('rate', 2000), distinct = opt('distinct', 200000);
 const sampleS = opt('sample', 5), boundMiB = opt('rss-bound-mib', 256);
 const asJson = args.includes('--json');
+// Sources: a /12 inside 100.64.0.0/10 (the CIDR filter keeps concurrent runs apart).
+const sourceIdx = args.indexOf('--source'), source = sourceIdx >= 0 ? args[sourceIdx + 1] : '100.64.0.0';
 const PORT = 9999;
 const log = (s) => process.stderr.write(`soak: ${s}\n`);
 
@@ -37,7 +39,7 @@ process.once('SIGINT', cleanup).once('SIGTERM', cleanup).once('uncaughtException
 let tool = null, sender = null;
 try {
   await ns.nft(ns.b, `table inet soak {\n  chain input {\n    type filter hook input priority 0; policy accept;\n    udp dport ${PORT} counter drop\n  }\n}\n`);
-  const argv = [join(root, 'bin/netbpf.js'), 'drops', '--all', '-c', '100.64.0.0/12', '--interval', String(sampleS), '--json', '--summary', '--max-destinations', '4096'];
+  const argv = [join(root, 'bin/netbpf.js'), 'drops', '--all', '-c', `${source}/12`, '--interval', String(sampleS), '--json', '--summary', '--max-destinations', '4096'];
   // --summary --json: no live lines, one summary JSON line per interval (with lost) and one at the end.
   tool = spawn(process.execPath, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
   // Summary lines are large (every row of every table): keep only the latest summary and the counters.
@@ -53,7 +55,7 @@ try {
   if (!/attached in/.test(err)) throw new Error(`netbpf drops did not start: ${err}`);
   const samples = [];
   const t0 = Date.now();
-  sender = spawn('ip', ['netns', 'exec', ns.a, flood, ns.addrB, String(PORT), String(Math.round(rate * seconds)), String(rate), String(distinct), '100.64.0.0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  sender = spawn('ip', ['netns', 'exec', ns.a, flood, ns.addrB, String(PORT), String(Math.round(rate * seconds)), String(rate), String(distinct), source], { stdio: ['ignore', 'pipe', 'inherit'] });
   let senderOut = '';
   sender.stdout.setEncoding('utf8').on('data', (d) => { senderOut += d; });
   const senderDone = new Promise((r) => sender.once('close', r));
