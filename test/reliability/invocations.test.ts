@@ -86,6 +86,10 @@ describeBpf('bad invocations', () => {
       if (r.code !== 0 || !/attached in/.test(r.stderr) || /unavailable on this kernel/.test(r.stderr)) failures.push(`${capList} netbpf ${args.join(' ')} -> ${r.code}: ${r.stderr}`);
     }
     expect(failures).toEqual([]);
+    // uid 0 with only CAP_BPF + CAP_PERFMON: tracefs is readable by uid 0, so classic tracepoints attach too.
+    const root0 = await runCli(['drops', '--hook', 'tracepoint', '--duration', '1'], { prefix: ['setpriv', '--bounding-set=-all,+bpf,+perfmon', '--inh-caps=-all,+bpf,+perfmon'], timeoutMs: 15000 });
+    expect(root0.code).toBe(0);
+    expect(root0.stderr).toMatch(/packet drops via tracepoint\/skb\/kfree_skb/);
     // Without CAP_DAC_READ_SEARCH retrans still runs on its BTF-typed hook; what it cannot attach is reported as such.
     const r = await runCli(['retrans', '--duration', '1'], { prefix: caps('+bpf,+perfmon'), timeoutMs: 15000 });
     expect(r.code).toBe(0);
