@@ -188,13 +188,18 @@ static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u
 		return 0;
 	if (!skb)
 		return 0;
-	if (!sk)
-		sk = BPF_CORE_READ(skb, sk);
 
 	struct parsed p = {};
 	__u32 iif = BPF_CORE_READ(skb, skb_iif);
 	if (iif)
 		p.flags |= DROP_F_RECEIVED;
+	if (!sk) {
+		sk = BPF_CORE_READ(skb, sk);
+		/* A packet that crossed from another namespace (veth) holds its sender's socket until the IP layer
+		 * orphans it (ip_rcv_core, ipv6_rcv): that socket is not the receiver's, so it is not reported. */
+		if (sk && iif && sock_netns(sk) != BPF_CORE_READ(skb, dev, nd_net.net, ns.inum))
+			sk = NULL;
+	}
 	if (!parse_headers(skb, &p) && sk) {
 		/* No usable headers (e.g. queued data freed with its socket): take the socket's own tuple. */
 		struct sock_tuple t;

@@ -1,9 +1,11 @@
 /** Options and the run loop every CLI command shares: filters, output modes, interval/duration, signals. */
 import { Option, type Command } from 'commander';
+import { existsSync } from 'node:fs';
 import { parsePort } from '../core/address.js';
 import { NetbpfError, usageError } from '../core/errors.js';
 import type { FilterOptions } from '../core/filters.js';
-import type { Trace, TraceCounters, StartInfo } from '../core/trace.js';
+import { TRACEFS_ACCESS_HINT, type Trace, type TraceCounters, type StartInfo } from '../core/trace.js';
+import { jsonText } from './format.js';
 
 export interface CommonCliOptions {
   ipv4?: boolean;
@@ -51,6 +53,13 @@ export function positiveNumber(text: string | undefined, what: string, opts: { i
   return n;
 }
 
+/** A --pid value: a whole number naming a process that exists now (a typo would otherwise trace nothing, silently). */
+export function existingPid(text: string | undefined): number | undefined {
+  const pid = positiveNumber(text, 'pid', { integer: true });
+  if (pid !== undefined && !existsSync(`/proc/${pid}`)) throw usageError(`no process with pid ${pid}`);
+  return pid;
+}
+
 export function filterOptions(o: CommonCliOptions): FilterOptions {
   if (o.ipv4 && o.ipv6) throw usageError('-4 and -6 exclude each other');
   return {
@@ -93,7 +102,7 @@ export function describeStart(tool: string, info: StartInfo): string[] {
   const used = info.hooks.filter((h) => h.hook).map((h) => `${h.feature} via ${h.hook}`);
   lines.push(`netbpf ${tool}: ${used.join('; ')}; attached in ${info.startupMs.toFixed(0)} ms`);
   for (const h of info.hooks) {
-    if (!h.hook) lines.push(`netbpf ${tool}: unavailable on this kernel: ${h.feature} (${h.skipped.join('; ')})`);
+    if (!h.hook) lines.push(`netbpf ${tool}: unavailable ${h.skipped.some((r) => r.includes(TRACEFS_ACCESS_HINT)) ? 'with these privileges' : 'on this kernel'}: ${h.feature} (${h.skipped.join('; ')})`);
     else if (h.skipped.length) lines.push(`netbpf ${tool}: ${h.feature}: fell back to ${h.hook} (${h.skipped.join('; ')})`);
   }
   return lines;
@@ -123,7 +132,7 @@ export async function runTrace<E>(tool: string, s: RunSettings, r: Runner<E>, ho
   await hooks.beforeStart?.();
   const info = await r.trace.start();
   for (const line of describeStart(tool, info)) process.stderr.write(line + '\n');
-  if (s.json) out.write(JSON.stringify({ type: 'start', tool, time: Date.now(), startupMs: info.startupMs, hooks: info.hooks }) + '\n');
+  if (s.json) out.write(jsonText({ type: 'start', tool, time: Date.now(), startupMs: info.startupMs, hooks: info.hooks }) + '\n');
   let interval: NodeJS.Timeout | undefined;
   if (s.intervalMs) interval = setInterval(() => r.printSummary(false, r.trace.counters()), s.intervalMs);
   const stopped = new Promise<string>((resolve) => {
@@ -140,7 +149,7 @@ export async function runTrace<E>(tool: string, s: RunSettings, r: Runner<E>, ho
   await r.trace.stop();
   const counters = r.trace.counters();
   if (s.summary) r.printSummary(true, counters);
-  if (s.json) out.write(JSON.stringify({ type: 'counters', tool, time: Date.now(), ...counters }) + '\n');
+  if (s.json) out.write(jsonText({ type: 'counters', tool, time: Date.now(), ...counters }) + '\n');
   process.stderr.write(countersLine(tool, counters) + '\n');
   return 0;
 }

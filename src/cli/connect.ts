@@ -4,8 +4,8 @@ import { formatEndpoint } from '../core/address.js';
 import { renderHistogram } from '../core/histogram.js';
 import type { TraceCounters } from '../core/trace.js';
 import { connect, ConnectAggregator, type ConnectEvent, type ConnectSummary } from '../index.js';
-import { addCommonOptions, filterOptions, positiveNumber, runSettings, runTrace, type CommonCliOptions } from './common.js';
-import { clockTime, safeText, table } from './format.js';
+import { addCommonOptions, filterOptions, positiveNumber, runSettings, runTrace, type CommonCliOptions, existingPid } from './common.js';
+import { clockTime, safeText, table, jsonText } from './format.js';
 
 interface ConnectCliOptions extends CommonCliOptions {
   pid?: string;
@@ -29,7 +29,7 @@ export function connectCommand(): Command {
 async function runConnect(o: ConnectCliOptions): Promise<number> {
   const s = runSettings(o);
   const filters = filterOptions(o);
-  const pid = positiveNumber(o.pid, 'pid', { integer: true });
+  const pid = existingPid(o.pid);
   const trace = connect({ ...filters, pid, hook: o.hook, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs });
   const agg = new ConnectAggregator({ maxDestinations: s.maxDestinations });
   let header = false;
@@ -42,7 +42,7 @@ async function runConnect(o: ConnectCliOptions): Promise<number> {
       const shown = o.failedOnly ? events.filter((e) => e.type === 'failed') : events;
       if (!shown.length) return;
       if (s.json) {
-        process.stdout.write(shown.map((e) => JSON.stringify({ ...e, time: new Date(e.time).toISOString() })).join('\n') + '\n');
+        process.stdout.write(shown.map((e) => jsonText({ ...e, time: new Date(e.time).toISOString() })).join('\n') + '\n');
         return;
       }
       if (!header) { process.stdout.write(CONNECT_HEADER + '\n'); header = true; }
@@ -50,7 +50,7 @@ async function runConnect(o: ConnectCliOptions): Promise<number> {
     },
     printSummary(final, counters) {
       const summary = agg.snapshot();
-      if (s.json) process.stdout.write(JSON.stringify({ ...summary, final, lost: counters.lost, recursionMisses: counters.recursionMisses }) + '\n');
+      if (s.json) process.stdout.write(jsonText({ ...summary, final, lost: counters.lost, recursionMisses: counters.recursionMisses }) + '\n');
       else process.stdout.write(renderConnectSummary(summary, counters, s.top, final).join('\n') + '\n');
     },
   });
@@ -59,7 +59,7 @@ async function runConnect(o: ConnectCliOptions): Promise<number> {
 export const CONNECT_HEADER = `${'TIME'.padEnd(8)} ${'PID'.padEnd(7)} ${'COMM'.padEnd(12)} ${'IP'.padEnd(2)} ${'LADDR:LPORT'.padEnd(26)}    ${'RADDR:RPORT'.padEnd(26)} ${'RESULT'.padEnd(11)} ${'MS'.padStart(9)} SYN_RETR ERROR`;
 
 export function connectLine(e: ConnectEvent): string {
-  const head = `${clockTime(e.time).padEnd(8)} ${String(e.pid || '-').padEnd(7)} ${safeText(e.comm || '-').slice(0, 12).padEnd(12)} ${String(e.family).padEnd(2)} ${formatEndpoint(e.saddr, e.sport).padEnd(26)} -> ${formatEndpoint(e.daddr, e.dport).padEnd(26)}`;
+  const head = `${clockTime(e.time).padEnd(8)} ${String(e.pid || '-').padEnd(7)} ${safeText((e.comm || '-').slice(0, 12)).padEnd(12)} ${String(e.family).padEnd(2)} ${formatEndpoint(e.saddr, e.sport).padEnd(26)} -> ${formatEndpoint(e.daddr, e.dport).padEnd(26)}`;
   if (e.type === 'established') return `${head} ${'ok'.padEnd(11)} ${(e.latencyUs / 1000).toFixed(3).padStart(9)} ${String(e.synRetrans).padStart(8)}`;
   return `${head} ${e.failure.padEnd(11)} ${(e.elapsedUs / 1000).toFixed(3).padStart(9)} ${String(e.synRetrans).padStart(8)} ${e.error || '-'}${e.beforeSyn ? ' (no SYN sent)' : ''}`;
 }

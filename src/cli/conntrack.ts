@@ -6,7 +6,7 @@ import { renderHistogram } from '../core/histogram.js';
 import type { TraceCounters } from '../core/trace.js';
 import { conntrack, ConntrackAggregator, conntrackSysctls, type ConntrackEvent, type ConntrackSummary } from '../index.js';
 import { addCommonOptions, filterOptions, runSettings, runTrace, type CommonCliOptions } from './common.js';
-import { clockTime, safeText, table } from './format.js';
+import { clockTime, safeText, table, jsonText } from './format.js';
 
 interface ConntrackCliOptions extends CommonCliOptions {
   mechanism: 'auto' | 'bpf' | 'ctnetlink';
@@ -41,7 +41,7 @@ async function runConntrack(o: ConntrackCliOptions): Promise<number> {
       if (s.summary) agg.addAll(events);
       if (!live) return;
       if (s.json) {
-        process.stdout.write(events.map((e) => JSON.stringify(eventJson(e))).join('\n') + '\n');
+        process.stdout.write(events.map((e) => jsonText(eventJson(e))).join('\n') + '\n');
         return;
       }
       if (!header) { process.stdout.write(LIVE_HEADER + '\n'); header = true; }
@@ -49,7 +49,7 @@ async function runConntrack(o: ConntrackCliOptions): Promise<number> {
     },
     printSummary(final, counters) {
       const summary = agg.snapshot(trace.pressure());
-      if (s.json) process.stdout.write(JSON.stringify({ ...summary, final, lost: counters.lost, recursionMisses: counters.recursionMisses, netlinkOverruns: trace.netlinkOverruns() }) + '\n');
+      if (s.json) process.stdout.write(jsonText({ ...summary, final, lost: counters.lost, recursionMisses: counters.recursionMisses, netlinkOverruns: trace.netlinkOverruns() }) + '\n');
       else process.stdout.write(renderSummary(summary, counters, s.top, final).join('\n') + '\n');
     },
   }, {
@@ -62,7 +62,7 @@ async function runConntrack(o: ConntrackCliOptions): Promise<number> {
       if (!p) notes.push('conntrack statistics unreadable (no /proc/net/stat/nf_conntrack)');
       else notes.push(`table ${p.count}/${p.max} entries`);
       process.stderr.write(`netbpf conntrack: ${notes.join('; ')}\n`);
-      if (s.json) process.stdout.write(JSON.stringify({ type: 'pressure', time: Date.now(), ...p, sysctls: sys }) + '\n');
+      if (s.json) process.stdout.write(jsonText({ type: 'pressure', time: Date.now(), ...p, sysctls: sys }) + '\n');
     },
   });
 }

@@ -5,7 +5,7 @@ import { renderHistogram } from '../core/histogram.js';
 import type { TraceCounters } from '../core/trace.js';
 import { drops, DropsAggregator, dropReasonsNote, type DropEvent, type DropRow, type DropsSummary } from '../index.js';
 import { addCommonOptions, filterOptions, runSettings, runTrace, type CommonCliOptions } from './common.js';
-import { clockTime, percent, safeText, table } from './format.js';
+import { clockTime, percent, safeText, table, jsonText } from './format.js';
 
 interface DropsCliOptions extends CommonCliOptions {
   hook: 'auto' | 'tp_btf' | 'tracepoint' | 'tcp_drop';
@@ -45,7 +45,7 @@ async function runDrops(o: DropsCliOptions): Promise<number> {
       if (s.summary) agg.addAll(events);
       if (!live || events.length === 0) return;
       if (s.json) {
-        process.stdout.write(events.map((e) => JSON.stringify(dropJson(e))).join('\n') + '\n');
+        process.stdout.write(events.map((e) => jsonText(dropJson(e))).join('\n') + '\n');
         return;
       }
       if (!header) { process.stdout.write(LIVE_HEADER + '\n'); header = true; }
@@ -53,7 +53,7 @@ async function runDrops(o: DropsCliOptions): Promise<number> {
     },
     printSummary(final, counters) {
       const summary = agg.snapshot();
-      if (s.json) process.stdout.write(JSON.stringify({ ...summary, final, lost: counters.lost, recursionMisses: counters.recursionMisses, droppedByConsumer: counters.droppedByConsumer }) + '\n');
+      if (s.json) process.stdout.write(jsonText({ ...summary, final, lost: counters.lost, recursionMisses: counters.recursionMisses, droppedByConsumer: counters.droppedByConsumer }) + '\n');
       else process.stdout.write(renderDropsSummary(summary, counters, s.top, final).join('\n') + '\n');
     },
   }, {

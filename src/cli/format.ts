@@ -3,7 +3,10 @@
 /** Escapes control characters (and DEL) so process names cannot move the cursor or inject lines. */
 export function safeText(s: string): string {
   // eslint-disable-next-line no-control-regex
-  return s.replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+  return s
+    .replace(/[\x00-\x1f\x7f-\x9f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`)
+    // Bidi overrides and isolates reorder what the terminal shows after them.
+    .replace(/[\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
 }
 
 /** HH:MM:SS local time, as BCC tools print it. */
@@ -31,4 +34,16 @@ export function formatNumber(n: number): string {
 
 export function percent(ratio: number): string {
   return `${(ratio * 100).toFixed(2)}%`;
+}
+
+// eslint-disable-next-line no-control-regex
+const JSON_UNSAFE = /[\u007f-\u009f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * JSON.stringify, with DEL, C1 controls (U+0080..U+009F: U+009B is CSI on many terminals) and bidi overrides
+ * written as \u escapes: JSON lines end up on terminals too, and process names are attacker-chosen. The
+ * values are unchanged for a JSON reader. (JSON.stringify already escapes U+0000..U+001F.)
+ */
+export function jsonText(value: unknown): string {
+  return JSON.stringify(value).replace(JSON_UNSAFE, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
 }

@@ -5,8 +5,8 @@ import { renderHistogram } from '../core/histogram.js';
 import { usageError } from '../core/errors.js';
 import type { TraceCounters } from '../core/trace.js';
 import { life, LifeAggregator, type LifeClosedEvent, type LifeEvent, type LifeSummary } from '../index.js';
-import { addCommonOptions, filterOptions, positiveNumber, runSettings, runTrace, type CommonCliOptions } from './common.js';
-import { clockTime, safeText, table } from './format.js';
+import { addCommonOptions, filterOptions, positiveNumber, runSettings, runTrace, type CommonCliOptions, existingPid } from './common.js';
+import { clockTime, safeText, table, jsonText } from './format.js';
 
 interface LifeCliOptions extends CommonCliOptions {
   pid?: string;
@@ -43,7 +43,7 @@ async function runLife(o: LifeCliOptions): Promise<number> {
   const s = runSettings(o);
   const filters = filterOptions(o);
   if (o.csv && o.json) throw usageError('--csv and --json exclude each other');
-  const pid = positiveNumber(o.pid, 'pid', { integer: true });
+  const pid = existingPid(o.pid);
   const trace = life({ ...filters, pid, hook: o.hook, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs });
   const agg = new LifeAggregator({ maxDestinations: s.maxDestinations });
   const fmt: LifeFormat = { time: !!o.time, timestamp: !!o.timestamp, wide: !!o.wide };
@@ -56,7 +56,7 @@ async function runLife(o: LifeCliOptions): Promise<number> {
       if (s.summary) agg.addAll(events);
       if (!live) return;
       if (s.json) {
-        if (events.length) process.stdout.write(events.map((e) => JSON.stringify(lifeEventJson(e))).join('\n') + '\n');
+        if (events.length) process.stdout.write(events.map((e) => jsonText(lifeEventJson(e))).join('\n') + '\n');
         return;
       }
       const closed = events.filter((e): e is LifeClosedEvent => e.type === 'closed');
@@ -68,7 +68,7 @@ async function runLife(o: LifeCliOptions): Promise<number> {
     printSummary(final, counters) {
       const summary = agg.snapshot();
       const untracked = trace.untracked();
-      if (s.json) process.stdout.write(JSON.stringify({ ...summary, final, untracked, lost: counters.lost, recursionMisses: counters.recursionMisses }) + '\n');
+      if (s.json) process.stdout.write(jsonText({ ...summary, final, untracked, lost: counters.lost, recursionMisses: counters.recursionMisses }) + '\n');
       else process.stdout.write(renderLifeSummary(summary, counters, untracked, s.top, final).join('\n') + '\n');
     },
   });
@@ -93,8 +93,9 @@ export function lifeLine(e: LifeClosedEvent, f: LifeFormat, firstMs: number): st
   let l = '';
   if (f.time) l += `${clockTime(e.time).padEnd(8)} `;
   if (f.timestamp) l += `${((e.time - firstMs) / 1000).toFixed(6).padEnd(9)} `;
-  const comm = safeText(e.comm || '-');
-  l += `${String(e.pid || '-').padEnd(7)} ${(f.wide ? comm : comm.slice(0, 10)).padEnd(10)} ${e.saddr.padEnd(w)} ${String(e.sport).padEnd(5)} ${e.daddr.padEnd(w)} ${String(e.dport).padEnd(5)} `;
+  // Cut the name before escaping it: a cut escape sequence would read as other characters.
+  const comm = safeText(f.wide ? e.comm || '-' : (e.comm || '-').slice(0, 10));
+  l += `${String(e.pid || '-').padEnd(7)} ${comm.padEnd(10)} ${e.saddr.padEnd(w)} ${String(e.sport).padEnd(5)} ${e.daddr.padEnd(w)} ${String(e.dport).padEnd(5)} `;
   l += `${String(Math.floor(e.txBytes / 1024)).padStart(5)} ${String(Math.floor(e.rxBytes / 1024)).padStart(5)} ${e.durationMs.toFixed(2).padStart(9)}`;
   const reason = e.reason === 'failed' && e.error ? `failed:${e.error}` : e.reason;
   l += ` ${e.direction.padEnd(7)} ${String(e.totalRetrans).padStart(4)} ${(e.srttUs / 1000).toFixed(2).padStart(7)} ${f.wide ? reason.padEnd(15) : reason}`;

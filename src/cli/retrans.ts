@@ -7,7 +7,7 @@ import { retrans, RetransAggregator, type RetransEvent, type RetransRow, type Re
 import { addCommonOptions, filterOptions, runSettings, runTrace, type CommonCliOptions } from './common.js';
 import { startDemo, type Demo } from './demo.js';
 import { NatResolver, startNatFeed } from '../core/nat.js';
-import { clockTime, percent, safeText, table } from './format.js';
+import { clockTime, percent, safeText, table, jsonText } from './format.js';
 
 interface RetransCliOptions extends CommonCliOptions {
   hook: 'auto' | 'tp_btf' | 'tracepoint';
@@ -55,7 +55,7 @@ async function runRetrans(o: RetransCliOptions): Promise<number> {
         if (s.summary) agg.addAll(events);
         if (!live) return;
         if (s.json) {
-          process.stdout.write(events.map((e) => JSON.stringify(eventJson(e))).join('\n') + '\n');
+          process.stdout.write(events.map((e) => jsonText(eventJson(e))).join('\n') + '\n');
           return;
         }
         if (!header) { process.stdout.write(LIVE_HEADER + '\n'); header = true; }
@@ -63,7 +63,7 @@ async function runRetrans(o: RetransCliOptions): Promise<number> {
       },
       printSummary(final, counters) {
         const summary = agg.snapshot();
-        if (s.json) process.stdout.write(JSON.stringify({ ...summary, final, lost: counters.lost, recursionMisses: counters.recursionMisses, droppedByConsumer: counters.droppedByConsumer }) + '\n');
+        if (s.json) process.stdout.write(jsonText({ ...summary, final, lost: counters.lost, recursionMisses: counters.recursionMisses, droppedByConsumer: counters.droppedByConsumer }) + '\n');
         else process.stdout.write(renderSummary(summary, counters, s.top, final).join('\n') + '\n');
       },
     }, {

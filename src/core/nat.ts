@@ -7,6 +7,7 @@
 import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { NetbpfError } from './errors.js';
+import { existsSync } from 'node:fs';
 
 /** One direction of a conntrack entry. */
 export interface CtTuple { src: string; dst: string; sport: number; dport: number }
@@ -151,9 +152,27 @@ export class ConntrackEventStream {
 
   start(): Promise<void> {
     return new Promise((resolve, reject) => {
-      const child = spawn('conntrack', ['-E', '-e', this.events.join(','), '-o', 'timestamp,extended,id', '--buffer-size', String(8 * 1024 * 1024)], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const argv = ['conntrack', '-E', '-e', this.events.join(','), '-o', 'timestamp,extended,id', '--buffer-size', String(8 * 1024 * 1024)];
+      // A child blocked on netlink outlives a SIGKILLed parent (nothing ever writes to its closed stdout):
+      // setpriv --pdeathsig has the kernel kill it when its parent dies.
+      const tied = pdeathsigWrapper() ? [pdeathsigWrapper()!, '--pdeathsig', 'KILL', '--', ...argv] : argv;
+      const child = spawn(tied[0], tied.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
       this.child = child;
-      this.exited = new Promise((r) => child.once('close', () => r()));
+      let started = false;
+      const stderrLines: string[] = [];
+      this.exited = new Promise((r) => child.once('close', (code) => {
+        r();
+        // Failing right away (no CAP_NET_ADMIN, no conntrack module) must not look like a quiet table.
+        if (!started) {
+          const why = stderrLines.join('; ') || `exit status ${code}`;
+          if (/failed to execute/.test(why)) {
+            reject(new NetbpfError('runtime', `cannot run conntrack -E: ${why.replace(/^setpriv: /, '')} (install conntrack-tools)`));
+            return;
+          }
+          const kind = /not permitted|permission denied/i.test(why) ? 'privilege' : 'runtime';
+          reject(new NetbpfError(kind, `conntrack -E failed: ${why}${kind === 'privilege' ? ' (ctnetlink needs CAP_NET_ADMIN)' : ''}`));
+        }
+      }));
       child.once('error', (err) => reject(new NetbpfError('runtime', `cannot run conntrack -E: ${err.message} (install conntrack-tools)`)));
       createInterface({ input: child.stdout! }).on('line', (line) => {
         const l = parseConntrackLine(line);
@@ -161,11 +180,12 @@ export class ConntrackEventStream {
         else if (line.trim() && this.unparsed.length < 100) this.unparsed.push(line);
       });
       createInterface({ input: child.stderr! }).on('line', (line) => {
+        if (!started && stderrLines.length < 5 && line.trim()) stderrLines.push(line.trim().replace(/^conntrack v[\d.]+ \(conntrack-tools\): /, ''));
         if (/overrun|No buffer space/i.test(line)) this.overruns++;
         else if (line.trim() && this.unparsed.length < 100) this.unparsed.push(line);
       });
       // conntrack -E has subscribed once it is running; give it a moment to bind before traffic starts.
-      child.once('spawn', () => setTimeout(resolve, 150));
+      child.once('spawn', () => setTimeout(() => { if (child.exitCode === null && child.signalCode === null) { started = true; resolve(); } }, 150));
     });
   }
 
@@ -175,6 +195,13 @@ export class ConntrackEventStream {
     await this.exited;
     this.child = null;
   }
+}
+
+let wrapper: string | null | undefined;
+/** util-linux setpriv, when it is installed (it sets PR_SET_PDEATHSIG, then execs the command). */
+function pdeathsigWrapper(): string | null {
+  if (wrapper === undefined) wrapper = ['/usr/bin/setpriv', '/bin/setpriv', '/usr/sbin/setpriv'].find((p) => existsSync(p)) ?? null;
+  return wrapper;
 }
 
 /** Keeps a NatResolver fed: one `conntrack -L` snapshot, then NEW events as they come. */

@@ -89,6 +89,9 @@ export interface StartInfo {
   startupMs: number;
 }
 
+/** Why a non-root user with CAP_BPF + CAP_PERFMON cannot attach classic tracepoints (docs/RELIABILITY.md). */
+export const TRACEFS_ACCESS_HINT = 'no read access to tracefs event ids: run as root or add CAP_DAC_READ_SEARCH';
+
 type Listener<E> = (events: E[]) => void;
 
 export class Trace<E> implements AsyncIterable<E> {
@@ -159,6 +162,10 @@ export class Trace<E> implements AsyncIterable<E> {
     for (let attempt = 0; ; attempt++) {
       for (const [i, h] of this.spec.hooks.entries()) {
         if (chosen[i] >= h.alternatives.length && h.required) {
+          // An alternative refused for lack of access (not for lack of the feature) makes this a privilege problem.
+          if (skipped[i].some((r) => r.includes(TRACEFS_ACCESS_HINT))) {
+            throw new NetbpfError('privilege', `${this.spec.tool}: permission denied attaching ${h.feature} (${skipped[i].join('; ')})`);
+          }
           throw new NetbpfError('kernel', `${this.spec.tool}: no way to trace ${h.feature} on this kernel (${skipped[i].join('; ')})`);
         }
       }
@@ -192,12 +199,14 @@ export class Trace<E> implements AsyncIterable<E> {
         break;
       } catch (err) {
         obj?.close();
-        const e = err as { libbpfLog?: string; message?: string; code?: string };
+        const e = err as { libbpfLog?: string; message?: string; code?: string; errno?: number };
         // Which program failed: the one being attached, or the one libbpf names in its load log.
         const named = failing ?? /prog '([\w]+)': (?:BPF program load failed|failed to load|-- BEGIN PROG LOAD LOG)/.exec(e.libbpfLog ?? '')?.[1] ?? null;
         const i = this.spec.hooks.findIndex((h, k) => h.alternatives[chosen[k]]?.program === named);
         if (i < 0 || attempt > 20) throw fromAddonError(`${this.spec.tool}: ${failing ? 'attach' : 'load'}`, err);
-        advance(i, `${failing ? 'attach' : 'load'} refused (${e.code ?? e.message})`);
+        // EACCES on attach: a classic tracepoint's id is read from tracefs, which a non-root user may not read.
+        const hint = failing && e.errno === 13 ? `; ${TRACEFS_ACCESS_HINT}` : '';
+        advance(i, `${failing ? 'attach' : 'load'} refused (${e.code ?? e.message}${hint})`);
         settle(i);
       }
     }

@@ -168,7 +168,7 @@ describe('life formatting', () => {
     expect(h.split(/\s+/).slice(0, 9)).toEqual(['PID', 'COMM', 'LADDR', 'LPORT', 'RADDR', 'RPORT', 'TX_KB', 'RX_KB', 'MS']);
     expect(h.split(/\s+/).slice(9)).toEqual(['DIR', 'RETR', 'RTT_MS', 'CLOSE']);
     const l = lifeLine(e, { time: false, timestamp: false, wide: false }, e.time);
-    expect(l.split(/\s+/)).toEqual(['4242', 'a\\x1b[2Jve', '10.0.0.1', '40000', '10.0.0.2', '443', '19', '2', '2000.00', 'connect', '3', '1.50', 'fin']);
+    expect(l.split(/\s+/)).toEqual(['4242', 'a\\x1b[2Jveryl', '10.0.0.1', '40000', '10.0.0.2', '443', '19', '2', '2000.00', 'connect', '3', '1.50', 'fin']);
   });
   it('-T and -t add time columns; -w adds netns and cgroup', () => {
     expect(lifeHeader({ time: true, timestamp: true, wide: true }).split(/\s+/)).toEqual(['TIME', 'TIME(s)', 'PID', 'COMM', 'LADDR', 'LPORT', 'RADDR', 'RPORT', 'TX_KB', 'RX_KB', 'MS', 'DIR', 'RETR', 'RTT_MS', 'CLOSE', 'NETNS', 'CGROUP']);
