@@ -8,7 +8,7 @@ import type { TraceCounters } from '../core/trace.js';
 import { parseGroupBy, sortRows, top, TOP_SORT_KEYS, type TopRow, type TopSession, type TopSortKey, type TopSummary, type TopToolName } from '../tools/top.js';
 import { ContainerResolver } from '../core/containers.js';
 import { addCommonOptions, describeStart, filterOptions, runSettings, type CommonCliOptions } from './common.js';
-import { clockTime, safeText, table } from './format.js';
+import { clockTime, jsonText, safeText, table } from './format.js';
 
 interface TopCliOptions extends CommonCliOptions {
   by: string;
@@ -54,7 +54,7 @@ async function runTop(o: TopCliOptions): Promise<number> {
   for (const [tool, i] of Object.entries(info)) {
     if ('error' in i) process.stderr.write(`netbpf top: ${tool} not running: ${i.error}\n`);
     else for (const line of describeStart(`top/${tool}`, i)) process.stderr.write(line + '\n');
-    if (s.json) out.write(JSON.stringify({ type: 'start', tool: `top/${tool}`, time: Date.now(), ...('error' in i ? { error: i.error } : { startupMs: i.startupMs, hooks: i.hooks }) }) + '\n');
+    if (s.json) out.write(jsonText({ type: 'start', tool: `top/${tool}`, time: Date.now(), ...('error' in i ? { error: i.error } : { startupMs: i.startupMs, hooks: i.hooks }) }) + '\n');
   }
   let sort = o.sort;
   const view = new TopView(interactive);
@@ -62,7 +62,7 @@ async function runTop(o: TopCliOptions): Promise<number> {
     const summary = session.snapshot();
     sortRows(summary.rows, sort);
     const counters = session.counters();
-    if (s.json) out.write(JSON.stringify({ ...summary, rows: summary.rows.slice(0, s.top), final, sort, counters }) + '\n');
+    if (s.json) out.write(jsonText({ ...summary, rows: summary.rows.slice(0, s.top), final, sort, counters }) + '\n');
     else view.draw(renderTop(summary, counters, { top: s.top, sort, final, containers: !!o.container, conntrack: !!o.conntrack, columns: interactive ? out.columns : undefined, rows: interactive ? out.rows : undefined }));
   };
 
@@ -98,7 +98,7 @@ async function runTop(o: TopCliOptions): Promise<number> {
   print(true);
   const counters = session.counters();
   for (const [tool, c] of Object.entries(counters)) {
-    if (s.json) out.write(JSON.stringify({ type: 'counters', tool: `top/${tool}`, time: Date.now(), ...c }) + '\n');
+    if (s.json) out.write(jsonText({ type: 'counters', tool: `top/${tool}`, time: Date.now(), ...c }) + '\n');
   }
   process.stderr.write(`netbpf top: ${Object.entries(counters).map(([t, c]) => `${t} ${c.events} events, ${c.lost} lost, ${c.recursionMisses} missed by recursion`).join('; ')}\n`);
   return 0;

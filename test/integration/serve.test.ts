@@ -97,3 +97,25 @@ describeBpf('netbpf serve scraped by Prometheus', () => {
     expect(Number((await query('netbpf_events_total{tool="connect"}'))[0]?.value[1])).toBeGreaterThanOrEqual(6);
   }, 90000);
 });
+
+describeBpf('netbpf serve default address', () => {
+  it('binds the exporter to loopback only when no address is given', async () => {
+    // Run in a private namespace so the default port cannot collide with anything on the host.
+    const p = await NetnsPair.create('srv');
+    try {
+      const exporter = p.spawn(p.a, [process.execPath, join(root, 'bin/netbpf.js'), 'serve', '--prometheus']);
+      let listening = '';
+      for (let i = 0; i < 200 && !/9464/.test(listening); i++) {
+        await sleep(100);
+        listening = (await p.exec(p.a, ['ss', '-Hltn', 'sport = :9464'])).stdout;
+      }
+      expect(listening.trim().split('\n')).toHaveLength(1);
+      expect(listening).toMatch(/127\.0\.0\.1:9464/);
+      const metrics = await p.exec(p.a, [process.execPath, '-e', "fetch('http://127.0.0.1:9464/metrics').then(r => r.text()).then(t => console.log(t.includes('netbpf_events_total')))"]);
+      expect(metrics.stdout.trim()).toBe('true');
+      exporter.kill('SIGTERM');
+    } finally {
+      await p.destroy();
+    }
+  }, 60000);
+});
