@@ -135,7 +135,12 @@ export class NetnsPair {
     this.destroyed = true;
     for (const c of this.children) c.kill('SIGKILL');
     await Promise.all(this.children.map((c) => (c.exitCode !== null || c.signalCode !== null ? undefined : new Promise((r) => c.once('exit', r)))));
-    for (const ns of [this.a, this.b]) await sh('ip', ['netns', 'del', ns]).catch(() => undefined);
+    for (const ns of [this.a, this.b]) {
+      // Close every TCP socket first: orphans (unacked data, FIN_WAIT) would otherwise outlive the namespace
+      // and keep retransmitting for minutes, showing up in later measurements.
+      await sh('ip', ['netns', 'exec', ns, 'ss', '-K', '-t', '-a']).catch(() => undefined);
+      await sh('ip', ['netns', 'del', ns]).catch(() => undefined);
+    }
   }
 }
 

@@ -9,7 +9,7 @@ import { retrans, RetransAggregator, countedByKernel, type RetransEvent } from '
 import { NetnsPair } from '../../src/testing/netns.js';
 import { describeBpf, sleep } from '../helpers.js';
 
-const PORT = 5101;
+const PORT = 5111;
 
 describeBpf('retrans on a lossy link (real kernel)', () => {
   let pair: NetnsPair;
