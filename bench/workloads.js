@@ -82,7 +82,8 @@ export const TRACERS = {
     oracle: 'ActiveOpens',
     count: (stdout) => lines(stdout, IPV4_LINE),
   },
-  // drops: a flood, so both sides aggregate (netbpf per destination x reason in user space, bpftrace in a map).
+  // drops: a flood, so both sides aggregate in the kernel (--summary without --json: netbpf's per-CPU summary map,
+  // read at exit; bpftrace's count() map).
   'netbpf drops': {
     argv: (root, port) => netbpf(root, 'drops', '--all', '-r', 'NETFILTER_DROP', '-D', String(port), '--summary'),
     ready: [/attached in/, 'stderr'],

@@ -17,6 +17,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Keeps struct drop_event in this object's BTF for the layout test. */
 const struct drop_event *unused_drop_event __attribute__((unused));
+const struct drop_agg_key *unused_drop_agg_key __attribute__((unused));
+const struct drop_agg_value *unused_drop_agg_value __attribute__((unused));
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -35,6 +37,31 @@ const volatile __u8 capture_stack = 0;
 /* With --reason: only reasons whose bit is set (values below DROP_REASON_FILTER_BITS). */
 const volatile __u32 filter_reason_count = 0;
 const volatile __u64 filter_reasons[DROP_REASON_FILTER_BITS / 64] = {};
+
+/* Summary-only runs: count each drop into `drop_agg` instead of sending a record (a drop flood then costs
+ * a map update, not a ring buffer record plus decoding in user space). */
+const volatile __u8 aggregate_in_kernel = 0;
+
+/* Per summary key; user space sizes it (1 entry when not aggregating). No prealloc: memory grows with use. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct drop_agg_key);
+	__type(value, struct drop_agg_value);
+} drop_agg SEC(".maps");
+
+/* Drops whose key found `drop_agg` full: per reason (+ location), so totals per reason stay exact. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 1024);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct drop_agg_key);
+	__type(value, struct drop_agg_value);
+} drop_agg_other SEC(".maps");
+
+/* The value new keys start from (a map value pointer, so it does not take 300 bytes of stack). */
+static const struct drop_agg_value agg_zero;
 
 /* Kernel stacks by id (with --stack). User space sizes it to 1 entry when stacks are off. */
 struct {
@@ -181,6 +208,84 @@ static __always_inline bool reason_wanted(__u32 reason)
 	return filter_reasons[word] & (1ULL << (reason % 64));
 }
 
+/* floor(log2(v)) for v > 0. */
+static __always_inline __u32 log2_u32(__u32 v)
+{
+	__u32 r, shift;
+	r = (v > 0xFFFF) << 4; v >>= r;
+	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
+	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
+	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+	r |= (v >> 1);
+	return r;
+}
+
+/* The value for `key` in `map`, inserting a zero one; NULL when the map is full. */
+static __always_inline struct drop_agg_value *agg_value(void *map, const struct drop_agg_key *key)
+{
+	struct drop_agg_value *v = bpf_map_lookup_elem(map, key);
+	if (v)
+		return v;
+	/* EEXIST: another CPU inserted it meanwhile; E2BIG: full. */
+	bpf_map_update_elem(map, key, &agg_zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(map, key);
+}
+
+static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason, __u64 location, __u32 len)
+{
+	struct drop_agg_key k;
+	__builtin_memset(&k, 0, sizeof(k));
+	__builtin_memcpy(k.saddr, p->saddr, NETBPF_ADDR_LEN);
+	__builtin_memcpy(k.daddr, p->daddr, NETBPF_ADDR_LEN);
+	k.reason = reason;
+	/* The generic reason is a purge or a drop depending on the function that freed the skb. */
+	if (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED) &&
+	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
+		k.location = location;
+	k.family = p->family;
+	k.sport = p->sport;
+	k.dport = p->dport;
+	k.l4_proto = p->l4_proto;
+	k.flags = p->flags & DROP_AGG_FLAGS;
+
+	struct drop_agg_value *v = agg_value(&drop_agg, &k);
+	if (!v) {
+		/* Full: fold into "other" for this reason, never lose the drop silently. */
+		__builtin_memset(k.saddr, 0, NETBPF_ADDR_LEN);
+		__builtin_memset(k.daddr, 0, NETBPF_ADDR_LEN);
+		k.family = 0;
+		k.sport = 0;
+		k.dport = 0;
+		k.l4_proto = 0;
+		k.flags = DROP_AGG_OTHER;
+		v = agg_value(&drop_agg_other, &k);
+		if (!v) {
+			/* Both maps full (over 1024 reason x location folds): counted as lost, reported as such. */
+			__u32 zero = 0;
+			__u64 *lost_count = bpf_map_lookup_elem(&lost, &zero);
+			if (lost_count)
+				__sync_fetch_and_add(lost_count, 1);
+			return;
+		}
+	}
+	__u64 now = bpf_ktime_get_ns();
+	if (!v->count) {
+		v->first_ns = now;
+		v->min_len = len;
+		v->max_len = len;
+	}
+	if (len < v->min_len)
+		v->min_len = len;
+	if (len > v->max_len)
+		v->max_len = len;
+	v->count++;
+	v->bytes += len;
+	v->last_ns = now;
+	__u32 bucket = len ? log2_u32(len) + 1 : 0;
+	if (bucket < DROP_AGG_LEN_BUCKETS)
+		v->len_log2[bucket]++;
+}
+
 static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u64 location, __u32 reason,
 				       const struct sock *sk)
 {
@@ -235,6 +340,12 @@ static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u
 		}
 		if (!p.family || !tuple_wanted(&ft))
 			return 0;
+	}
+
+	if (aggregate_in_kernel) {
+		/* skb->len depends on how far the stack has pulled the packet; the IP length does not. */
+		aggregate_drop(&p, reason, location, p.ip_len ? p.ip_len : BPF_CORE_READ(skb, len));
+		return 0;
 	}
 
 	struct drop_event *e = reserve_event(sizeof(*e));

@@ -39,4 +39,35 @@ struct drop_event {
 	__u8 flags;         /* enum drop_flags */
 };
 
+/* Summary-only runs (aggregate_in_kernel): no records, one per-CPU map entry per summary key instead. */
+#define DROP_AGG_LEN_BUCKETS 33 /* log2 buckets of a u32 length: 0 for 0, k for [2^(k-1), 2^k) */
+#define DROP_AGG_FLAGS (DROP_F_RECEIVED | DROP_F_SOCK_TUPLE | DROP_F_NO_PORTS) /* what decides orientation */
+#define DROP_AGG_OTHER 0x80 /* drop_agg_key.flags: a drop folded into "other" (the key map was full) */
+
+/* Exactly what the summary tables group by: remote endpoint/address and packet destination (from the
+ * addresses, ports and orientation flags) x reason; location only where it decides purge vs drop. */
+struct drop_agg_key {
+	__u8 saddr[NETBPF_ADDR_LEN];
+	__u8 daddr[NETBPF_ADDR_LEN];
+	__u64 location;     /* freeing function for SKB_DROP_REASON_NOT_SPECIFIED (purge or drop), else 0 */
+	__u32 reason;
+	__u16 family;
+	__u16 sport;
+	__u16 dport;
+	__u8 l4_proto;
+	__u8 flags;         /* drop_flags & DROP_AGG_FLAGS, or DROP_AGG_OTHER (addresses and ports zero) */
+	__u32 pad;          /* explicit: keys are compared as bytes */
+};
+
+/* Cumulative per CPU; user space sums the CPUs and takes differences between reads. */
+struct drop_agg_value {
+	__u64 count;
+	__u64 bytes;
+	__u64 first_ns;     /* bpf_ktime_get_ns() of the first and last drop */
+	__u64 last_ns;
+	__u32 min_len;
+	__u32 max_len;
+	__u64 len_log2[DROP_AGG_LEN_BUCKETS];
+};
+
 #endif

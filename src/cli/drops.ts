@@ -3,8 +3,9 @@ import { Command, Option } from 'commander';
 import { formatEndpoint } from '../core/address.js';
 import { renderHistogram } from '../core/histogram.js';
 import type { TraceCounters } from '../core/trace.js';
-import { drops, DropsAggregator, dropReasonsNote, type DropEvent, type DropRow, type DropsSummary } from '../index.js';
-import { addCommonOptions, filterOptions, runSettings, runTrace, type CommonCliOptions } from './common.js';
+import { usageError } from '../core/errors.js';
+import { drops, dropsSummary, DropsAggregator, dropReasonsNote, type DropEvent, type DropRow, type DropsSummary } from '../index.js';
+import { addCommonOptions, filterOptions, runSettings, runTrace, type CommonCliOptions, type RunSettings } from './common.js';
 import { clockTime, percent, safeText, table, jsonText } from './format.js';
 
 interface DropsCliOptions extends CommonCliOptions {
@@ -12,6 +13,7 @@ interface DropsCliOptions extends CommonCliOptions {
   all?: boolean;
   reason?: string[];
   stack?: boolean;
+  aggregate: 'auto' | 'kernel' | 'events';
 }
 
 const collect = (value: string, prev: string[] = []) => [...prev, value];
@@ -22,7 +24,8 @@ export function dropsCommand(): Command {
     .option('-a, --all', 'every protocol, not only TCP')
     .option('-r, --reason <name>', 'only this drop reason, e.g. NETFILTER_DROP (repeatable; names from this kernel)', collect)
     .option('--stack', 'capture and print the kernel stack of each drop')
-    .addOption(new Option('--hook <hook>', 'attach point').choices(['auto', 'tp_btf', 'tracepoint', 'tcp_drop']).default('auto'));
+    .addOption(new Option('--hook <hook>', 'attach point').choices(['auto', 'tp_btf', 'tracepoint', 'tcp_drop']).default('auto'))
+    .addOption(new Option('--aggregate <where>', 'where summaries are counted: kernel (a map, no per-drop events; the default for text summaries), events (every drop to user space; with --json also prints each drop)').choices(['auto', 'kernel', 'events']).default('auto'));
   addCommonOptions(cmd);
   cmd.action(async (o: DropsCliOptions) => {
     process.exitCode = await runDrops(o);
@@ -30,8 +33,21 @@ export function dropsCommand(): Command {
   return cmd;
 }
 
+/** Whether this run counts its summaries in the kernel: only summaries wanted, and nothing that needs events. */
+export function aggregateInKernel(o: { aggregate: string; stack?: boolean; json?: boolean }, summary: boolean): boolean {
+  if (o.aggregate === 'events') return false;
+  if (o.aggregate === 'kernel') {
+    if (!summary) throw usageError('--aggregate kernel prints summaries only: add --summary or --interval');
+    if (o.stack) throw usageError('--aggregate kernel has no per-drop events: --stack needs --aggregate events');
+    return true;
+  }
+  // auto: text summaries (no live lines); --json --summary keeps its drop lines unless --aggregate kernel.
+  return summary && !o.json && !o.stack;
+}
+
 async function runDrops(o: DropsCliOptions): Promise<number> {
   const s = runSettings(o);
+  if (aggregateInKernel(o, s.summary)) return runDropsSummary(o, s);
   const trace = drops({
     ...filterOptions(o), all: !!o.all, reasons: o.reason ?? [], stack: !!o.stack, hook: o.hook,
     ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs,
@@ -59,6 +75,27 @@ async function runDrops(o: DropsCliOptions): Promise<number> {
   }, {
     afterStart: async () => {
       const note = trace.info ? dropReasonsNote(trace.info) : null;
+      if (note) process.stderr.write(`netbpf drops: ${note}\n`);
+    },
+  });
+}
+
+/** Summary-only run counted in the kernel: no events cross into Node; the map is read at each summary. */
+async function runDropsSummary(o: DropsCliOptions, s: RunSettings): Promise<number> {
+  const summaries = dropsSummary({
+    ...filterOptions(o), all: !!o.all, reasons: o.reason ?? [], hook: o.hook, maxDestinations: s.maxDestinations, pollMs: s.pollMs,
+  });
+  return runTrace('drops', s, {
+    trace: summaries.trace,
+    onEvents() { /* none: drops are counted in the kernel */ },
+    printSummary(final, counters) {
+      const summary = summaries.snapshot();
+      if (s.json) process.stdout.write(jsonText({ ...summary, final, lost: counters.lost, recursionMisses: counters.recursionMisses, droppedByConsumer: counters.droppedByConsumer }) + '\n');
+      else process.stdout.write(renderDropsSummary(summary, counters, s.top, final).join('\n') + '\n');
+    },
+  }, {
+    afterStart: async () => {
+      const note = summaries.trace.info ? dropReasonsNote(summaries.trace.info) : null;
       if (note) process.stderr.write(`netbpf drops: ${note}\n`);
     },
   });
@@ -119,7 +156,10 @@ export function renderDropsSummary(s: DropsSummary, c: TraceCounters, top: numbe
     lines.push(...table(['REASON', 'COUNT'], purges.map((r) => [r.reason, r.count])).map((l) => `    ${l}`));
   }
   const f = s.folded;
-  if (f.endpoints || f.addresses || f.destinations) lines.push(`  folded into "other": ${f.endpoints} endpoints, ${f.addresses} addresses, ${f.destinations} destinations`);
+  if (f.endpoints || f.addresses || f.destinations || f.kernel) {
+    lines.push(`  folded into "other": ${f.endpoints} endpoints, ${f.addresses} addresses, ${f.destinations} destinations` +
+      (f.kernel ? `; ${f.kernel} drops folded in the kernel (its key map was full)` : ''));
+  }
   lines.push(`  lost: ${c.lost} events (ring buffer full), ${c.recursionMisses} recursion misses${c.droppedByConsumer ? `, ${c.droppedByConsumer} dropped by consumer` : ''}`);
   return lines;
 }

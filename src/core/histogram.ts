@@ -38,6 +38,17 @@ export class Log2Histogram {
     if (value > this.max) this.max = value;
   }
 
+  /** Adds counts already bucketed elsewhere (e.g. by a BPF program): counts[k] into bucket k, with their sum and range. */
+  addBuckets(counts: ArrayLike<number>, sum: number, min: number, max: number): void {
+    let n = 0;
+    for (let i = 0; i < counts.length && i < 65; i++) { this.counts[i] += counts[i]; n += counts[i]; }
+    if (n === 0) return;
+    this.count += n;
+    this.sum += sum;
+    if (min < this.min) this.min = min;
+    if (max > this.max) this.max = max;
+  }
+
   merge(other: Log2Histogram): void {
     for (let i = 0; i < 65; i++) this.counts[i] += other.counts[i];
     this.count += other.count;

@@ -36,6 +36,12 @@ export class BoundedTable<V> {
     return this.other;
   }
 
+  /** The "other" row, created if needed, for data folded before it reached this table (e.g. in the kernel). */
+  foldedRow(): V {
+    if (!this.other) this.other = this.create(OTHER_KEY);
+    return this.other;
+  }
+
   /** The row for `key` if it has one of its own (never creates, never folds). */
   peek(key: string): V | undefined {
     return this.rows.get(key);

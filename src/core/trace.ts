@@ -53,6 +53,10 @@ export interface TraceSpec<E> {
   disabledPrograms?: string[];
   /** Object file to load instead of build/bpf/<tool>.bpf.o (the benchmark's own program). */
   objectPath?: string;
+  /** Called once on stop, after detach and before the object closes: the last read of maps aggregated in the kernel. */
+  beforeClose?(obj: NativeBpfObject): void;
+  /** Events counted in the kernel instead of sent as records (in-kernel aggregation); added to counters().events. */
+  kernelEvents?(): number;
 }
 
 export interface TraceOptions {
@@ -260,7 +264,8 @@ export class Trace<E> implements AsyncIterable<E> {
       if (per) for (let o = 0; o + 8 <= per.length; o += 8) lost += Number(per.readBigUInt64LE(o));
       for (const p of this.programs) recursionMisses += this.obj.programInfo(p).recursionMisses;
     }
-    return { ...this.counts, lost, recursionMisses };
+    const kernelEvents = this.spec.kernelEvents?.() ?? 0;
+    return { ...this.counts, events: this.counts.events + kernelEvents, lost, recursionMisses };
   }
 
   /** Read access to the tool's other maps while running. */
@@ -282,6 +287,7 @@ export class Trace<E> implements AsyncIterable<E> {
     // The ring buffer's stop() resolves after its worker delivered every record it took from the buffer.
     if (this.ring) await this.ring.stop();
     if (this.obj) {
+      this.spec.beforeClose?.(this.obj);
       this.finalCounters = this.counters();
       this.obj.close();
       this.obj = null;

@@ -18,6 +18,7 @@ import { Kallsyms, kernelAddressKey } from '../core/kallsyms.js';
 import { ClockMapper, readAddress, type Layout } from '../core/record.js';
 import { BoundedTable, OTHER_KEY } from '../core/table.js';
 import { tcpStateName, type TcpState } from '../core/tcp.js';
+import type { NativeBpfObject } from '../core/addon.js';
 import { constU32, Trace, type HookAlternative, type StartInfo, type TraceOptions, type TraceSpec } from '../core/trace.js';
 
 /** struct drop_event (bpf/drops.h): [offset, size] of each field. */
@@ -30,6 +31,27 @@ export const DROPS_LAYOUT = {
     dport: [74, 2], l4_proto: [76, 1], tcp_flags: [77, 1], state: [78, 1], flags: [79, 1],
   },
 } as const satisfies Layout;
+
+/** struct drop_agg_key (bpf/drops.h): the in-kernel summary key of summary-only runs. */
+export const DROPS_AGG_KEY_LAYOUT = {
+  struct: 'drop_agg_key',
+  size: 56,
+  fields: {
+    saddr: [0, 16], daddr: [16, 16], location: [32, 8], reason: [40, 4], family: [44, 2], sport: [46, 2],
+    dport: [48, 2], l4_proto: [50, 1], flags: [51, 1], pad: [52, 4],
+  },
+} as const satisfies Layout;
+
+/** struct drop_agg_value (bpf/drops.h): one CPU's cumulative counts for a key. */
+export const DROPS_AGG_VALUE_LAYOUT = {
+  struct: 'drop_agg_value',
+  size: 304,
+  fields: { count: [0, 8], bytes: [8, 8], first_ns: [16, 8], last_ns: [24, 8], min_len: [32, 4], max_len: [36, 4], len_log2: [40, 264] },
+} as const satisfies Layout;
+
+/** DROP_AGG_OTHER (bpf/drops.h): the key of drops folded into "other" in the kernel. */
+const DROP_AGG_OTHER = 0x80;
+const AGG_LEN_BUCKETS = 33;
 
 /** enum drop_flags (bpf/drops.h). */
 export const DROP_F = { RECEIVED: 1, SOCKET: 2, HEADERS: 4, SOCK_TUPLE: 8, NO_PORTS: 16 } as const;
@@ -251,7 +273,7 @@ const STACK_DEPTH = 127;
 const STACK_ENTRIES = 16384;
 
 /** The constants of bpf/drops.bpf.c for these options (reasons resolved via the kernel's BTF). */
-export function dropsConstants(opts: DropsOptions, reasons: DropReasons): Record<string, Buffer> {
+export function dropsConstants(opts: DropsOptions, reasons: DropReasons, aggregateInKernel = false): Record<string, Buffer> {
   const codes = reasons.resolve(opts.reasons ?? []);
   const bitmap = Buffer.alloc(REASON_FILTER_BITS / 8);
   for (const c of codes) bitmap[c >> 3] |= 1 << (c & 7); // little-endian u64 words == byte-wise bits
@@ -261,10 +283,24 @@ export function dropsConstants(opts: DropsOptions, reasons: DropReasons): Record
     capture_stack: Buffer.from([opts.stack ? 1 : 0]),
     filter_reason_count: constU32(codes.length),
     filter_reasons: bitmap,
+    aggregate_in_kernel: Buffer.from([aggregateInKernel ? 1 : 0]),
   };
 }
 
-export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) => string[]): TraceSpec<DropEvent> {
+/** How a summary-only run aggregates in the kernel (see dropsSummary). */
+export interface KernelAggregation {
+  /** Keys of the `drop_agg` map before drops fold into "other". */
+  keys: number;
+  /** The last read of the maps before the object closes. */
+  beforeClose(obj: NativeBpfObject): void;
+  /** Drops counted in the kernel so far (as of the last read). */
+  events(): number;
+}
+
+/** Keys of the kernel's "other" map: one per reason (x freeing function for NOT_SPECIFIED). */
+const AGG_OTHER_KEYS = 1024;
+
+export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) => string[], kernel?: KernelAggregation): TraceSpec<DropEvent> {
   const reasons = DropReasons.kernel();
   const ctx: DropDecodeContext = { clock: new ClockMapper(), reasons, stack: stackLookup };
   const btf: HookAlternative = { program: 'handle_kfree_skb_btf', hook: 'tp_btf/kfree_skb', missing: () => btfTracepointMissing('kfree_skb') };
@@ -278,11 +314,13 @@ export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) =>
   return {
     tool: 'drops',
     recordSize: DROPS_LAYOUT.size,
-    constants: dropsConstants(opts, reasons),
-    mapSizes: { stacks: opts.stack ? STACK_ENTRIES : 1 },
+    constants: dropsConstants(opts, reasons, !!kernel),
+    mapSizes: { stacks: opts.stack ? STACK_ENTRIES : 1, drop_agg: kernel ? kernel.keys : 1, drop_agg_other: kernel ? AGG_OTHER_KEYS : 1 },
     hooks: [{ feature: 'packet drops', required: true, alternatives }],
     disabledPrograms: [btf, classic, fentry, kprobe].filter((a) => !alternatives.includes(a)).map((a) => a.program),
     decode: (view, o) => decodeDrop(view, o, ctx),
+    beforeClose: kernel ? (obj) => kernel.beforeClose(obj) : undefined,
+    kernelEvents: kernel ? () => kernel.events() : undefined,
   };
 }
 
@@ -370,7 +408,8 @@ export interface DropsSummary {
   byAddress: DropRow[];
   /** Packet destination (daddr:dport as in the packet) x reason. */
   byDestination: DropRow[];
-  folded: { endpoints: number; addresses: number; destinations: number };
+  /** Keys folded into "other" per table; `kernel`: drops folded in the kernel (summary-only runs, key map full). */
+  folded: { endpoints: number; addresses: number; destinations: number; kernel?: number };
 }
 
 class DropRowStats {
@@ -404,6 +443,25 @@ class DropRowStats {
     this.len.add(e.len);
   }
 
+  /** Adds drops counted elsewhere (the kernel's map): `b.count` drops with their bytes and length histogram. */
+  addBulk(e: DropEvent, addr: string | null, port: number | null, b: DropBulk): void {
+    if (this.count === 0) {
+      this.firstSeen = b.firstSeen;
+      if (this.key !== OTHER_KEY) {
+        this.addr = addr;
+        this.port = port;
+        this.reason = e.reason;
+        this.reasonCode = e.reasonCode;
+        this.category = e.category;
+      }
+    }
+    if (b.firstSeen < this.firstSeen) this.firstSeen = b.firstSeen;
+    if (b.lastSeen > this.lastSeen) this.lastSeen = b.lastSeen;
+    this.count += b.count;
+    this.bytes += b.bytes;
+    this.len.addBuckets(b.lenLog2, b.bytes, b.minLen, b.maxLen);
+  }
+
   row(elapsedS: number, intervalS: number, categoryTotal: (c: DropCategory) => number): DropRow {
     const total = categoryTotal(this.category);
     return {
@@ -416,6 +474,19 @@ class DropRowStats {
       histograms: { len: this.len.toJSON() },
     };
   }
+}
+
+/** Drops of one key counted in the kernel since the previous read. */
+export interface DropBulk {
+  count: number;
+  bytes: number;
+  /** Counts per log2 bucket of packet length (Log2Histogram's buckets). */
+  lenLog2: ArrayLike<number>;
+  minLen: number;
+  maxLen: number;
+  /** Epoch ms of the key's first and last drop. */
+  firstSeen: number;
+  lastSeen: number;
 }
 
 export interface DropsAggregatorOptions {
@@ -437,6 +508,8 @@ export class DropsAggregator {
   private readonly startedAt: number;
   private lastSnapshotAt: number;
   private totals = { events: 0, drops: 0, purges: 0 };
+  /** Drops the kernel folded into "other" (its key map was full). */
+  private kernelFolded = 0;
   private lastRows: {
     reason: string; remoteAddr: string | null; remotePort: number | null; daddr: string | null; dport: number | null;
     endpoint: DropRowStats; address: DropRowStats; destination: DropRowStats;
@@ -477,6 +550,30 @@ export class DropsAggregator {
     this.lastRows = { reason: e.reason, remoteAddr: e.remoteAddr, remotePort: e.remotePort, daddr: e.daddr, dport: e.dport, endpoint, address, destination };
   }
 
+  /**
+   * Adds `b.count` drops that share `e`'s summary key (counted in the kernel). `folded`: the kernel had no
+   * room for their key, so they go to the "other" rows of every table (reason totals stay exact).
+   */
+  addBulk(e: DropEvent, b: DropBulk, folded = false): void {
+    if (b.count <= 0) return;
+    this.totals.events += b.count;
+    if (e.category === 'purge') this.totals.purges += b.count;
+    else this.totals.drops += b.count;
+    let r = this.reasons.get(e.reason);
+    if (!r) { r = { reason: e.reason, reasonCode: e.reasonCode, category: e.category, count: 0, share: 0 }; this.reasons.set(e.reason, r); }
+    r.count += b.count;
+    if (folded) {
+      this.kernelFolded += b.count;
+      this.endpoints.foldedRow().addBulk(e, null, null, b);
+      this.addresses.foldedRow().addBulk(e, null, null, b);
+      this.destinations.foldedRow().addBulk(e, null, null, b);
+      return;
+    }
+    this.endpoints.row(`${endpointText(e.remoteAddr, e.remotePort)} ${e.reason}`).addBulk(e, e.remoteAddr, e.remotePort, b);
+    this.addresses.row(`${e.remoteAddr ?? 'unknown'} ${e.reason}`).addBulk(e, e.remoteAddr, null, b);
+    this.destinations.row(`${endpointText(e.daddr, e.dport)} ${e.reason}`).addBulk(e, e.daddr, e.dport, b);
+  }
+
   addAll(events: DropEvent[]): void {
     for (const e of events) this.add(e);
   }
@@ -503,7 +600,143 @@ export class DropsAggregator {
       byEndpoint: rows(this.endpoints), byAddress: rows(this.addresses), byDestination: rows(this.destinations),
       folded: { endpoints: this.endpoints.foldedKeys, addresses: this.addresses.foldedKeys, destinations: this.destinations.foldedKeys },
     };
+    if (this.kernelFolded) summary.folded.kernel = this.kernelFolded;
     this.lastSnapshotAt = t;
     return summary;
   }
+}
+
+const AK = DROPS_AGG_KEY_LAYOUT.fields;
+const AV = DROPS_AGG_VALUE_LAYOUT.fields;
+const u64 = (b: Buffer, o: number) => b.readUInt32LE(o) + b.readUInt32LE(o + 4) * 4294967296;
+
+/** One key's value summed over the CPUs (per-CPU map values come as `cpus` slots of the value size). */
+interface AggTotals { count: number; bytes: number; firstNs: number; lastNs: number; minLen: number; maxLen: number; lenLog2: Float64Array }
+
+function sumPerCpu(values: Buffer, o: number, cpus: number): AggTotals {
+  const t: AggTotals = { count: 0, bytes: 0, firstNs: 0, lastNs: 0, minLen: Infinity, maxLen: 0, lenLog2: new Float64Array(AGG_LEN_BUCKETS) };
+  for (let c = 0; c < cpus; c++) {
+    const v = o + c * DROPS_AGG_VALUE_LAYOUT.size;
+    const n = u64(values, v + AV.count[0]);
+    if (n === 0) continue;
+    t.count += n;
+    t.bytes += u64(values, v + AV.bytes[0]);
+    const first = u64(values, v + AV.first_ns[0]), last = u64(values, v + AV.last_ns[0]);
+    if (t.firstNs === 0 || first < t.firstNs) t.firstNs = first;
+    if (last > t.lastNs) t.lastNs = last;
+    t.minLen = Math.min(t.minLen, values.readUInt32LE(v + AV.min_len[0]));
+    t.maxLen = Math.max(t.maxLen, values.readUInt32LE(v + AV.max_len[0]));
+    for (let k = 0; k < AGG_LEN_BUCKETS; k++) t.lenLog2[k] += u64(values, v + AV.len_log2[0] + k * 8);
+  }
+  return t;
+}
+
+/**
+ * Turns dumps of the kernel's cumulative `drop_agg` / `drop_agg_other` maps into DropsAggregator input: per
+ * key, what was added since the previous dump. The key is decoded by decodeDrop itself (written into a
+ * drop_event), so orientation, names and purge/drop category are exactly those of the event path.
+ */
+export class KernelDropsReader {
+  private readonly seen = new Map<string, { event: DropEvent; t: AggTotals }>();
+  private readonly scratch = Buffer.alloc(DROPS_LAYOUT.size);
+  /** Drops counted in the kernel as of the last dump. */
+  events = 0;
+
+  constructor(private readonly agg: DropsAggregator, private readonly ctx: DropDecodeContext) {}
+
+  /** The event a key stands for (time and length are per drop, so they come from the value instead). */
+  keyEvent(keys: Buffer, o: number): DropEvent {
+    const r = this.scratch;
+    r.fill(0);
+    keys.copy(r, F.saddr[0], o + AK.saddr[0], o + AK.saddr[0] + 16);
+    keys.copy(r, F.daddr[0], o + AK.daddr[0], o + AK.daddr[0] + 16);
+    keys.copy(r, F.location[0], o + AK.location[0], o + AK.location[0] + 8);
+    r.writeUInt32LE(keys.readUInt32LE(o + AK.reason[0]), F.reason[0]);
+    r.writeUInt16LE(keys.readUInt16LE(o + AK.family[0]), F.family[0]);
+    r.writeUInt16LE(keys.readUInt16LE(o + AK.sport[0]), F.sport[0]);
+    r.writeUInt16LE(keys.readUInt16LE(o + AK.dport[0]), F.dport[0]);
+    r.writeUInt8(keys.readUInt8(o + AK.l4_proto[0]), F.l4_proto[0]);
+    r.writeUInt8(keys.readUInt8(o + AK.flags[0]) & ~DROP_AGG_OTHER, F.flags[0]);
+    r.writeInt32LE(-1, F.stack_id[0]);
+    return decodeDrop(new DataView(r.buffer, r.byteOffset, r.length), 0, this.ctx);
+  }
+
+  /** Feeds one dump (packed keys and per-CPU values, as mapDump returns them) into the aggregator. */
+  ingest(dump: { count: number; keys: Buffer; values: Buffer }, cpus: number): void {
+    const ks = DROPS_AGG_KEY_LAYOUT.size;
+    const vs = DROPS_AGG_VALUE_LAYOUT.size * cpus;
+    for (let i = 0; i < dump.count; i++) {
+      const ko = i * ks;
+      const id = dump.keys.toString('latin1', ko, ko + ks);
+      const t = sumPerCpu(dump.values, i * vs, cpus);
+      const prev = this.seen.get(id);
+      const added = t.count - (prev?.t.count ?? 0);
+      if (added <= 0) continue;
+      const event = prev?.event ?? this.keyEvent(dump.keys, ko);
+      const lenLog2 = new Float64Array(AGG_LEN_BUCKETS);
+      for (let k = 0; k < AGG_LEN_BUCKETS; k++) lenLog2[k] = t.lenLog2[k] - (prev?.t.lenLog2[k] ?? 0);
+      this.agg.addBulk(event, {
+        count: added, bytes: t.bytes - (prev?.t.bytes ?? 0), lenLog2, minLen: t.minLen, maxLen: t.maxLen,
+        firstSeen: this.ctx.clock.toEpochMs(t.firstNs), lastSeen: this.ctx.clock.toEpochMs(t.lastNs),
+      }, (dump.keys.readUInt8(ko + AK.flags[0]) & DROP_AGG_OTHER) !== 0);
+      this.events += added;
+      this.seen.set(id, { event, t });
+    }
+  }
+}
+
+export interface DropsSummaryOptions extends DropsOptions, DropsAggregatorOptions {
+  /** Keys the kernel map holds before drops fold into "other"; default 4 x maxDestinations. */
+  kernelKeys?: number;
+}
+
+/**
+ * Per-destination drop summaries aggregated in the kernel: no record per drop, so a drop flood costs a map
+ * update per packet instead of a ring buffer record, a crossing and decoding in Node. Same DropsSummary as
+ * DropsAggregator over drops() events. No per-drop events (and no stacks): use drops() for those.
+ *   const s = dropsSummary({ reasons: ['NETFILTER_DROP'] }); await s.start(); ...; console.log(s.snapshot());
+ */
+export class DropsSummaryTrace {
+  readonly trace: Trace<DropEvent>;
+  private readonly aggregator: DropsAggregator;
+  private readonly reader: KernelDropsReader;
+  private readonly cpus: number;
+
+  constructor(opts: DropsSummaryOptions = {}) {
+    if (opts.stack) throw usageError('kernel-aggregated summaries have no per-drop events: --stack needs the event path');
+    const maxDestinations = opts.maxDestinations ?? 4096;
+    const keys = opts.kernelKeys ?? Math.max(1024, 4 * maxDestinations);
+    this.aggregator = new DropsAggregator({ maxDestinations, now: opts.now });
+    this.reader = new KernelDropsReader(this.aggregator, { clock: new ClockMapper(), reasons: DropReasons.kernel() });
+    this.cpus = addon().numPossibleCpus;
+    const spec = dropsSpec(opts, undefined, {
+      keys,
+      beforeClose: (obj) => this.read(obj),
+      events: () => this.reader.events,
+    });
+    // No records flow: the smallest ring buffer (one page) is enough for the object to load.
+    this.trace = new Trace(spec, { ...opts, ringBufferBytes: 4096 });
+  }
+
+  start(): Promise<StartInfo> { return this.trace.start(); }
+  stop(): Promise<void> { return this.trace.stop(); }
+  counters() { return this.trace.counters(); }
+
+  /** Reads the kernel maps (one dump each) and returns the summary; after stop(), the final one. */
+  snapshot(): DropsSummary {
+    let obj: NativeBpfObject | null = null;
+    try { obj = this.trace.object(); } catch { obj = null; } // not started or already stopped (read at stop)
+    if (obj) this.read(obj);
+    return this.aggregator.snapshot();
+  }
+
+  private read(obj: NativeBpfObject): void {
+    this.reader.ingest(obj.mapDump('drop_agg'), this.cpus);
+    this.reader.ingest(obj.mapDump('drop_agg_other'), this.cpus);
+  }
+}
+
+/** Drop summaries aggregated in the kernel (see DropsSummaryTrace). */
+export function dropsSummary(opts: DropsSummaryOptions = {}): DropsSummaryTrace {
+  return new DropsSummaryTrace(opts);
 }

@@ -1,0 +1,145 @@
+/** Summary-only drops counted in the kernel: turning dumps of the per-CPU `drop_agg` maps into the same
+ * DropsSummary the event path builds. Runs anywhere (dumps built byte by byte from the shared layouts). */
+import { describe, expect, it } from 'vitest';
+import {
+  decodeDrop, DropReasons, DropsAggregator, KernelDropsReader, DROPS_AGG_KEY_LAYOUT, DROPS_AGG_VALUE_LAYOUT, DROPS_LAYOUT, DROP_F,
+  type DropDecodeContext, type DropEvent,
+} from '../../src/tools/drops.js';
+import { Log2Histogram } from '../../src/core/histogram.js';
+import { ClockMapper } from '../../src/core/record.js';
+
+const K = DROPS_AGG_KEY_LAYOUT.fields;
+const V = DROPS_AGG_VALUE_LAYOUT.fields;
+const E = DROPS_LAYOUT.fields;
+const reasons = new DropReasons([['SKB_DROP_REASON_NOT_SPECIFIED', 2], ['SKB_DROP_REASON_NO_SOCKET', 3], ['SKB_DROP_REASON_NETFILTER_DROP', 12]]);
+const PURGE_AT = 0xffffffff81b00020n;
+const symbols = new Map<bigint, string>([[PURGE_AT, 'udp_destruct_common+0x20']]);
+const clock = new ClockMapper();
+const ctx: DropDecodeContext = { clock, reasons, symbolize: (hi, lo) => symbols.get((BigInt(hi) << 32n) | BigInt(lo)) ?? '' };
+const OTHER = 0x80;
+
+interface Key { saddr?: number[]; daddr?: number[]; sport?: number; dport?: number; reason: number; flags: number; l4?: number; location?: bigint }
+const v4 = (a: number[]) => [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...a];
+
+function key(k: Key): Buffer {
+  const b = Buffer.alloc(DROPS_AGG_KEY_LAYOUT.size);
+  if (k.saddr) b.set(v4(k.saddr), K.saddr[0]);
+  if (k.daddr) b.set(v4(k.daddr), K.daddr[0]);
+  b.writeBigUInt64LE(k.location ?? 0n, K.location[0]);
+  b.writeUInt32LE(k.reason, K.reason[0]);
+  b.writeUInt16LE(k.flags & OTHER ? 0 : 2, K.family[0]);
+  b.writeUInt16LE(k.sport ?? 0, K.sport[0]);
+  b.writeUInt16LE(k.dport ?? 0, K.dport[0]);
+  b.writeUInt8(k.flags & OTHER ? 0 : k.l4 ?? 17, K.l4_proto[0]);
+  b.writeUInt8(k.flags, K.flags[0]);
+  return b;
+}
+
+/** One CPU's value as the BPF program leaves it after counting `lens` (times in ns of ktime). */
+function cpuValue(lens: number[], firstNs = 1e9, lastNs = 2e9): Buffer {
+  const b = Buffer.alloc(DROPS_AGG_VALUE_LAYOUT.size);
+  if (!lens.length) return b;
+  b.writeBigUInt64LE(BigInt(lens.length), V.count[0]);
+  b.writeBigUInt64LE(BigInt(lens.reduce((a, l) => a + l, 0)), V.bytes[0]);
+  b.writeBigUInt64LE(BigInt(firstNs), V.first_ns[0]);
+  b.writeBigUInt64LE(BigInt(lastNs), V.last_ns[0]);
+  b.writeUInt32LE(Math.min(...lens), V.min_len[0]);
+  b.writeUInt32LE(Math.max(...lens), V.max_len[0]);
+  for (const l of lens) {
+    const o = V.len_log2[0] + Log2Histogram.bucketOf(l) * 8;
+    b.writeBigUInt64LE(b.readBigUInt64LE(o) + 1n, o);
+  }
+  return b;
+}
+
+/** A mapDump of a per-CPU map: packed keys, and per key one value slot per CPU. */
+function dump(entries: Array<[Buffer, Buffer[]]>) {
+  return { count: entries.length, keys: Buffer.concat(entries.map(([k]) => k)), values: Buffer.concat(entries.flatMap(([, v]) => v)) };
+}
+
+/** The event the kernel would have sent for a drop of this key (what the event path aggregates). */
+function eventOf(k: Key, len: number, timeNs: number): DropEvent {
+  const r = Buffer.alloc(DROPS_LAYOUT.size);
+  key(k).copy(r, E.saddr[0], K.saddr[0], K.saddr[0] + 32);
+  r.writeBigUInt64LE(BigInt(timeNs), E.ts_ns[0]);
+  r.writeBigUInt64LE(k.location ?? 0n, E.location[0]);
+  r.writeUInt32LE(k.reason, E.reason[0]);
+  r.writeUInt32LE(len, E.len[0]);
+  r.writeInt32LE(-1, E.stack_id[0]);
+  r.writeUInt16LE(2, E.family[0]);
+  r.writeUInt16LE(k.sport ?? 0, E.sport[0]);
+  r.writeUInt16LE(k.dport ?? 0, E.dport[0]);
+  r.writeUInt8(k.l4 ?? 17, E.l4_proto[0]);
+  r.writeUInt8(k.flags | DROP_F.HEADERS, E.flags[0]);
+  return decodeDrop(new DataView(r.buffer, r.byteOffset, r.length), 0, ctx);
+}
+
+const sent: Key = { saddr: [10, 0, 0, 1], daddr: [10, 0, 0, 2], sport: 5000, dport: 53, reason: 12, flags: 0 };
+const received: Key = { saddr: [10, 0, 0, 9], daddr: [10, 0, 0, 1], sport: 40000, dport: 80, reason: 3, flags: DROP_F.RECEIVED, l4: 6 };
+const purge: Key = { saddr: [10, 0, 0, 1], daddr: [10, 0, 0, 3], sport: 6000, dport: 7000, reason: 2, flags: DROP_F.SOCK_TUPLE, location: PURGE_AT };
+
+describe('KernelDropsReader (map dumps -> DropsSummary)', () => {
+  it('gives the same rows, counts, bytes, histograms and categories as aggregating the events, with per-CPU values summed', () => {
+    let t = 0;
+    const now = () => t;
+    const fromKernel = new DropsAggregator({ now });
+    const fromEvents = new DropsAggregator({ now });
+    const reader = new KernelDropsReader(fromKernel, ctx);
+    // Two CPUs: the sent key on both, the received key on CPU 1 only, the purge on CPU 0.
+    reader.ingest(dump([
+      [key(sent), [cpuValue([64, 64, 100], 1e9, 2e9), cpuValue([1500], 1.5e9, 3e9)]],
+      [key(received), [cpuValue([]), cpuValue([60, 60])]],
+      [key(purge), [cpuValue([0, 4000]), cpuValue([])]],
+    ]), 2);
+    for (const l of [64, 64, 100, 1500]) fromEvents.add(eventOf(sent, l, 1e9));
+    for (const l of [60, 60]) fromEvents.add(eventOf(received, l, 1e9));
+    for (const l of [0, 4000]) fromEvents.add(eventOf(purge, l, 1e9));
+    t = 2000;
+    const a = fromKernel.snapshot(), b = fromEvents.snapshot();
+    expect(reader.events).toBe(8);
+    expect(a.totals).toEqual({ events: 8, drops: 6, purges: 2 });
+    expect(a.totals).toEqual(b.totals);
+    expect(a.byReason).toEqual(b.byReason);
+    const strip = (rows: typeof a.byEndpoint) => rows.map(({ firstSeen, lastSeen, ...r }) => r);
+    expect(strip(a.byEndpoint)).toEqual(strip(b.byEndpoint));
+    expect(strip(a.byAddress)).toEqual(strip(b.byAddress));
+    expect(strip(a.byDestination)).toEqual(strip(b.byDestination));
+    expect(a.byDestination.find((r) => r.key === '10.0.0.2:53 NETFILTER_DROP')).toMatchObject({ count: 4, bytes: 1728, rate: 2, category: 'drop' });
+    expect(a.byDestination.find((r) => r.key === '10.0.0.3:7000 NOT_SPECIFIED')?.category).toBe('purge');
+    // First and last drop from the kernel's timestamps, across CPUs.
+    const row = a.byEndpoint.find((r) => r.key === '10.0.0.2:53 NETFILTER_DROP')!;
+    expect(row.firstSeen).toBeCloseTo(clock.toEpochMs(1e9), 6);
+    expect(row.lastSeen).toBeCloseTo(clock.toEpochMs(3e9), 6);
+  });
+
+  it('adds only what is new since the previous dump (the kernel counts cumulatively), so rates cover the interval', () => {
+    let t = 0;
+    const agg = new DropsAggregator({ now: () => t });
+    const reader = new KernelDropsReader(agg, ctx);
+    reader.ingest(dump([[key(sent), [cpuValue([64, 64])]]]), 1);
+    t = 1000;
+    expect(agg.snapshot().byDestination[0]).toMatchObject({ count: 2, rate: 2 });
+    reader.ingest(dump([[key(sent), [cpuValue([64, 64, 64, 64, 200])]]]), 1);
+    reader.ingest(dump([[key(sent), [cpuValue([64, 64, 64, 64, 200])]]]), 1); // unchanged: adds nothing
+    t = 2000;
+    const s = agg.snapshot();
+    expect(s.byDestination[0]).toMatchObject({ count: 5, rate: 3, bytes: 456 });
+    expect(s.byDestination[0].histograms.len).toMatchObject({ count: 5, sum: 456, min: 64, max: 200 });
+    expect(reader.events).toBe(5);
+  });
+
+  it('puts drops the kernel folded (key map full) into the "other" row of every table, counted as folded, reason totals exact', () => {
+    const agg = new DropsAggregator();
+    const reader = new KernelDropsReader(agg, ctx);
+    reader.ingest(dump([[key(sent), [cpuValue([64])]]]), 1);
+    reader.ingest(dump([[key({ reason: 12, flags: OTHER }), [cpuValue([64, 64, 64])]]]), 1);
+    const s = agg.snapshot();
+    expect(s.totals.events).toBe(4);
+    expect(s.folded.kernel).toBe(3);
+    expect(s.byReason).toEqual([expect.objectContaining({ reason: 'NETFILTER_DROP', count: 4, share: 1 })]);
+    for (const rows of [s.byEndpoint, s.byAddress, s.byDestination]) {
+      expect(rows.map((r) => [r.key, r.count])).toEqual([['other', 3], [expect.stringContaining('NETFILTER_DROP'), 1]]);
+      expect(rows[0]).toMatchObject({ reason: '', addr: null, category: 'drop' });
+    }
+  });
+});
