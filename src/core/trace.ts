@@ -138,13 +138,16 @@ export class Trace<E> implements AsyncIterable<E> {
     const chosen = this.spec.hooks.map(() => 0);
     const skipped: string[][] = this.spec.hooks.map(() => []);
     const advance = (i: number, reason: string) => { skipped[i].push(`${this.spec.hooks[i].alternatives[chosen[i]].hook}: ${reason}`); chosen[i]++; };
-    for (const [i, h] of this.spec.hooks.entries()) {
+    // Passes over alternatives the kernel visibly lacks (at start, and again after one is refused).
+    const skipMissing = (i: number) => {
+      const h = this.spec.hooks[i];
       while (chosen[i] < h.alternatives.length) {
         const why = h.alternatives[chosen[i]].missing?.() ?? null;
         if (!why) break;
         advance(i, why);
       }
-    }
+    };
+    for (const i of this.spec.hooks.keys()) skipMissing(i);
     for (let attempt = 0; ; attempt++) {
       for (const [i, h] of this.spec.hooks.entries()) {
         if (chosen[i] >= h.alternatives.length && h.required) {
@@ -186,6 +189,7 @@ export class Trace<E> implements AsyncIterable<E> {
         const i = this.spec.hooks.findIndex((h, k) => h.alternatives[chosen[k]]?.program === named);
         if (i < 0 || attempt > 20) throw fromAddonError(`${this.spec.tool}: ${failing ? 'attach' : 'load'}`, err);
         advance(i, `${failing ? 'attach' : 'load'} refused (${e.code ?? e.message})`);
+        skipMissing(i);
       }
     }
     const obj = this.obj!;
