@@ -33,7 +33,7 @@ if [ "$mode" = vm ]; then
   modprobe -a veth nf_tables nft_ct nft_nat nft_chain_nat nft_numgen nft_reject_inet nft_limit \
     nf_conntrack nf_nat nf_conntrack_netlink nfnetlink_queue 2>&1 | grep -v 'not found' || true
   ip link set lo up
-  hostname "netbpf-$kver"
+  hostname netbpf-guest
 else
   out=${2:?usage: guest.sh host OUT}
   mkdir -p "$out"
@@ -44,10 +44,17 @@ node test/kernels/kernel-info.mjs > "$out/kernel.json" 2> "$out/kernel-info.log"
 echo "guest: kernel $(uname -r), probing hooks" >&2
 timeout 300 node test/kernels/hooks.mjs > "$out/hooks.json" 2> "$out/hooks.log"
 echo "guest: hooks probed (rc $?), running the integration suite" >&2
+if [ -n "${NETBPF_GUEST_CMD:-}" ]; then   # diagnostics: run this instead of the suite
+  echo "guest: running NETBPF_GUEST_CMD" >&2
+  timeout 600 bash -c "$NETBPF_GUEST_CMD" 2>&1 | tee "$out/guest-cmd.log"
+  exit 0
+fi
 if [ -n "${NETBPF_HOOKS_ONLY:-}" ]; then echo "guest: NETBPF_HOOKS_ONLY set, suite not run" >&2; exit 0; fi
 start=$(date +%s)
 # The json reporter keeps per-test results; the default one shows progress on the console log.
-timeout "${NETBPF_SUITE_TIMEOUT:-1500}" npx vitest run ${NETBPF_SUITE_FILTER:-test/integration} \
+# Every trace the tests start appends the hooks it used (src/core/trace.ts), for the matrix.
+rm -f "$out/hooks-used.jsonl"
+NETBPF_HOOK_LOG=$out/hooks-used.jsonl timeout "${NETBPF_SUITE_TIMEOUT:-1500}" npx vitest run ${NETBPF_SUITE_FILTER:-test/integration} \
   --reporter=default --reporter=json --outputFile.json="$out/vitest.json" 2>&1 | tee "$out/vitest.log"
 rc=${PIPESTATUS[0]}
 echo "$rc" > "$out/vitest.rc"

@@ -41,6 +41,23 @@ function suiteOf(dir) {
   };
 }
 
+/** Hooks the traces started by the suite used (NETBPF_HOOK_LOG lines): tool -> feature -> hook -> starts. */
+function suiteHooksOf(dir) {
+  const text = readText(join(dir, 'hooks-used.jsonl'));
+  if (text === null) return null;
+  const used = {};
+  for (const line of text.split('\n').filter(Boolean)) {
+    let r;
+    try { r = JSON.parse(line); } catch { continue; }
+    for (const h of r.hooks ?? []) {
+      const byHook = ((used[r.tool] ??= {})[h.feature] ??= {});
+      const key = h.hook ?? '(none)';
+      byHook[key] = (byHook[key] ?? 0) + 1;
+    }
+  }
+  return used;
+}
+
 const kernels = [];
 for (const label of existsSync(outDir) ? readdirSync(outDir) : []) {
   const dir = join(outDir, label);
@@ -52,7 +69,7 @@ for (const label of existsSync(outDir) ? readdirSync(outDir) : []) {
     label, release: kernel.release, package: meta.package, packageVersion: meta.version,
     ranAt: statSync(join(dir, 'kernel.json')).mtime.toISOString(),
     btf: kernel.btf, kprobes: kernel.kprobes, vm: label !== 'host', vmSeconds: Number(readText(join(dir, 'vm.seconds')) ?? NaN) || null,
-    tools: hooks?.tools ?? null, suite: suiteOf(dir),
+    tools: hooks?.tools ?? null, suite: suiteOf(dir), suiteHooks: suiteHooksOf(dir),
   });
 }
 kernels.sort((a, b) => versionKey(a.release).localeCompare(versionKey(b.release)));
@@ -69,8 +86,10 @@ const col = (k) => `${k.release}${k.vm ? '' : ' (host)'}`;
 /** The part of a trace error that concerns one hook ("hook: reason; other: ..." lists). */
 const reasonFor = (hook, reason) => {
   if (!reason) return '';
-  const part = reason.split(/[(;] ?/).map((s) => s.trim()).find((s) => s.startsWith(`${hook}: `)) ?? reason;
-  return part.replace(`${hook}: `, '').replace(/\)+$/, '').slice(0, 90);
+  const at = reason.indexOf(`${hook}: `);
+  if (at < 0) return reason.slice(0, 90);
+  const rest = reason.slice(at + hook.length + 2);
+  return rest.slice(0, rest.indexOf('; ') < 0 ? undefined : rest.indexOf('; ')).replace(/\)$/, '').slice(0, 90);
 };
 
 const toolNames = [...new Set(kernels.flatMap((k) => (k.tools ?? []).map((t) => t.tool)))].sort();
@@ -100,6 +119,19 @@ for (const tool of toolNames) {
   }
 }
 lines.push(table(['tool', 'feature', ...kernels.map(col)], hookRows));
+lines.push('', '## Hooks the integration tests exercised (traces started during the suite, by hook)', '');
+const usedRows = [];
+for (const tool of [...new Set(kernels.flatMap((k) => Object.keys(k.suiteHooks ?? {})))].sort()) {
+  const features = [...new Set(kernels.flatMap((k) => Object.keys(k.suiteHooks?.[tool] ?? {})))];
+  for (const feature of features) {
+    usedRows.push([tool, feature, ...kernels.map((k) => {
+      const byHook = k.suiteHooks?.[tool]?.[feature];
+      if (!byHook) return k.suiteHooks ? 'not started' : 'not recorded';
+      return Object.entries(byHook).map(([h, n]) => `${h === '(none)' ? 'none (BPF)' : `\`${h}\``} ×${n}`).join(', ');
+    })]);
+  }
+}
+lines.push(table(['tool', 'feature', ...kernels.map(col)], usedRows));
 lines.push('', '## Every alternative, forced alone: does it load and attach?', '');
 const altRows = [];
 for (const tool of toolNames) {
