@@ -42,7 +42,8 @@ cd "$repo"
 export NETBPF_REQUIRE_BPF=1 CI=true
 node test/kernels/kernel-info.mjs > "$out/kernel.json" 2> "$out/kernel-info.log"
 echo "guest: kernel $(uname -r), probing hooks" >&2
-timeout 300 node test/kernels/hooks.mjs > "$out/hooks.json" 2> "$out/hooks.log"
+# In a fresh network namespace: per-namespace hooks (netfilter links) are not disturbed by whatever else runs.
+timeout 300 unshare --net node test/kernels/hooks.mjs > "$out/hooks.json" 2> "$out/hooks.log"
 echo "guest: hooks probed (rc $?), running the integration suite" >&2
 if [ -n "${NETBPF_GUEST_CMD:-}" ]; then   # diagnostics: run this instead of the suite
   echo "guest: running NETBPF_GUEST_CMD" >&2

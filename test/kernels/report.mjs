@@ -89,7 +89,10 @@ const reasonFor = (hook, reason) => {
   const at = reason.indexOf(`${hook}: `);
   if (at < 0) return reason.slice(0, 90);
   const rest = reason.slice(at + hook.length + 2);
-  return rest.slice(0, rest.indexOf('; ') < 0 ? undefined : rest.indexOf('; ')).replace(/\)$/, '').slice(0, 90);
+  let part = rest.slice(0, rest.indexOf('; ') < 0 ? undefined : rest.indexOf('; '));
+  // The last reason of a list ends with the list's own closing parenthesis.
+  if (part.split(')').length > part.split('(').length) part = part.slice(0, -1);
+  return part.slice(0, 90);
 };
 
 const toolNames = [...new Set(kernels.flatMap((k) => (k.tools ?? []).map((t) => t.tool)))].sort();
@@ -114,7 +117,7 @@ for (const tool of toolNames) {
       if (!t) return 'not probed';
       if (!t.chosen?.ok) return `fails: ${t.chosen?.error ?? t.error}`;
       const h = t.chosen.hooks.find((x) => x.feature === feature);
-      return h?.hook ? `\`${h.hook}\`` : 'none (BPF); see tool docs';
+      return h?.hook ? `\`${h.hook}\`` : 'no BPF hook';
     })]);
   }
 }
@@ -127,7 +130,7 @@ for (const tool of [...new Set(kernels.flatMap((k) => Object.keys(k.suiteHooks ?
     usedRows.push([tool, feature, ...kernels.map((k) => {
       const byHook = k.suiteHooks?.[tool]?.[feature];
       if (!byHook) return k.suiteHooks ? 'not started' : 'not recorded';
-      return Object.entries(byHook).map(([h, n]) => `${h === '(none)' ? 'none (BPF)' : `\`${h}\``} ×${n}`).join(', ');
+      return Object.entries(byHook).map(([h, n]) => `${h === '(none)' ? 'no BPF hook' : `\`${h}\``} ×${n}`).join(', ');
     })]);
   }
 }
