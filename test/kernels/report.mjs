@@ -135,6 +135,8 @@ for (const tool of [...new Set(kernels.flatMap((k) => Object.keys(k.suiteHooks ?
   }
 }
 lines.push(table(['tool', 'feature', ...kernels.map(col)], usedRows));
+lines.push('', '"no BPF hook": the trace started without a BPF program for that feature (none loads on that kernel, or the caller');
+lines.push('asked for another mechanism or only some features); tools may then use a non-BPF source (conntrack: ctnetlink).');
 lines.push('', '## Every alternative, forced alone: does it load and attach?', '');
 const altRows = [];
 for (const tool of toolNames) {
