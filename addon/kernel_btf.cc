@@ -2,6 +2,7 @@
 // TCP states) so names come from this kernel, not from a table compiled into netbpf.
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
+#include <dirent.h>
 #include <string.h>
 
 #include <string>
@@ -24,6 +25,26 @@ static btf* KernelBtf(Napi::Env env) {
   return b;
 }
 
+// Whether a loaded module's BTF (/sys/kernel/btf/<module>, split on top of vmlinux) has function `name`:
+// functions of modules (nf_conntrack's __nf_conntrack_confirm) can be fentry/fexit targets too. Read on
+// each call, not cached: modules load and unload while netbpf runs.
+static bool ModuleBtfHasFunc(btf* vmlinux, const std::string& name) {
+  DIR* dir = opendir("/sys/kernel/btf");
+  if (!dir) return false;
+  bool found = false;
+  while (dirent* d = readdir(dir)) {
+    if (d->d_name[0] == '.' || strcmp(d->d_name, "vmlinux") == 0) continue;
+    std::string path = std::string("/sys/kernel/btf/") + d->d_name;
+    btf* m = btf__parse_split(path.c_str(), vmlinux);
+    if (libbpf_get_error(m)) continue;
+    found = btf__find_by_name_kind(m, name.c_str(), BTF_KIND_FUNC) > 0;
+    btf__free(m);
+    if (found) break;
+  }
+  closedir(dir);
+  return found;
+}
+
 static int KindByName(const std::string& kind) {
   if (kind == "struct") return BTF_KIND_STRUCT;
   if (kind == "union") return BTF_KIND_UNION;
@@ -33,7 +54,8 @@ static int KindByName(const std::string& kind) {
   return -1;
 }
 
-// kernelBtfHas(kind, name): whether the running kernel's BTF has that type or function.
+// kernelBtfHas(kind, name): whether the running kernel's BTF has that type or function (functions: also in
+// loaded modules' BTF).
 static Napi::Value KernelBtfHas(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   btf* b = KernelBtf(env);
@@ -43,7 +65,7 @@ static Napi::Value KernelBtfHas(const Napi::CallbackInfo& info) {
   std::string name = info[1].ToString();
   int id = btf__find_by_name_kind(b, name.c_str(), kind);
   if (id < 0 && kind == BTF_KIND_ENUM) id = btf__find_by_name_kind(b, name.c_str(), BTF_KIND_ENUM64);
-  return Napi::Boolean::New(env, id > 0);
+  return Napi::Boolean::New(env, id > 0 || (kind == BTF_KIND_FUNC && ModuleBtfHasFunc(b, name)));
 }
 
 // kernelBtfEnum(name): [[name, value], ...] of a kernel enum, or null when the kernel has no such enum.

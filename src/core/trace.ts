@@ -3,6 +3,7 @@
  * fallbacks, reported), sets kernel-side filters, loads, attaches, and streams ring buffer records.
  * Every tool in src/tools/ is a TraceSpec plus decoding and aggregation; this class is the rest.
  */
+import { appendFileSync } from 'node:fs';
 import { addon, bpfObjectPath, type NativeBpfObject, type NativeRingBuffer } from './addon.js';
 import { fromAddonError, NetbpfError } from './errors.js';
 
@@ -221,6 +222,7 @@ export class Trace<E> implements AsyncIterable<E> {
       return { feature: h.feature, hook: alt?.hook ?? null, program: alt?.program ?? null, skipped: skipped[i] };
     });
     this.info = { hooks, startupMs: performance.now() - t0 };
+    recordHooks(this.spec.tool, hooks);
     return this.info;
   }
 
@@ -330,3 +332,13 @@ export class Trace<E> implements AsyncIterable<E> {
 export const constU16 = (v: number): Buffer => { const b = Buffer.alloc(2); b.writeUInt16LE(v); return b; };
 export const constU32 = (v: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return b; };
 export const constU64 = (v: number | bigint): Buffer => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); return b; };
+
+/** Kernel-matrix runs (test/kernels) set NETBPF_HOOK_LOG to a file: every trace started appends the hooks it
+ * uses, so the matrix shows what the tests really exercised on each kernel. Best effort. */
+function recordHooks(tool: string, hooks: HookChoice[]): void {
+  const file = process.env.NETBPF_HOOK_LOG;
+  if (!file) return;
+  try {
+    appendFileSync(file, `${JSON.stringify({ tool, hooks: hooks.map((h) => ({ feature: h.feature, hook: h.hook })) })}\n`);
+  } catch { /* the log is diagnostics only */ }
+}

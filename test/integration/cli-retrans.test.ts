@@ -16,7 +16,8 @@ async function runCli(args: string[], during?: () => Promise<void>, signal?: Nod
   let stdout = '', stderr = '';
   child.stdout.on('data', (d) => { stdout += d; });
   child.stderr.on('data', (d) => { stderr += d; });
-  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
+  // 'close', not 'exit': the last lines (the counters) may still be in the pipe when the process has exited.
+  const exited = new Promise<number | null>((resolve) => child.once('close', (code) => resolve(code)));
   try {
     for (let i = 0; i < 300 && !/attached in/.test(stderr) && child.exitCode === null; i++) await sleep(50);
     await during?.();

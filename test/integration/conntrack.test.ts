@@ -23,7 +23,7 @@ class CliRun {
     this.child = pair.spawn(ns, [process.execPath, CLI, ...args, '--json']);
     createInterface({ input: this.child.stdout! }).on('line', (l) => this.lines.push(JSON.parse(l) as Record<string, unknown>));
     this.child.stderr!.on('data', (d) => { this.stderr += String(d); });
-    this.exited = new Promise((r) => this.child.once('exit', (code) => r(code)));
+    this.exited = new Promise((r) => this.child.once('close', (code) => r(code)));
   }
   async started(): Promise<void> {
     for (let i = 0; i < 100 && !this.lines.some((l) => l.type === 'start'); i++) {
