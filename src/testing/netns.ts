@@ -83,15 +83,20 @@ export class NetnsPair {
   }
 
   /**
-   * Waits (bounded) until no TCP socket in `ns` towards `port` still has unacknowledged data or an unacked
-   * FIN, so kernel counters read afterwards include every retransmit of the workload.
+   * Waits (bounded) until no TCP socket of a connection to `port` still has unacknowledged data or an unacked
+   * FIN: neither the client side in `ns` (towards the port) nor the server side in the other namespace (from the
+   * port; e.g. a server in LAST_ACK re-sending its FIN because the final ACK was dropped). Kernel and nft
+   * counters read afterwards then include every retransmit and every drop of the workload.
    */
   async waitQuiet(ns: string, port: number, timeoutMs = 15000): Promise<void> {
+    const peer = ns === this.a ? this.b : this.a;
+    const busy = ['state', 'established', 'state', 'syn-sent', 'state', 'syn-recv', 'state', 'fin-wait-1', 'state', 'close-wait', 'state', 'closing', 'state', 'last-ack'];
     const deadline = Date.now() + timeoutMs;
     for (;;) {
-      const { stdout } = await this.exec(ns, ['ss', '-Htn', 'state', 'established', 'state', 'syn-sent', 'state', 'fin-wait-1', 'state', 'closing', 'state', 'last-ack', `( dport = :${port} )`]);
-      if (stdout.trim() === '') return;
-      if (Date.now() > deadline) throw new Error(`sockets to port ${port} in ${ns} still busy: ${stdout.trim()}`);
+      const client = (await this.exec(ns, ['ss', '-Htn', ...busy, `( dport = :${port} )`])).stdout.trim();
+      const server = (await this.exec(peer, ['ss', '-Htn', ...busy, `( sport = :${port} )`])).stdout.trim();
+      if (client === '' && server === '') return;
+      if (Date.now() > deadline) throw new Error(`connections to port ${port} still busy: ${client} ${server}`);
       await new Promise((r) => setTimeout(r, 50));
     }
   }

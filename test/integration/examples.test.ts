@@ -47,8 +47,8 @@ describeBpf('examples run against the real kernel', () => {
 
   it('forward-events forwards each failed connect to its callback', async () => {
     const port = await closedPort();
-    const ex = start('forward-events.mjs', ['3'], /^/);
-    await sleep(1500); // both traces attach during the first second (no start line by design)
+    const ex = start('forward-events.mjs', ['3'], /forward-events: tracing/);
+    await ex.isReady();
     await refuse(port, 2);
     expect(await ex.exited).toBe(0);
     const records = ex.out().trim().split('\n').filter(Boolean).map((l) => JSON.parse(l));
