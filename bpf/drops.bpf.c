@@ -282,6 +282,8 @@ static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason,
 	v->bytes += len;
 	v->last_ns = now;
 	__u32 bucket = len ? log2_u32(len) + 1 : 0;
+	/* Keep the bound check on the register that indexes: older verifiers (6.1) lose it across `+ 1`. */
+	barrier_var(bucket);
 	if (bucket < DROP_AGG_LEN_BUCKETS)
 		v->len_log2[bucket]++;
 }
