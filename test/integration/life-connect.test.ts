@@ -74,7 +74,9 @@ describeBpf('life and connect on a real kernel', () => {
       expect(r.ok).toBe(conns);
       const ports = () => new Set(closed(r.pid).map((e) => e.sport));
       // The server listens on :: so IPv4 clients arrive on IPv4-mapped IPv6 sockets: match by the client's ports.
-      const acceptedOf = () => closed(server.pid!).filter((e) => e.sport === PORT && ports().has(e.dport));
+      // Match the client's address too: the IPv6 warm-up connection may have used the same port number.
+      const clientAddr = family === 4 ? p.addrA : p.addr6A;
+      const acceptedOf = () => closed(server.pid!).filter((e) => e.sport === PORT && ports().has(e.dport) && e.daddr === clientAddr);
       await until(() => closed(r.pid).length >= conns && acceptedOf().length >= conns);
       const after = { a: await tcpA(), b: await tcpB() };
 
