@@ -43,7 +43,9 @@ describeBpf('hostile input', () => {
 
   it(`a flood from ${FLOOD} distinct spoofed sources: RSS < ${RSS_BOUND_MIB} MiB, tables capped, folds reported, every drop accounted`, async () => {
     // Sources 100.80.0.0/12 (2^20 addresses): the CIDR filter keeps other runs (the soak) out of the count.
-    const p = new CliProcess(['drops', '--all', '-c', '100.80.0.0/12', '--summary', '--max-destinations', '4096']);
+    // The per-event path (decode and aggregate every drop in user space) is the one whose memory a flood could
+    // grow; `--summary` alone would count in the kernel (bounded by its map size).
+    const p = new CliProcess(['drops', '--all', '-c', '100.80.0.0/12', '--summary', '--aggregate', 'events', '--max-destinations', '4096']);
     let maxRss = 0;
     const sampler = setInterval(() => { maxRss = Math.max(maxRss, rssKiB(p.pid)); }, 100);
     try {
