@@ -51,8 +51,11 @@ export class BoundedTable<V> {
     return this.rows.size;
   }
 
-  entries(): IterableIterator<[string, V]> {
-    return this.rows.entries();
+  /** Every row: those of their own, then "other" if anything folded into it. */
+  allRows(): V[] {
+    const all = [...this.rows.values()];
+    if (this.other) all.push(this.other);
+    return all;
   }
 
   otherRow(): V | null {

@@ -264,10 +264,7 @@ export class ConnectAggregator {
   snapshot(): ConnectSummary {
     const t = this.now();
     const rows = (table: BoundedTable<ConnectStats>): ConnectRow[] => {
-      const all = [...table.entries()].map(([, s]) => s);
-      const other = table.otherRow();
-      if (other) all.push(other);
-      return all.map((s) => s.row()).sort((a, b) => b.failures - a.failures || b.attempts - a.attempts);
+      return table.allRows().map((s) => s.row()).sort((a, b) => b.failures - a.failures || b.attempts - a.attempts);
     };
     return {
       type: 'summary', tool: 'connect', time: t, elapsedS: (t - this.startedAt) / 1000,

@@ -424,9 +424,7 @@ export class ConntrackAggregator {
   snapshot(pressure: ConntrackPressure | null = null): ConntrackSummary {
     const t = this.now();
     const elapsedS = (t - this.startedAt) / 1000, intervalS = (t - this.lastSnapshotAt) / 1000;
-    const all = [...this.rows.entries()].map(([, r]) => r);
-    const other = this.rows.otherRow();
-    if (other) all.push(other);
+    const all = this.rows.allRows();
     const byDestination = all.map((r): ConntrackRow => ({
       key: r.key, via: [...r.via], protocol: r.protocol, created: r.created, destroyed: r.destroyed,
       createdRate: intervalS > 0 ? (r.created - r.createdAtSnap) / intervalS : 0,

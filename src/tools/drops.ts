@@ -426,17 +426,19 @@ class DropRowStats {
   category: DropCategory = 'drop';
   constructor(readonly key: string) {}
 
+  /** On the row's first drop: when it was seen and, unless this is "other", what the row stands for. */
+  private claim(e: DropEvent, addr: string | null, port: number | null, firstSeen: number): void {
+    this.firstSeen = firstSeen;
+    if (this.key === OTHER_KEY) return;
+    this.addr = addr;
+    this.port = port;
+    this.reason = e.reason;
+    this.reasonCode = e.reasonCode;
+    this.category = e.category;
+  }
+
   add(e: DropEvent, addr: string | null, port: number | null): void {
-    if (this.count === 0) {
-      this.firstSeen = e.time;
-      if (this.key !== OTHER_KEY) {
-        this.addr = addr;
-        this.port = port;
-        this.reason = e.reason;
-        this.reasonCode = e.reasonCode;
-        this.category = e.category;
-      }
-    }
+    if (this.count === 0) this.claim(e, addr, port, e.time);
     this.lastSeen = e.time;
     this.count++;
     this.bytes += e.len;
@@ -445,16 +447,7 @@ class DropRowStats {
 
   /** Adds drops counted elsewhere (the kernel's map): `b.count` drops with their bytes and length histogram. */
   addBulk(e: DropEvent, addr: string | null, port: number | null, b: DropBulk): void {
-    if (this.count === 0) {
-      this.firstSeen = b.firstSeen;
-      if (this.key !== OTHER_KEY) {
-        this.addr = addr;
-        this.port = port;
-        this.reason = e.reason;
-        this.reasonCode = e.reasonCode;
-        this.category = e.category;
-      }
-    }
+    if (this.count === 0) this.claim(e, addr, port, b.firstSeen);
     if (b.firstSeen < this.firstSeen) this.firstSeen = b.firstSeen;
     if (b.lastSeen > this.lastSeen) this.lastSeen = b.lastSeen;
     this.count += b.count;
@@ -585,9 +578,7 @@ export class DropsAggregator {
     const intervalS = (t - this.lastSnapshotAt) / 1000;
     const categoryTotal = (c: DropCategory) => (c === 'purge' ? this.totals.purges : this.totals.drops);
     const rows = (table: BoundedTable<DropRowStats>): DropRow[] => {
-      const all = [...table.entries()].map(([, s]) => s);
-      const other = table.otherRow();
-      if (other) all.push(other);
+      const all = table.allRows();
       const out = all.map((s) => s.row(elapsedS, intervalS, categoryTotal)).sort((a, b) => b.count - a.count || a.key.localeCompare(b.key));
       for (const s of all) s.countAtLastSnapshot = s.count;
       return out;

@@ -351,10 +351,7 @@ export class LifeAggregator {
   snapshot(): LifeSummary {
     const t = this.now();
     const rows = (table: BoundedTable<LifeStats>): LifeRow[] => {
-      const all = [...table.entries()].map(([, s]) => s);
-      const other = table.otherRow();
-      if (other) all.push(other);
-      return all.map((s) => s.row()).sort((a, b) => b.connections - a.connections || b.established - a.established || (a.key === OTHER_KEY ? 1 : 0));
+      return table.allRows().map((s) => s.row()).sort((a, b) => b.connections - a.connections || b.established - a.established || (a.key === OTHER_KEY ? 1 : 0));
     };
     const byDestination = rows(this.destinations);
     const totals = { connections: 0, established: 0, failed: 0, open: 0, txBytes: 0, rxBytes: 0, totalRetrans: 0 };

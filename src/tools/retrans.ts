@@ -304,9 +304,7 @@ export class RetransAggregator {
     const elapsedS = (t - this.startedAt) / 1000;
     const intervalS = (t - this.lastSnapshotAt) / 1000;
     const rows = (table: BoundedTable<RowStats>): RetransRow[] => {
-      const all = [...table.entries()].map(([, s]) => s);
-      const other = table.otherRow();
-      if (other) all.push(other);
+      const all = table.allRows();
       const out = all.map((s) => s.row(elapsedS, intervalS)).sort((a, b) => b.segs - a.segs || b.events - a.events);
       for (const s of all) s.segsAtLastSnapshot = s.segs;
       return out;

@@ -277,9 +277,7 @@ export class TopAggregator {
     const t = this.now();
     this.placePending(t);
     const intervalS = (t - this.lastSnapshotAt) / 1000;
-    const stats = [...this.table.entries()].map(([, s]) => s);
-    const other = this.table.otherRow();
-    if (other) stats.push(other);
+    const stats = this.table.allRows();
     const rows = stats.map((s) => this.rowOf(s, intervalS));
     const totals = { destinations: rows.length, unhealthy: 0, connects: 0, failures: 0, retransSegs: 0, drops: 0 };
     for (const r of rows) {
