@@ -99,6 +99,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitBpfObject(env, exports);
   InitRingBuffer(env, exports);
   InitKernelBtf(env, exports);
+  InitCtnetlink(env, exports);
   return exports;
 }
 

@@ -3,7 +3,8 @@
  * Hooks, best first:
  *   new:     fexit/__nf_conntrack_confirm (every successful insert) > kprobe/__nf_conntrack_confirm >
  *            a BPF_PROG_TYPE_NETFILTER program at LOCAL_IN and POST_ROUTING just before conntrack's own
- *            confirm (priority INT_MAX - 1), seeing each unconfirmed entry's first packet (kernel >= 6.4).
+ *            confirm (one priority below it: INT_MAX - 1, for IPv6 LOCAL_IN INT_MAX - 2), seeing each
+ *            unconfirmed entry's first packet (kernel >= 6.4).
  *   destroy: fexit/nf_ct_delete (returns true once per entry) > kprobe/nf_ct_delete.
  * Where no destroy hook loads, user space reads ctnetlink DESTROY events instead (src/tools/conntrack.ts). */
 #include "vmlinux.h"
@@ -135,9 +136,9 @@ int BPF_KPROBE(handle_confirm_kprobe, struct sk_buff *skb)
 	return record_ct(ct, CT_EVENT_NEW);
 }
 
-/* Netfilter program (kernel >= 6.4, CONFIG_NETFILTER_BPF_LINK): attached at LOCAL_IN and POST_ROUTING at
- * priority INT_MAX - 1, right before conntrack confirms (INT_MAX, which a BPF link may not take). An entry
- * not yet confirmed on its first packet is one about to be inserted. Always accepts the packet. */
+/* Netfilter program (kernel >= 6.4, CONFIG_NETFILTER_BPF_LINK): attached at LOCAL_IN and POST_ROUTING one
+ * priority below conntrack's confirm (INT_MAX; IPv6 LOCAL_IN INT_MAX - 1), so it runs right before it. An
+ * entry not yet confirmed on its first packet is one about to be inserted. Always accepts the packet. */
 SEC("netfilter")
 int handle_nf_confirm(struct bpf_nf_ctx *ctx)
 {

@@ -1,5 +1,6 @@
 /* netbpf conntrack: the record one conntrack entry's creation or destruction produces. The contract between
- * bpf/conntrack.bpf.c and src/tools/conntrack.ts (CONNTRACK_LAYOUT, checked against this object's BTF). */
+ * bpf/conntrack.bpf.c, addon/ctnetlink.cc (which writes the same records from ctnetlink messages) and
+ * src/tools/conntrack.ts (CONNTRACK_LAYOUT, checked against this object's BTF). */
 #ifndef NETBPF_CONNTRACK_H
 #define NETBPF_CONNTRACK_H
 
@@ -8,10 +9,11 @@
 enum ct_event_kind {
 	CT_EVENT_NEW = 1,     /* entry confirmed (inserted into the table) */
 	CT_EVENT_DESTROY = 2, /* entry removed from the table (timeout, RST/close, flush, early drop) */
+	CT_EVENT_LISTED = 3,  /* entry listed by a ctnetlink table dump (addon only) */
 };
 
 struct ct_event {
-	__u64 ts_ns;          /* bpf_ktime_get_ns() */
+	__u64 ts_ns;          /* bpf_ktime_get_ns() (CLOCK_MONOTONIC); ctnetlink: the event's time on that clock */
 	__u64 start_ns;       /* entry creation, CLOCK_REALTIME ns (nf_conntrack_timestamp=1), else 0 */
 	__u64 packets[2];     /* original, reply direction (nf_conntrack_acct=1), else 0 */
 	__u64 bytes[2];
@@ -37,5 +39,6 @@ struct ct_event {
 
 #define CT_FLAG_ACCT 1    /* packets/bytes present */
 #define CT_FLAG_TSTAMP 2  /* start_ns present */
+#define CT_FLAG_NETLINK 4 /* written by the addon from a ctnetlink message, not by a BPF program */
 
 #endif

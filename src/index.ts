@@ -2,10 +2,12 @@
  * typed events, with counters for events seen and lost) plus an aggregator usable on its own. */
 export { retrans, retransSpec, decodeRetrans, countedByKernel, RetransAggregator, RETRANS_LAYOUT, RETRANS_KINDS } from './tools/retrans.js';
 export type { RetransEvent, RetransKind, RetransOptions, RetransRow, RetransSummary, AggregatorOptions } from './tools/retrans.js';
-export { conntrack, conntrackSpec, decodeConntrack, ConntrackTrace, ConntrackAggregator, CONNTRACK_LAYOUT, readConntrackStats, conntrackSysctls, eventFromCtLine } from './tools/conntrack.js';
-export type { ConntrackEvent, ConntrackOptions, ConntrackRow, ConntrackSummary, ConntrackStats, ConntrackPressure } from './tools/conntrack.js';
-export { NatResolver, parseConntrackLine, conntrackSnapshot, ConntrackEventStream, startNatFeed, isDnat } from './core/nat.js';
-export type { NatEntry, NatTarget, CtTuple, CtLine } from './core/nat.js';
+export { conntrack, conntrackSpec, decodeConntrack, ConntrackTrace, ConntrackAggregator, CONNTRACK_LAYOUT, readConntrackStats, conntrackSysctls, conntrackSnapshot, startNatFeed, netlinkCounts } from './tools/conntrack.js';
+export type { ConntrackEvent, ConntrackEntry, ConntrackOptions, ConntrackRow, ConntrackSummary, ConntrackStats, ConntrackPressure, NetnsChange, NetlinkCounts } from './tools/conntrack.js';
+export { NatResolver, isDnat } from './core/nat.js';
+export type { NatEntry, NatTarget, CtTuple } from './core/nat.js';
+export { resolveNetns, scanNetns, readNetnsTable } from './core/ctnetlink.js';
+export type { NetnsInfo, NetnsPlan, NetnsTableStats } from './core/ctnetlink.js';
 export { Trace } from './core/trace.js';
 export type { TraceOptions, TraceCounters, TraceSpec, HookChoice, HookSpec, StartInfo } from './core/trace.js';
 export type { FilterOptions } from './core/filters.js';

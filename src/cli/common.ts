@@ -112,7 +112,8 @@ export function countersLine(tool: string, c: TraceCounters): string {
   return `netbpf ${tool}: ${c.events} events, ${c.lost} lost in the kernel (ring buffer full), ${c.recursionMisses} missed by recursion` +
     (c.droppedByConsumer ? `, ${c.droppedByConsumer} dropped by a slow consumer` : '') +
     (c.malformed ? `, ${c.malformed} malformed` : '') +
-    (c.sourceOverruns !== undefined ? `, ${c.sourceOverruns} netlink overruns (events lost, number unknown)` : '');
+    (c.sourceLost !== undefined ? `, ${c.sourceLost} lost by ctnetlink (kernel socket drop count)` : '') +
+    (c.sourceRetried ? `, ${c.sourceRetried} ctnetlink deliveries failed and were retried by the kernel (not lost)` : '');
 }
 
 export interface Runner<E> {

@@ -1,23 +1,36 @@
 /** `netbpf conntrack`: conntrack entries created/destroyed live (both tuples), per-destination summary, table pressure. */
 import { Command, Option } from 'commander';
-import { writeFileSync } from 'node:fs';
 import { formatEndpoint } from '../core/address.js';
+import { describeNetns, ownNetns, readNetnsTable, type NetnsInfo } from '../core/ctnetlink.js';
+import { addon } from '../core/addon.js';
 import { renderHistogram } from '../core/histogram.js';
 import type { TraceCounters } from '../core/trace.js';
-import { conntrack, ConntrackAggregator, conntrackSysctls, type ConntrackEvent, type ConntrackSummary } from '../index.js';
-import { addCommonOptions, filterOptions, runSettings, runTrace, type CommonCliOptions } from './common.js';
+import { conntrack, ConntrackAggregator, type ConntrackEvent, type ConntrackSummary, type NetlinkCounts, type NetnsChange } from '../index.js';
+import { addCommonOptions, filterOptions, positiveNumber, runSettings, runTrace, type CommonCliOptions } from './common.js';
 import { clockTime, safeText, table, jsonText } from './format.js';
 
 interface ConntrackCliOptions extends CommonCliOptions {
   mechanism: 'auto' | 'bpf' | 'ctnetlink';
   enableAccounting?: boolean;
+  netns?: string[];
+  reliable: boolean;
+  netlinkBuffer?: string;
+  netnsRescan?: string;
+  netlinkReadDelayUs?: string;
 }
+
+const collect = (value: string, prev: string[] = []) => [...prev, value];
 
 export function conntrackCommand(): Command {
   const cmd = new Command('conntrack')
     .description('trace conntrack entries created and destroyed (original and reply tuples: NAT visible), lifetimes, table pressure')
     .addOption(new Option('--mechanism <m>', 'how to see entries').choices(['auto', 'bpf', 'ctnetlink']).default('auto'))
-    .option('--enable-accounting', 'set nf_conntrack_acct=1 and nf_conntrack_timestamp=1 in this network namespace (counters and lifetimes of new entries)');
+    .option('--netns <ns>', 'network namespace to watch: a PID, a namespace file (/run/netns/NAME, /proc/PID/ns/net), an ip netns name, or "all" (repeatable; default: this one)', collect)
+    .option('--netns-rescan <seconds>', 'with --netns all: how often to look for new namespaces (0: never)', '2')
+    .option('--no-reliable', 'do not ask the kernel to re-deliver ctnetlink DESTROY events it could not queue (losses are then counted, not recovered)')
+    .option('--netlink-buffer <bytes>', 'ctnetlink receive buffer requested per socket (the kernel doubles it)', String(16 * 1024 * 1024))
+    .addOption(new Option('--netlink-read-delay-us <us>', 'test hook: a slow ctnetlink reader').hideHelp())
+    .option('--enable-accounting', 'set nf_conntrack_acct=1 and nf_conntrack_timestamp=1 in the watched network namespaces (counters and lifetimes of new entries)');
   addCommonOptions(cmd);
   cmd.action(async (o: ConntrackCliOptions) => {
     process.exitCode = await runConntrack(o);
@@ -28,13 +41,21 @@ export function conntrackCommand(): Command {
 async function runConntrack(o: ConntrackCliOptions): Promise<number> {
   const s = runSettings(o);
   const filters = filterOptions(o);
+  const rescan = positiveNumber(o.netnsRescan, '--netns-rescan', { allowZero: true })!;
+  const trace = conntrack({
+    ...filters, mechanism: o.mechanism, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, netns: o.netns, reliable: o.reliable,
+    netlinkBufferBytes: positiveNumber(o.netlinkBuffer, '--netlink-buffer', { integer: true }), rescanMs: rescan * 1000,
+    netlinkReadDelayUs: positiveNumber(o.netlinkReadDelayUs, '--netlink-read-delay-us', { integer: true, allowZero: true }),
+  });
   if (o.enableAccounting) {
-    for (const n of ['nf_conntrack_acct', 'nf_conntrack_timestamp']) writeFileSync(`/proc/sys/net/netfilter/${n}`, '1\n');
+    const own = ownNetns();
+    for (const n of trace.plannedNamespaces()) enableAccounting(n, own);
   }
-  const trace = conntrack({ ...filters, mechanism: o.mechanism, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs });
   const agg = new ConntrackAggregator({ maxDestinations: s.maxDestinations });
   let header = false;
   const live = !s.summary || s.json;
+  // Later changes (with --netns all); what start watched is reported once the start line is out.
+  trace.onNetns((c) => { if (c.change !== 'watched') reportNetns(c, s.json, trace.destroysFromNetlink()); });
   return runTrace('conntrack', s, {
     trace,
     onEvents(events) {
@@ -49,22 +70,63 @@ async function runConntrack(o: ConntrackCliOptions): Promise<number> {
     },
     printSummary(final, counters) {
       const summary = agg.snapshot(trace.pressure());
-      if (s.json) process.stdout.write(jsonText({ ...summary, final, lost: counters.lost, recursionMisses: counters.recursionMisses, netlinkOverruns: trace.netlinkOverruns() }) + '\n');
-      else process.stdout.write(renderSummary(summary, counters, s.top, final).join('\n') + '\n');
+      const netlink = trace.netlinkCounts();
+      if (s.json) process.stdout.write(jsonText({ ...summary, final, lost: counters.lost, recursionMisses: counters.recursionMisses, netlink }) + '\n');
+      else process.stdout.write(renderSummary(summary, counters, s.top, final, netlink).join('\n') + '\n');
     },
   }, {
     afterStart: async () => {
-      const sys = conntrackSysctls();
-      const p = trace.pressure();
+      if (trace.startNetns) reportNetns(trace.startNetns, s.json, trace.destroysFromNetlink());
+      const own = ownNetns();
+      const first = trace.tableStats();
       const notes: string[] = [];
-      if (sys.acct === false) notes.push('nf_conntrack_acct=0: no packet/byte counters');
-      if (sys.timestamp === false) notes.push('nf_conntrack_timestamp=0: lifetimes only for entries created while tracing');
-      if (!p) notes.push('conntrack statistics unreadable (no /proc/net/stat/nf_conntrack)');
-      else notes.push(`table ${p.count}/${p.max} entries`);
+      const sys = first.find((t) => t.netns === own) ?? first[0];
+      if (sys?.acct === false) notes.push('nf_conntrack_acct=0: no packet/byte counters');
+      if (sys?.timestamp === false) notes.push('nf_conntrack_timestamp=0: lifetimes only for entries created while tracing');
+      if (!first.length) notes.push('conntrack statistics unreadable (no /proc/net/stat/nf_conntrack: nf_conntrack not loaded)');
+      else notes.push(first.map((t) => `table ${t.entries}/${t.max} entries${first.length > 1 ? ` in ${t.netns}` : ''}`).join(', '));
       process.stderr.write(`netbpf conntrack: ${notes.join('; ')}\n`);
-      if (s.json) process.stdout.write(jsonText({ type: 'pressure', time: Date.now(), ...p, sysctls: sys }) + '\n');
+      if (s.json) {
+        for (const p of trace.pressure()) {
+          const t = first.find((x) => x.netns === p.netns);
+          process.stdout.write(jsonText({ type: 'pressure', time: Date.now(), ...p, sysctls: { acct: t?.acct ?? null, timestamp: t?.timestamp ?? null, events: t?.events ?? null } }) + '\n');
+        }
+      }
     },
   });
+}
+
+/** --enable-accounting: the sysctls are per namespace; written from inside each (as `ip netns exec` would). */
+function enableAccounting(n: NetnsInfo, own: number): void {
+  const path = n.netns === own ? null : n.path;
+  for (const name of ['nf_conntrack_acct', 'nf_conntrack_timestamp']) {
+    addon().netnsWriteFile(path, `/proc/sys/net/netfilter/${name}`, '1\n');
+  }
+}
+
+/** Start-up and later changes of the watched namespaces: a stderr line, and a JSON record with --json. */
+function reportNetns(c: NetnsChange, json: boolean, destroysFromNetlink: boolean): void {
+  const own = ownNetns();
+  const list = c.namespaces.map((n) => describeNetns(n, own)).join(', ');
+  const what = c.change === 'watched' ? `watching ${c.namespaces.length} network namespace${c.namespaces.length === 1 ? '' : 's'}` : c.change === 'added' ? 'now also watching' : 'no longer watching (gone)';
+  if (c.namespaces.length || c.change === 'watched') process.stderr.write(`netbpf conntrack: ${what}: ${list || '(none)'}\n`);
+  for (const f of c.failed ?? []) process.stderr.write(`netbpf conntrack: cannot watch network namespace ${f.netns} (${f.path}): ${f.error}\n`);
+  // nf_conntrack_events=2: entries created before a listener existed carry no event cache, so their DESTROY is never sent.
+  if (destroysFromNetlink && c.change !== 'removed') {
+    for (const n of c.namespaces) {
+      let t;
+      try { t = readNetnsTable(n.netns === own ? null : n); } catch { continue; }
+      if (!t) continue;
+      const where = `network namespace ${describeNetns(n, own)}`;
+      if (t.events === 0) process.stderr.write(`netbpf conntrack: ${where}: nf_conntrack_events=0: the kernel sends no conntrack events there (set it to 1)\n`);
+      else if (t.events === 2 && t.entries > 0) {
+        process.stderr.write(`netbpf conntrack: ${where}: ${t.entries} entries existed before netbpf subscribed; with nf_conntrack_events=2 they carry no event cache, so their destroys will not be reported (nf_conntrack_events=1 makes every entry created from now on report)\n`);
+      }
+    }
+  }
+  if (json) {
+    process.stdout.write(jsonText({ type: 'netns', time: c.time, change: c.change, namespaces: c.namespaces, ...(c.failed ? { failed: c.failed } : {}) }) + '\n');
+  }
 }
 
 const LIVE_HEADER = `${'TIME'.padEnd(8)} ${'EVENT'.padEnd(7)} ${'PROTO'.padEnd(5)} ${'ORIG SRC'.padEnd(24)} ${'ORIG DST'.padEnd(24)} -> ${'REPLY SRC (real)'.padEnd(24)} ${'STATE'.padEnd(12)} ${'LIFE(ms)'.padStart(9)} PKTS`;
@@ -73,7 +135,7 @@ function liveLine(e: ConntrackEvent): string {
   const life = e.lifetimeMs === null ? '-' : e.lifetimeMs.toFixed(0);
   const pkts = e.packets ? `${e.packets[0]}/${e.packets[1]}` : '-';
   const nat = (e.dnat ? ' DNAT' : '') + (e.snat ? ` SNAT(${formatEndpoint(e.reply.dst, e.reply.dport)})` : '');
-  return `${clockTime(e.time).padEnd(8)} ${e.kind.padEnd(7)} ${e.protocolName.padEnd(5)} ${formatEndpoint(e.orig.src, e.orig.sport).padEnd(24)} ${formatEndpoint(e.orig.dst, e.orig.dport).padEnd(24)} -> ${formatEndpoint(e.reply.src, e.reply.sport).padEnd(24)} ${(e.tcpState ?? '-').padEnd(12)} ${life.padStart(9)} ${pkts}${nat}${e.zone ? ` zone=${e.zone}` : ''}${e.mark ? ` mark=${e.mark}` : ''}`;
+  return `${clockTime(e.time).padEnd(8)} ${e.kind.padEnd(7)} ${e.protocolName.padEnd(5)} ${formatEndpoint(e.orig.src, e.orig.sport).padEnd(24)} ${formatEndpoint(e.orig.dst, e.orig.dport).padEnd(24)} -> ${formatEndpoint(e.reply.src, e.reply.sport).padEnd(24)} ${(e.tcpState ?? '-').padEnd(12)} ${life.padStart(9)} ${pkts}${nat}${e.zone ? ` zone=${e.zone}` : ''}${e.mark ? ` mark=${e.mark}` : ''} netns=${e.netns}`;
 }
 
 /** The documented JSON line for one conntrack event (docs/conntrack.md). */
@@ -81,7 +143,7 @@ export function eventJson(e: ConntrackEvent): Record<string, unknown> {
   return { ...e, time: new Date(e.time).toISOString() };
 }
 
-export function renderSummary(s: ConntrackSummary, c: TraceCounters, top: number, final: boolean): string[] {
+export function renderSummary(s: ConntrackSummary, c: TraceCounters, top: number, final: boolean, netlink: NetlinkCounts | null = null): string[] {
   const lines: string[] = [];
   const title = final ? `conntrack, whole run (${s.elapsedS.toFixed(1)} s)` : `conntrack, last ${s.intervalS.toFixed(1)} s (run ${s.elapsedS.toFixed(1)} s)`;
   lines.push('', `${clockTime(s.time)} ${title}: ${s.totals.created} created (${s.totals.dnat} DNAT, ${s.totals.snat} SNAT), ${s.totals.destroyed} destroyed`);
@@ -98,8 +160,14 @@ export function renderSummary(s: ConntrackSummary, c: TraceCounters, top: number
     }
   }
   if (s.folded) lines.push(`  folded into "other": ${s.folded} destinations`);
-  const p = s.pressure;
-  if (p) lines.push(`  table: ${p.count}/${p.max} entries; since start: ${p.drop} packets dropped (table full), ${p.earlyDrop} early drops, ${p.insertFailed} insert failures, ${p.invalid} invalid`);
+  for (const p of s.pressure) {
+    const where = s.pressure.length > 1 ? ` (netns ${p.netns}${p.name ? ` ${safeText(p.name)}` : ''})` : '';
+    lines.push(`  table${where}: ${p.count}/${p.max} entries; since start: ${p.drop} packets dropped (table full), ${p.earlyDrop} early drops, ${p.insertFailed} insert failures, ${p.invalid} invalid`);
+  }
   lines.push(`  lost: ${c.lost} events (ring buffer full), ${c.recursionMisses} recursion misses`);
+  if (netlink) {
+    lines.push(`  ctnetlink: received ${netlink.received.new} new / ${netlink.received.destroy} destroy; lost ${netlink.lost.new} new / ${netlink.lost.destroy} destroy (kernel socket drop counts)` +
+      `${netlink.retried ? `; ${netlink.retried} destroy deliveries retried by the kernel` : ''}${netlink.duplicates ? `; ${netlink.duplicates} duplicates passed over` : ''}${netlink.recoveredAtStop ? `; ${netlink.recoveredAtStop} destroys taken from the dying list at stop` : ''}`);
+  }
   return lines;
 }

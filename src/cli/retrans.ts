@@ -6,7 +6,7 @@ import type { TraceCounters } from '../core/trace.js';
 import { retrans, RetransAggregator, type RetransEvent, type RetransRow, type RetransSummary } from '../index.js';
 import { addCommonOptions, filterOptions, runSettings, runTrace, type CommonCliOptions } from './common.js';
 import { startDemo, type Demo } from './demo.js';
-import { NatResolver, startNatFeed } from '../core/nat.js';
+import { NatResolver, startNatFeed } from '../index.js';
 import { clockTime, percent, safeText, table, jsonText } from './format.js';
 
 interface RetransCliOptions extends CommonCliOptions {

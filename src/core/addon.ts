@@ -1,4 +1,4 @@
-/** Typed access to the native addon (addon/*.cc): a generic libbpf bridge that knows nothing about TCP. */
+/** Typed access to the native addon (addon/*.cc): a generic libbpf bridge that knows nothing about TCP, and native ctnetlink. */
 import { createRequire } from 'node:module';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -45,6 +45,55 @@ export interface NativeRingBuffer {
 
 export interface RingBufferOptions { pollMs?: number; batchBytes?: number; maxQueuedBatches?: number }
 
+/** Options of the native ctnetlink reader (addon/ctnetlink.cc). */
+export interface CtnetlinkOptions {
+  /** Subscribe to NEW events (a socket per namespace that never asks for re-delivery: loss is counted). Default true. */
+  newEvents?: boolean;
+  /** Subscribe to DESTROY events. Default true. */
+  destroyEvents?: boolean;
+  /** DESTROY socket with NETLINK_BROADCAST_ERROR: the kernel re-delivers what it could not queue. Default true. */
+  reliable?: boolean;
+  /** Receive buffer requested per socket (SO_RCVBUFFORCE; the kernel doubles it). Default 16 MiB. */
+  rcvbufBytes?: number;
+  /** Longest wait before records already read reach JavaScript. Default 20 ms. */
+  pollMs?: number;
+  batchBytes?: number;
+  maxQueuedBatches?: number;
+  /** Test hook: the reader sleeps this long per message (a deliberately slow reader). */
+  readDelayUs?: number;
+  /** At stop, how long to wait for DESTROY events the kernel still owes (its dying list). Default 2000 ms. */
+  stopTimeoutMs?: number;
+}
+
+/** One ctnetlink socket's counters; drops is the kernel's own count (SO_MEMINFO SK_MEMINFO_DROPS). */
+export interface CtnetlinkSocketStats { portid: number; rcvbuf: number; reliable: boolean; received: number; drops: number }
+
+export interface CtnetlinkNetnsStats {
+  netns: number;
+  /** Sockets closed (namespace released or reader stopped): the counters are final. */
+  closed: boolean;
+  new: CtnetlinkSocketStats | null;
+  destroy: CtnetlinkSocketStats | null;
+  /** Events received twice (same entry id and kind) and passed over. */
+  duplicates: number;
+  ignored: number;
+  malformed: number;
+  /** DESTROY events taken from the kernel's dying list at stop (still owed, would have gone to nobody). */
+  recoveredAtStop: number;
+  recvErrors: number;
+  lastError: string | null;
+}
+
+export interface NativeCtnetlink {
+  /** Opens the sockets in a namespace (a namespace file; null: this process's). */
+  addNetns(path: string | null): { netns: number; newPortid: number; destroyPortid: number; rcvbuf: number };
+  /** Drains and closes a namespace's sockets (releasing the namespace); its counters stay in stats(). */
+  removeNetns(netns: number): void;
+  stats(): CtnetlinkNetnsStats[];
+  /** Drains every namespace, delivers the last batch, closes everything. */
+  stop(): Promise<void>;
+}
+
 export interface Addon {
   libbpfVersion: string;
   libbpfLink: 'static' | 'shared';
@@ -53,6 +102,13 @@ export interface Addon {
   RingBuffer: new (mapFd: number, onBatch: (batch: ArrayBuffer) => void, opts?: RingBufferOptions) => NativeRingBuffer;
   kernelBtfHas(kind: 'struct' | 'union' | 'enum' | 'typedef' | 'func', name: string): boolean;
   kernelBtfEnum(name: string): Array<[string, number]> | null;
+  Ctnetlink: new (onBatch: (batch: ArrayBuffer) => void, opts?: CtnetlinkOptions) => NativeCtnetlink;
+  /** A namespace's conntrack table (or dying list) as struct ct_event records, [u32 length][record]... */
+  ctnetlinkDump(netnsPath: string | null, dying?: boolean): Promise<ArrayBuffer>;
+  /** Reads files as a thread inside that network namespace sees them; null for each unreadable one. */
+  netnsReadFiles(netnsPath: string | null, paths: string[]): Array<string | null>;
+  /** Writes a file as a thread inside that network namespace sees it (a per-namespace sysctl). */
+  netnsWriteFile(netnsPath: string | null, path: string, text: string): void;
 }
 
 /** Repository root (the folder holding package.json), from either src/core or dist/core. */

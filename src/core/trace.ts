@@ -16,7 +16,8 @@ export interface HookAlternative {
   missing?: () => string | null;
   /** Before load, when chosen: e.g. set the program type of a section this libbpf does not know. */
   prepare?: (obj: NativeBpfObject, program: string) => void;
-  /** Attaches instead of obj.attach(program) (hooks libbpf cannot auto-attach, e.g. netfilter). */
+  /** Attaches instead of obj.attach(program) (hooks libbpf cannot auto-attach, e.g. netfilter). An error's
+   * `reason`, when set, is reported as why this alternative was passed over. */
   attach?: (obj: NativeBpfObject, program: string) => void;
 }
 
@@ -84,8 +85,10 @@ export interface TraceCounters {
   droppedByConsumer: number;
   /** Records of an unexpected size (a mismatch between the BPF object and this decoder). */
   malformed: number;
-  /** Overflows of an event source outside the ring buffer (e.g. ctnetlink); each lost an unknown number of events. */
-  sourceOverruns?: number;
+  /** Events an event source outside the ring buffer (conntrack's ctnetlink sockets) could not deliver, as the kernel counted them. */
+  sourceLost?: number;
+  /** Deliveries of that source that failed and that the kernel retried (reliable ctnetlink): not lost. */
+  sourceRetried?: number;
 }
 
 export interface StartInfo {
@@ -204,14 +207,14 @@ export class Trace<E> implements AsyncIterable<E> {
         break;
       } catch (err) {
         obj?.close();
-        const e = err as { libbpfLog?: string; message?: string; code?: string; errno?: number };
+        const e = err as { libbpfLog?: string; message?: string; code?: string; errno?: number; reason?: string };
         // Which program failed: the one being attached, or the one libbpf names in its load log.
         const named = failing ?? /prog '([\w]+)': (?:BPF program load failed|failed to load|-- BEGIN PROG LOAD LOG)/.exec(e.libbpfLog ?? '')?.[1] ?? null;
         const i = this.spec.hooks.findIndex((h, k) => h.alternatives[chosen[k]]?.program === named);
         if (i < 0 || attempt > 20) throw fromAddonError(`${this.spec.tool}: ${failing ? 'attach' : 'load'}`, err);
         // EACCES on attach: a classic tracepoint's id is read from tracefs, which a non-root user may not read.
         const hint = failing && e.errno === 13 ? `; ${TRACEFS_ACCESS_HINT}` : '';
-        advance(i, `${failing ? 'attach' : 'load'} refused (${e.code ?? e.message}${hint})`);
+        advance(i, `${failing ? 'attach' : 'load'} refused (${e.reason ?? e.code ?? e.message}${hint})`);
         settle(i);
       }
     }

@@ -1,17 +1,22 @@
 /**
- * netbpf conntrack: conntrack entries created and destroyed (bpf/conntrack.bpf.c, or ctnetlink where no BPF
- * hook sees destroys), with both tuples (DNAT/SNAT visible), TCP state, zone, mark, counters and lifetime;
- * table pressure from /proc/net/stat/nf_conntrack and nf_conntrack_count/max; a per-destination aggregator.
- * The netfilter-program and ctnetlink paths work in the caller's network namespace (run it with
- * `ip netns exec NS`); the fexit/kprobe paths see every namespace (events carry the namespace inode).
+ * netbpf conntrack: conntrack entries created and destroyed (bpf/conntrack.bpf.c, or native ctnetlink where no
+ * BPF hook sees them: addon/ctnetlink.cc writes the same struct ct_event records), with both tuples (DNAT/SNAT
+ * visible), TCP state, zone, mark, counters and lifetime; each watched namespace's table and the kernel's
+ * conntrack statistics; a per-destination aggregator. The ctnetlink and netfilter-program paths watch chosen
+ * network namespaces (`netns`: the caller's by default); the fexit/kprobe paths see every namespace.
  */
-import { readFileSync } from 'node:fs';
-import { formatEndpoint, type Family, AF_INET } from '../core/address.js';
-import { addon, type NativeBpfObject } from '../core/addon.js';
+import { statSync } from 'node:fs';
+import { formatEndpoint, cidrContains, parseCidr, type Family, AF_INET, AF_INET6 } from '../core/address.js';
+import { addon, type CtnetlinkNetnsStats, type NativeBpfObject, type NativeCtnetlink } from '../core/addon.js';
+import {
+  ctnetlinkError, describeNetns, dumpConntrackTable, openCtnetlink, ownNetns, readNetnsTable, resolveNetns, scanNetns,
+  type NetnsInfo, type NetnsPlan, type NetnsTableStats,
+} from '../core/ctnetlink.js';
+import { usageError } from '../core/errors.js';
 import { filterConstants, type FilterOptions } from '../core/filters.js';
 import { fentryMissing, kprobeMissing } from '../core/hooks.js';
 import { Log2Histogram, type HistogramData } from '../core/histogram.js';
-import { ConntrackEventStream, type CtLine, type CtTuple } from '../core/nat.js';
+import { type CtTuple, type NatResolver } from '../core/nat.js';
 import { ClockMapper, readAddress, type Layout } from '../core/record.js';
 import { BoundedTable, OTHER_KEY } from '../core/table.js';
 import { Trace, type TraceCounters, type HookAlternative, type StartInfo, type TraceOptions, type TraceSpec } from '../core/trace.js';
@@ -28,7 +33,8 @@ export const CONNTRACK_LAYOUT = {
   },
 } as const satisfies Layout;
 
-const CT_FLAG_ACCT = 1, CT_FLAG_TSTAMP = 2;
+/** CT_FLAG_* of bpf/conntrack.h. */
+const CT_FLAG_ACCT = 1, CT_FLAG_TSTAMP = 2, CT_FLAG_NETLINK = 4;
 const PROTOCOL_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 33: 'dccp', 47: 'gre', 58: 'icmpv6', 132: 'sctp', 136: 'udplite' };
 
 /** A conntrack entry created (confirmed into the table) or destroyed. */
@@ -56,11 +62,14 @@ export interface ConntrackEvent {
   bytes: [number, number] | null;
   /** Destroy events: how long the entry lived, ms; null when unknown. */
   lifetimeMs: number | null;
-  /** Namespace inode of the entry (BPF paths; 0 from ctnetlink). */
+  /** Inode of the entry's network namespace. */
   netns: number;
   /** Which mechanism reported it. */
   source: 'bpf' | 'ctnetlink';
 }
+
+/** A conntrack entry as a table dump lists it. */
+export type ConntrackEntry = Omit<ConntrackEvent, 'type' | 'kind' | 'lifetimeMs'>;
 
 /** TCP conntrack state names by number, from the running kernel's enum tcp_conntrack. */
 function tcpConntrackStates(): string[] {
@@ -73,6 +82,7 @@ function tcpConntrackStates(): string[] {
 
 const F = CONNTRACK_LAYOUT.fields;
 
+/** Decodes one struct ct_event, written by a BPF program or by the addon from a ctnetlink message. */
 export function decodeConntrack(view: DataView, o: number, clock: ClockMapper, tcpStates: string[]): ConntrackEvent {
   const family = view.getUint16(o + F.family[0], true);
   const tuple = (src: number, dst: number, sport: number, dport: number): CtTuple => ({
@@ -97,27 +107,63 @@ export function decodeConntrack(view: DataView, o: number, clock: ClockMapper, t
     bytes: flags & CT_FLAG_ACCT ? [u64(F.bytes[0]), u64(F.bytes[0] + 8)] : null,
     // start is CLOCK_REALTIME ns; the event time is wall-clock too.
     lifetimeMs: kind === 'destroy' && flags & CT_FLAG_TSTAMP && startNs > 0 ? Math.max(0, time - startNs / 1e6) : null,
-    netns: view.getUint32(o + F.netns[0], true), source: 'bpf',
+    netns: view.getUint32(o + F.netns[0], true), source: flags & CT_FLAG_NETLINK ? 'ctnetlink' : 'bpf',
   };
 }
 
-/** A ctnetlink line as an event (lifetime from delta-time, refined by the caller when it saw the NEW). */
-export function eventFromCtLine(l: CtLine, now = Date.now()): ConntrackEvent {
-  return {
-    type: 'conntrack', kind: l.event === 'destroy' ? 'destroy' : 'new', time: l.time ?? now, family: l.family,
-    protocol: l.protocol, protocolName: PROTOCOL_NAMES[l.protocol] ?? String(l.protocol), orig: l.orig, reply: l.reply,
-    dnat: l.reply.src !== l.orig.dst || l.reply.sport !== l.orig.dport, snat: l.reply.dst !== l.orig.src || l.reply.dport !== l.orig.sport,
-    tcpState: l.tcpState, zone: l.zone, mark: l.mark, packets: l.packets, bytes: l.bytes,
-    lifetimeMs: l.event === 'destroy' && l.lifetimeS !== null ? l.lifetimeS * 1000 : null, netns: 0, source: 'ctnetlink',
+/**
+ * The user's filters applied to a record in user space (the ctnetlink path; BPF programs filter in the kernel),
+ * on the original direction as bpf/conntrack.bpf.c does: family, local port = orig sport, remote port = orig
+ * dport, remote CIDRs = orig dst.
+ */
+export function recordFilter(f: FilterOptions): (view: DataView, o: number) => boolean {
+  const family = f.family === 4 ? AF_INET : f.family === 6 ? AF_INET6 : 0;
+  const cidrs = (f.remoteCidrs ?? []).map(parseCidr);
+  if (!family && !f.localPort && !f.remotePort && !cidrs.length) return () => true;
+  return (view, o) => {
+    if (family && view.getUint16(o + F.family[0], true) !== family) return false;
+    if (f.localPort && view.getUint16(o + F.orig_sport[0], true) !== f.localPort) return false;
+    if (f.remotePort && view.getUint16(o + F.orig_dport[0], true) !== f.remotePort) return false;
+    if (cidrs.length) {
+      const addr = new Uint8Array(view.buffer, view.byteOffset + o + F.orig_dst[0], 16);
+      if (!cidrs.some((c) => cidrContains(c, addr))) return false;
+    }
+    return true;
   };
+}
+
+/** Calls `each` for every record of a batch framed [u32 length][record]...; returns how many had another size. */
+export function forEachRecord(batch: ArrayBuffer, each: (view: DataView, offset: number) => void): number {
+  const view = new DataView(batch);
+  let malformed = 0;
+  for (let off = 0; off + 4 <= batch.byteLength; ) {
+    const len = view.getUint32(off, true);
+    if (len === CONNTRACK_LAYOUT.size && off + 4 + len <= batch.byteLength) each(view, off + 4);
+    else malformed++;
+    off += 4 + len;
+  }
+  return malformed;
 }
 
 /** Identity of an entry across its NEW and DESTROY events. */
-export const entryKey = (e: { protocol: number; zone: number; orig: CtTuple }) => `${e.protocol}|${e.zone}|${e.orig.src}|${e.orig.sport}|${e.orig.dst}|${e.orig.dport}`;
+export const entryKey = (e: { protocol: number; zone: number; netns: number; orig: CtTuple }) => `${e.netns}|${e.protocol}|${e.zone}|${e.orig.src}|${e.orig.sport}|${e.orig.dst}|${e.orig.dport}`;
 
 export interface ConntrackOptions extends FilterOptions, TraceOptions {
   /** 'auto' (best available), 'bpf' (BPF hooks only, destroys unavailable without fexit/kprobe), 'ctnetlink'. */
   mechanism?: 'auto' | 'bpf' | 'ctnetlink';
+  /**
+   * Network namespaces to watch: 'all' (every one visible, and those created later), PIDs, namespace files
+   * (/run/netns/NAME, /proc/PID/ns/net) or `ip netns` names. Default: the caller's.
+   */
+  netns?: string[];
+  /** Ask the kernel to re-deliver DESTROY events it could not queue (NETLINK_BROADCAST_ERROR). Default true. */
+  reliable?: boolean;
+  /** ctnetlink receive buffer requested per socket, bytes (the kernel doubles it). Default 16 MiB. */
+  netlinkBufferBytes?: number;
+  /** With 'all': how often to look for new namespaces, ms (0: never). Gone namespaces are released then too. Default 2000. */
+  rescanMs?: number;
+  /** Test hook: the ctnetlink reader sleeps this long per message (a deliberately slow reader). */
+  netlinkReadDelayUs?: number;
 }
 
 /** NETFILTER program type and link attach type, by name from the kernel's BTF (null: kernel < 6.4). */
@@ -131,38 +177,71 @@ function netfilterTypes(): { progType: number; attachType: number } | null {
   }
 }
 
-/** uapi constants (stable): NFPROTO_IPV4/6, NF_INET_LOCAL_IN/POST_ROUTING; conntrack confirms at INT_MAX. */
+/** uapi constants (stable): NFPROTO_IPV4/6, NF_INET_LOCAL_IN/POST_ROUTING. */
 const NFPROTO_IPV4 = 2, NFPROTO_IPV6 = 10, NF_INET_LOCAL_IN = 1, NF_INET_POST_ROUTING = 4;
-const BEFORE_CONFIRM_PRIORITY = 2147483646;
+const INT_MAX = 2147483647;
+/**
+ * Where conntrack confirms (net/netfilter/nf_conntrack_proto.c): IPv4 LOCAL_IN and POST_ROUTING and IPv6
+ * POST_ROUTING at INT_MAX (NF_IP_PRI_CONNTRACK_CONFIRM / NF_IP6_PRI_LAST), but IPv6 LOCAL_IN at
+ * NF_IP6_PRI_LAST - 1. The program must run just before each: one below it.
+ */
+const NETFILTER_HOOKS = [
+  { pf: NFPROTO_IPV4, hooknum: NF_INET_LOCAL_IN, name: 'IPv4 LOCAL_IN', confirm: INT_MAX },
+  { pf: NFPROTO_IPV4, hooknum: NF_INET_POST_ROUTING, name: 'IPv4 POST_ROUTING', confirm: INT_MAX },
+  { pf: NFPROTO_IPV6, hooknum: NF_INET_LOCAL_IN, name: 'IPv6 LOCAL_IN', confirm: INT_MAX - 1 },
+  { pf: NFPROTO_IPV6, hooknum: NF_INET_POST_ROUTING, name: 'IPv6 POST_ROUTING', confirm: INT_MAX },
+];
+/** Free priorities looked for below the first choice when other hooks hold it. */
+const NETFILTER_PRIORITIES = 16;
+const NETFILTER_HOOK = 'netfilter LOCAL_IN+POST_ROUTING just before conntrack confirm (this netns)';
 
-const netfilterAlternative: HookAlternative = {
-  program: 'handle_nf_confirm',
-  hook: 'netfilter LOCAL_IN+POST_ROUTING just before conntrack confirm (this netns)',
-  missing: () => (netfilterTypes() ? null : 'no BPF netfilter programs in this kernel (needs >= 6.4)'),
-  prepare: (obj, program) => {
-    const t = netfilterTypes()!;
-    obj.setProgramType(program, t.progType, t.attachType);
-  },
-  attach: (obj: NativeBpfObject, program) => {
-    const t = netfilterTypes()!;
-    for (const pf of [NFPROTO_IPV4, NFPROTO_IPV6]) {
-      for (const hooknum of [NF_INET_LOCAL_IN, NF_INET_POST_ROUTING]) {
-        // The kernel allows one BPF link per hook and priority (EBUSY): a second netbpf in this namespace
-        // takes the next free priority below; any priority after conntrack's and before confirm serves.
-        for (let k = 0; ; k++) {
+/**
+ * The netfilter program's hook: LOCAL_IN and POST_ROUTING, IPv4 and IPv6, one priority below conntrack's
+ * confirm hook there. The kernel refuses a BPF hook at a priority another hook of that family and hook point
+ * already uses (EBUSY: net/netfilter/core.c nf_hook_entries_grow, "Restrict BPF hook type to force a unique
+ * priority"). That is what refused the old single priority INT_MAX - 1 in every namespace where conntrack is
+ * active: IPv6 confirms at LOCAL_IN at exactly INT_MAX - 1. Another BPF netfilter program (a second netbpf
+ * conntrack here) can still hold a priority: the next free one below is taken, and the one used reported.
+ */
+function netfilterAlternative(onlyOwnNetns: boolean): HookAlternative {
+  const alt: HookAlternative = {
+    program: 'handle_nf_confirm',
+    hook: NETFILTER_HOOK,
+    missing: () => {
+      if (!netfilterTypes()) return 'no BPF netfilter programs in this kernel (needs >= 6.4)';
+      return onlyOwnNetns ? null : 'sees only the caller\'s namespace (other namespaces are watched)';
+    },
+    prepare: (obj, program) => {
+      const t = netfilterTypes()!;
+      obj.setProgramType(program, t.progType, t.attachType);
+    },
+    attach: (obj: NativeBpfObject, program) => {
+      const t = netfilterTypes()!;
+      const lower: string[] = [];
+      for (const h of NETFILTER_HOOKS) {
+        for (let k = 1; ; k++) {
           try {
-            obj.attachNetfilter(program, { attachType: t.attachType, pf, hooknum, priority: BEFORE_CONFIRM_PRIORITY - k });
+            obj.attachNetfilter(program, { attachType: t.attachType, pf: h.pf, hooknum: h.hooknum, priority: h.confirm - k });
+            if (k > 1) lower.push(`${h.name} at confirm-${k}`);
             break;
           } catch (err) {
-            if ((err as { code?: string }).code !== 'EBUSY' || k >= 15) throw err;
+            const e = err as { code?: string; reason?: string };
+            if (e.code !== 'EBUSY') throw err;
+            if (k >= NETFILTER_PRIORITIES) {
+              e.reason = `EBUSY at every priority from confirm-1 to confirm-${NETFILTER_PRIORITIES} of ${h.name}: each is held by another ` +
+                'hook in this namespace (the kernel allows one BPF netfilter hook per priority; other netbpf conntrack instances here?)';
+              throw err;
+            }
           }
         }
       }
-    }
-  },
-};
+      alt.hook = lower.length ? `${NETFILTER_HOOK}; ${lower.join(', ')} (the priority just before confirm is held by another BPF netfilter hook here)` : NETFILTER_HOOK;
+    },
+  };
+  return alt;
+}
 
-export function conntrackSpec(opts: ConntrackOptions = {}): TraceSpec<ConntrackEvent> {
+export function conntrackSpec(opts: ConntrackOptions = {}, onlyOwnNetns = true): TraceSpec<ConntrackEvent> {
   const clock = new ClockMapper();
   const states = tcpConntrackStates();
   // --mechanism ctnetlink: every BPF alternative is passed over (so none autoloads), and user space reads ctnetlink.
@@ -178,7 +257,7 @@ export function conntrackSpec(opts: ConntrackOptions = {}): TraceSpec<ConntrackE
         alternatives: [
           { program: 'handle_confirm_fexit', hook: 'fexit/__nf_conntrack_confirm', missing: () => fentryMissing('__nf_conntrack_confirm') },
           { program: 'handle_confirm_kprobe', hook: 'kprobe/__nf_conntrack_confirm', missing: () => kprobeMissing('__nf_conntrack_confirm') },
-          netfilterAlternative,
+          netfilterAlternative(onlyOwnNetns),
         ].map(notWanted),
       },
       {
@@ -203,22 +282,21 @@ export interface ConntrackStats {
   stat: Record<string, number>;
 }
 
+/** The caller's namespace's conntrack statistics (readNetnsTable() reads any namespace's). */
 export function readConntrackStats(): ConntrackStats | null {
   try {
-    const num = (p: string) => Number(readFileSync(p, 'utf8').trim());
-    const lines = readFileSync('/proc/net/stat/nf_conntrack', 'utf8').trim().split('\n');
-    const names = lines[0].trim().split(/\s+/);
-    const stat: Record<string, number> = Object.fromEntries(names.map((n) => [n, 0]));
-    for (const line of lines.slice(1)) line.trim().split(/\s+/).forEach((v, i) => { if (names[i]) stat[names[i]] += parseInt(v, 16); });
-    delete stat.entries; // per-CPU copies of the global count, not a counter
-    return { count: num('/proc/sys/net/netfilter/nf_conntrack_count'), max: num('/proc/sys/net/netfilter/nf_conntrack_max'), stat };
+    const t = readNetnsTable(null);
+    return t ? { count: t.entries, max: t.max, stat: t.stat } : null;
   } catch {
     return null;
   }
 }
 
-/** Table-pressure counters since start: what the kernel dropped or failed because of conntrack. */
+/** Table pressure of one namespace: the count now and the kernel's counters since it was first watched. */
 export interface ConntrackPressure {
+  netns: number;
+  /** `ip netns` name, when it has one. */
+  name: string | null;
   count: number;
   max: number;
   /** Packets dropped because no entry could be allocated (table full and nothing to early-drop). */
@@ -230,26 +308,97 @@ export interface ConntrackPressure {
   invalid: number;
 }
 
-/** Reads the netfilter sysctls that decide what destroy events carry. */
+/** Reads the netfilter sysctls that decide what destroy events carry (the caller's namespace). */
 export function conntrackSysctls(): { acct: boolean | null; timestamp: boolean | null; events: boolean | null } {
-  const read = (n: string) => { try { return readFileSync(`/proc/sys/net/netfilter/${n}`, 'utf8').trim() !== '0'; } catch { return null; } };
-  return { acct: read('nf_conntrack_acct'), timestamp: read('nf_conntrack_timestamp'), events: read('nf_conntrack_events') };
+  try {
+    const t = readNetnsTable(null);
+    return { acct: t?.acct ?? null, timestamp: t?.timestamp ?? null, events: t?.events === null || t?.events === undefined ? null : t.events !== 0 };
+  } catch {
+    return { acct: null, timestamp: null, events: null };
+  }
+}
+
+/** A change in the set of watched namespaces. */
+export interface NetnsChange {
+  change: 'watched' | 'added' | 'removed';
+  time: number;
+  namespaces: NetnsInfo[];
+  /** Namespaces that could not be watched, with the reason (e.g. gone before their sockets were opened). */
+  failed?: Array<{ netns: number; path: string; error: string }>;
 }
 
 /**
- * The conntrack trace: BPF hooks where the kernel allows, ctnetlink (`conntrack -E`) for what they cannot see
- * (reported in start info as the hook of that feature), and table-pressure counters.
+ * Events the ctnetlink path received and lost, from the kernel's own counts. NEW sockets never ask for
+ * re-delivery: each NEW the kernel could not queue is counted in that socket's sk_drops (exact). DESTROY sockets
+ * in reliable mode: a failed delivery is counted in sk_drops too, but the kernel keeps the entry on its dying
+ * list and re-delivers it (retried, not lost); without reliable mode each failure is a lost DESTROY.
+ */
+export interface NetlinkCounts {
+  received: { new: number; destroy: number };
+  lost: { new: number; destroy: number };
+  /** Failed DESTROY deliveries the kernel retried (reliable mode). */
+  retried: number;
+  /** Events received twice (another reliable listener made the kernel re-send) and passed over. */
+  duplicates: number;
+  /** DESTROY events taken from the kernel's dying list at stop. */
+  recoveredAtStop: number;
+  malformed: number;
+}
+
+/** Sums the native per-namespace counters into NetlinkCounts. */
+export function netlinkCounts(stats: CtnetlinkNetnsStats[]): NetlinkCounts {
+  const c: NetlinkCounts = { received: { new: 0, destroy: 0 }, lost: { new: 0, destroy: 0 }, retried: 0, duplicates: 0, recoveredAtStop: 0, malformed: 0 };
+  for (const s of stats) {
+    if (s.new) { c.received.new += s.new.received; c.lost.new += s.new.drops; }
+    if (s.destroy) {
+      c.received.destroy += s.destroy.received;
+      if (s.destroy.reliable) c.retried += s.destroy.drops;
+      else c.lost.destroy += s.destroy.drops;
+    }
+    c.duplicates += s.duplicates;
+    c.recoveredAtStop += s.recoveredAtStop;
+    c.malformed += s.malformed;
+  }
+  return c;
+}
+
+/**
+ * The conntrack trace: BPF hooks where the kernel allows, native ctnetlink for what they cannot see (reported in
+ * start info as the hook of that feature), in every watched network namespace; table pressure per namespace.
  */
 export class ConntrackTrace extends Trace<ConntrackEvent> {
-  private stream: ConntrackEventStream | null = null;
-  private baseline: ConntrackStats | null = null;
-  /** NEW times by entry, to give ctnetlink destroys an exact lifetime. Bounded. */
-  private readonly born = new Map<string, number>();
   private readonly mechanism: 'auto' | 'bpf' | 'ctnetlink';
+  private readonly plan: NetnsPlan;
+  private readonly options: ConntrackOptions;
+  private readonly own = ownNetns();
+  /** Namespaces watched now, and every one watched at some point (for pressure and counters). */
+  private readonly watched = new Map<number, NetnsInfo>();
+  private readonly baselines = new Map<number, NetnsTableStats>();
+  private native: NativeCtnetlink | null = null;
+  private finalNetlink: CtnetlinkNetnsStats[] | null = null;
+  private rescanTimer: NodeJS.Timeout | null = null;
+  private readonly netnsListeners: Array<(c: NetnsChange) => void> = [];
+  private readonly wanted: (view: DataView, o: number) => boolean;
+  private netlinkMalformed = 0;
+  private netlinkDestroys = false;
+  /** NEW times by entry, to give ctnetlink destroys a lifetime when the entry has no timestamp. Bounded. */
+  private readonly born = new Map<string, number>();
+  private started: Promise<StartInfo> | null = null;
+  /** The first NetnsChange (what start watched), for listeners added later. */
+  startNetns: NetnsChange | null = null;
 
   constructor(opts: ConntrackOptions = {}) {
-    super(conntrackSpec(opts), opts);
+    const plan = resolveNetns(opts.netns);
+    super(conntrackSpec(opts, plan.onlyOwn), opts);
+    this.plan = plan;
+    this.options = opts;
     this.mechanism = opts.mechanism ?? 'auto';
+    if (opts.netlinkBufferBytes !== undefined && (!Number.isInteger(opts.netlinkBufferBytes) || opts.netlinkBufferBytes < 4096)) {
+      throw usageError(`netlink buffer ${opts.netlinkBufferBytes} must be a whole number of at least 4096 bytes`);
+    }
+    this.wanted = recordFilter(opts);
+    // fexit/kprobe see every namespace: with named namespaces, only theirs are events.
+    if (opts.netns?.length && !plan.all) this.spec.accept = (e) => this.watched.has(e.netns);
     this.onEvents((events) => { for (const e of events) this.remember(e); });
   }
 
@@ -263,77 +412,237 @@ export class ConntrackTrace extends Trace<ConntrackEvent> {
     }
   }
 
-  private started: Promise<StartInfo> | null = null;
+  /** Called with each change of the watched namespaces (at start, and as `all` finds or loses some). */
+  onNetns(listener: (c: NetnsChange) => void): this {
+    this.netnsListeners.push(listener);
+    return this;
+  }
 
   override start(): Promise<StartInfo> {
-    this.started ??= super.start().then(async (info) => {
-      this.baseline = readConntrackStats();
-      const missing = info.hooks.filter((h) => !h.hook).map((h) => h.feature);
-      const wants: string[] = [];
-      if (this.mechanism === 'ctnetlink' || missing.includes('new entries')) wants.push('NEW');
-      if (this.mechanism === 'ctnetlink' || missing.includes('destroyed entries')) wants.push('DESTROY');
-      if (wants.length && this.mechanism !== 'bpf') {
-        this.stream = new ConntrackEventStream(wants, (l) => this.fromNetlink(l));
-        await this.stream.start();
-        const via = 'ctnetlink (conntrack -E, this netns)';
-        for (const feature of ['new entries', 'destroyed entries']) {
-          if (!wants.includes(feature === 'new entries' ? 'NEW' : 'DESTROY')) continue;
-          const h = info.hooks.find((x) => x.feature === feature)!;
-          h.hook = via;
-          h.program = null;
-        }
-      }
-      return info;
-    });
+    this.started ??= super.start().then((info) => this.startNetlink(info));
     return this.started;
   }
 
-  private fromNetlink(l: CtLine): void {
-    if (l.event !== 'new' && l.event !== 'destroy') return;
-    const e = eventFromCtLine(l);
-    if (e.kind === 'destroy') {
-      const born = this.born.get(entryKey(e));
-      if (born !== undefined) e.lifetimeMs = Math.max(0, e.time - born);
+  private startNetlink(info: StartInfo): StartInfo {
+    const missing = info.hooks.filter((h) => !h.hook).map((h) => h.feature);
+    const wantsNew = this.mechanism === 'ctnetlink' || missing.includes('new entries');
+    const wantsDestroy = this.mechanism === 'ctnetlink' || missing.includes('destroyed entries');
+    const failed: NonNullable<NetnsChange['failed']> = [];
+    if ((wantsNew || wantsDestroy) && this.mechanism !== 'bpf') {
+      this.netlinkDestroys = wantsDestroy;
+      this.native = openCtnetlink((batch) => this.fromNetlink(batch), {
+        newEvents: wantsNew, destroyEvents: wantsDestroy, reliable: this.options.reliable ?? true,
+        rcvbufBytes: this.options.netlinkBufferBytes ?? 16 * 1024 * 1024, pollMs: this.options.pollMs ?? 20, readDelayUs: this.options.netlinkReadDelayUs ?? 0,
+      });
+      for (const t of this.plan.targets) {
+        try {
+          this.watch(t);
+        } catch (err) {
+          // With `all`, a namespace may vanish between the scan and here; a named one must work.
+          if (!this.plan.all || t.netns === this.own) {
+            void this.native.stop();
+            this.native = null;
+            throw ctnetlinkError(`ctnetlink in network namespace ${describeNetns(t, this.own)}`, err);
+          }
+          failed.push({ netns: t.netns, path: t.path, error: (err as Error).message });
+        }
+      }
+      const n = this.watched.size;
+      const where = `${n} network namespace${n === 1 ? '' : 's'}${this.plan.all ? ', all' : ''}`;
+      const reliable = this.options.reliable ?? true;
+      for (const h of info.hooks) {
+        if (h.feature === 'new entries' && wantsNew) h.hook = `ctnetlink NEW (${where}; losses counted by the kernel)`;
+        else if (h.feature === 'destroyed entries' && wantsDestroy) h.hook = `ctnetlink DESTROY (${where}; ${reliable ? 'reliable delivery: the kernel re-delivers what it could not queue' : 'reliable delivery off: losses counted by the kernel'})`;
+        else continue;
+        h.program = null;
+      }
+    } else {
+      for (const t of this.plan.targets) this.watch(t);
     }
-    this.emit([e]);
+    if (this.plan.all && (this.options.rescanMs ?? 2000) > 0) {
+      this.rescanTimer = setInterval(() => this.rescan(), this.options.rescanMs ?? 2000);
+      this.rescanTimer.unref();
+    }
+    this.startNetns = { change: 'watched', time: Date.now(), namespaces: [...this.watched.values()], ...(failed.length ? { failed } : {}) };
+    for (const l of this.netnsListeners) l(this.startNetns);
+    return info;
   }
 
-  /** Table pressure now, counters relative to start (count and max are current values). */
-  pressure(): ConntrackPressure | null {
-    const now = readConntrackStats();
-    if (!now) return null;
-    const d = (k: string) => (now.stat[k] ?? 0) - (this.baseline?.stat[k] ?? 0);
-    return { count: now.count, max: now.max, drop: d('drop'), earlyDrop: d('early_drop'), insertFailed: d('insert_failed'), invalid: d('invalid') };
+  /** Starts watching a namespace: its ctnetlink sockets (when ctnetlink is used) and its statistics' baseline. */
+  private watch(t: NetnsInfo): void {
+    if (this.native) this.native.addNetns(t.netns === this.own ? null : t.path);
+    this.watched.set(t.netns, t);
+    if (!this.baselines.has(t.netns)) {
+      try {
+        const base = readNetnsTable(t.netns === this.own ? null : t);
+        if (base) this.baselines.set(t.netns, base);
+      } catch { /* no statistics there: pressure() leaves it out */ }
+    }
   }
 
-  private finalOverruns = 0;
-
-  /** ctnetlink event overruns (events the kernel could not deliver to conntrack -E). */
-  netlinkOverruns(): number {
-    return this.stream?.overruns ?? this.finalOverruns;
+  /** `all`: watches namespaces that appeared; releases gone ones (a socket would keep a namespace alive). */
+  private rescan(): void {
+    let scan: Map<number, NetnsInfo>;
+    try { scan = scanNetns(); } catch { return; }
+    const gone = [...this.watched.values()].filter((t) => t.netns !== this.own && !scan.has(t.netns) && !stillThere(t));
+    for (const t of gone) {
+      this.native?.removeNetns(t.netns);
+      this.watched.delete(t.netns);
+    }
+    const added: NetnsInfo[] = [];
+    const failed: NonNullable<NetnsChange['failed']> = [];
+    for (const t of scan.values()) {
+      if (this.watched.has(t.netns)) continue;
+      try {
+        this.watch(t);
+        added.push(t);
+      } catch (err) {
+        failed.push({ netns: t.netns, path: t.path, error: (err as Error).message });
+      }
+    }
+    const time = Date.now();
+    if (gone.length) for (const l of this.netnsListeners) l({ change: 'removed', time, namespaces: gone });
+    if (added.length || failed.length) for (const l of this.netnsListeners) l({ change: 'added', time, namespaces: added, ...(failed.length ? { failed } : {}) });
   }
 
-  /** The ring buffer's counters plus the ctnetlink overruns: events lost outside the ring buffer. */
+  private fromNetlink(batch: ArrayBuffer): void {
+    const events: ConntrackEvent[] = [];
+    this.netlinkMalformed += forEachRecord(batch, (view, o) => {
+      if (!this.wanted(view, o)) return;
+      const e = this.spec.decode(view, o);
+      if (e.kind === 'destroy' && e.lifetimeMs === null) {
+        const born = this.born.get(entryKey(e));
+        if (born !== undefined) e.lifetimeMs = Math.max(0, e.time - born);
+      }
+      events.push(e);
+    });
+    this.emit(events);
+  }
+
+  /** The namespaces start() will watch (resolved from `netns` when the trace was made). */
+  plannedNamespaces(): NetnsInfo[] {
+    return [...this.plan.targets];
+  }
+
+  /** Whether destroyed entries come from ctnetlink (then nf_conntrack_events decides which entries report). */
+  destroysFromNetlink(): boolean {
+    return this.netlinkDestroys;
+  }
+
+  /** Namespaces watched now. */
+  namespaces(): NetnsInfo[] {
+    return [...this.watched.values()];
+  }
+
+  /** Each watched namespace's conntrack table and statistics, exact as the kernel reports them now. */
+  tableStats(): NetnsTableStats[] {
+    const out: NetnsTableStats[] = [];
+    for (const t of this.watched.values()) {
+      try {
+        const s = readNetnsTable(t.netns === this.own ? null : t);
+        if (s) out.push(s);
+      } catch { /* namespace gone meanwhile */ }
+    }
+    return out;
+  }
+
+  /** Table pressure per watched namespace: count now, the kernel's counters since the namespace was first watched. */
+  pressure(): ConntrackPressure[] {
+    return this.tableStats().map((now) => {
+      const base = this.baselines.get(now.netns);
+      const d = (k: string) => (now.stat[k] ?? 0) - (base?.stat[k] ?? 0);
+      return {
+        netns: now.netns, name: this.watched.get(now.netns)?.name ?? null, count: now.entries, max: now.max,
+        drop: d('drop'), earlyDrop: d('early_drop'), insertFailed: d('insert_failed'), invalid: d('invalid'),
+      };
+    });
+  }
+
+  /** What the ctnetlink path received and lost (null when it is not used); final after stop(). */
+  netlinkCounts(): NetlinkCounts | null {
+    const stats = this.finalNetlink ?? this.native?.stats() ?? null;
+    if (!stats) return null;
+    const c = netlinkCounts(stats);
+    c.malformed += this.netlinkMalformed;
+    return c;
+  }
+
+  /** The ring buffer's counters plus the ctnetlink path's: every event lost outside the ring buffer, as counted by the kernel. */
   override counters(): TraceCounters {
-    return { ...super.counters(), sourceOverruns: this.netlinkOverruns() };
+    const base = super.counters();
+    const nl = this.netlinkCounts();
+    if (!nl) return base;
+    return { ...base, malformed: base.malformed + nl.malformed, sourceLost: nl.lost.new + nl.lost.destroy, sourceRetried: nl.retried };
   }
 
   override async stop(): Promise<void> {
-    // Let ctnetlink deliver what is already queued before the BPF side detaches.
-    const s = this.stream;
-    if (s) {
-      await new Promise((r) => setTimeout(r, 100));
-      await s.stop();
-      this.finalOverruns = s.overruns;
+    if (this.started) await this.started.catch(() => undefined);
+    if (this.rescanTimer) clearInterval(this.rescanTimer);
+    this.rescanTimer = null;
+    const native = this.native;
+    if (native) {
+      // Drains every namespace (and what the kernel still owes from its dying list) before the BPF side detaches.
+      await native.stop();
+      this.finalNetlink = native.stats();
+      this.native = null;
     }
-    this.stream = null;
     await super.stop();
   }
 }
 
-/** Traces conntrack entries: `for await (const e of conntrack()) ...` (in the caller's network namespace). */
+/** A watched namespace is still there when its file still opens it (e.g. a bind mount outside /run/netns). */
+function stillThere(t: NetnsInfo): boolean {
+  try { return statSync(t.path).ino === t.netns; } catch { return false; }
+}
+
+/** Traces conntrack entries: `for await (const e of conntrack()) ...` (the caller's network namespace by default). */
 export function conntrack(opts: ConntrackOptions = {}): ConntrackTrace {
   return new ConntrackTrace(opts);
+}
+
+/** Every entry of a namespace's conntrack table (a ctnetlink dump; no conntrack(8) process). */
+export async function conntrackSnapshot(opts: { netns?: string } = {}): Promise<ConntrackEntry[]> {
+  const target = opts.netns ? resolveNetns([opts.netns]).targets[0] : null;
+  const batch = await dumpConntrackTable(target && target.netns !== ownNetns() ? target.path : null);
+  const clock = new ClockMapper();
+  const states = tcpConntrackStates();
+  const out: ConntrackEntry[] = [];
+  forEachRecord(batch, (view, o) => {
+    const e: Partial<ConntrackEvent> = decodeConntrack(view, o, clock, states);
+    delete e.type;
+    delete e.kind;
+    delete e.lifetimeMs;
+    out.push(e as ConntrackEntry);
+  });
+  return out;
+}
+
+/**
+ * Keeps a NatResolver fed from the caller's namespace: ctnetlink NEW events from now on, then one table dump
+ * (so nothing created in between is missed). Stop with stop().
+ */
+export async function startNatFeed(resolver: NatResolver): Promise<{ stop(): Promise<void> }> {
+  const clock = new ClockMapper();
+  const states = tcpConntrackStates();
+  let native: NativeCtnetlink;
+  try {
+    native = openCtnetlink((batch) => forEachRecord(batch, (view, o) => resolver.add(decodeConntrack(view, o, clock, states))), { newEvents: true, destroyEvents: false });
+  } catch (err) {
+    throw ctnetlinkError('ctnetlink (NAT resolution)', err);
+  }
+  try {
+    native.addNetns(null);
+  } catch (err) {
+    await native.stop();
+    throw ctnetlinkError('ctnetlink (NAT resolution)', err);
+  }
+  try {
+    for (const e of await conntrackSnapshot()) resolver.add(e);
+  } catch (err) {
+    await native.stop();
+    throw err;
+  }
+  return { stop: () => native.stop() };
 }
 
 /** Per-destination conntrack statistics: the destination is the real backend (reply source). */
@@ -366,7 +675,8 @@ export interface ConntrackSummary {
   totals: { created: number; destroyed: number; dnat: number; snat: number };
   byDestination: ConntrackRow[];
   folded: number;
-  pressure: ConntrackPressure | null;
+  /** Per watched namespace (empty when unreadable). */
+  pressure: ConntrackPressure[];
 }
 
 class CtRow {
@@ -421,7 +731,7 @@ export class ConntrackAggregator {
     for (const e of events) this.add(e);
   }
 
-  snapshot(pressure: ConntrackPressure | null = null): ConntrackSummary {
+  snapshot(pressure: ConntrackPressure[] = []): ConntrackSummary {
     const t = this.now();
     const elapsedS = (t - this.startedAt) / 1000, intervalS = (t - this.lastSnapshotAt) / 1000;
     const all = this.rows.allRows();
