@@ -165,10 +165,13 @@ describeBpf('netbpf conntrack (real kernel, namespaces, conntrack(8) oracle)', (
       await pair.exec(pair.a, ['nft', 'delete', 'table', 'inet', 'netbpf_ct']).catch(() => undefined);
     }
     const kernelDrops = (await statDrop()) - before;
-    const summary = cli.lines.find((l) => l.type === 'summary' && l.final) as { pressure: { drop: number; max: number }; totals: { created: number } };
-    console.info(`table full: kernel drop column +${kernelDrops}, netbpf ${summary.pressure.drop}, created ${summary.totals.created} of ${BURST}`);
+    const summary = cli.lines.find((l) => l.type === 'summary' && l.final) as { pressure: Array<{ netns: number; drop: number; max: number }>; totals: { created: number } };
+    const inode = await pair.netnsInode(pair.a);
+    const pressure = summary.pressure.find((p) => p.netns === inode)!;
+    console.info(`table full: kernel drop column +${kernelDrops}, netbpf ${pressure.drop}, created ${summary.totals.created} of ${BURST}`);
     expect(kernelDrops).toBeGreaterThan(0);
-    expect(summary.pressure.drop).toBe(kernelDrops);
+    expect(summary.pressure.map((p) => p.netns)).toEqual([inode]);
+    expect(pressure.drop).toBe(kernelDrops);
     // Entries that made it in plus packets dropped for want of one account for the burst.
     expect(summary.totals.created + kernelDrops).toBe(BURST);
   }, 60000);

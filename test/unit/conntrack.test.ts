@@ -1,38 +1,73 @@
 import { describe, expect, it } from 'vitest';
-import { NatResolver, parseConntrackLine } from '../../src/core/nat.js';
-import { ConntrackAggregator, CONNTRACK_LAYOUT, decodeConntrack, eventFromCtLine } from '../../src/tools/conntrack.js';
+import { NatResolver } from '../../src/core/nat.js';
+import { parseConntrackStat, resolveNetns, describeNetns, ownNetns } from '../../src/core/ctnetlink.js';
+import { ConntrackAggregator, CONNTRACK_LAYOUT, decodeConntrack, forEachRecord, netlinkCounts, recordFilter, type ConntrackEvent } from '../../src/tools/conntrack.js';
 import { ClockMapper } from '../../src/core/record.js';
+import type { CtnetlinkNetnsStats } from '../../src/core/addon.js';
 
-const DESTROY = '[1700000000.250000]\t [DESTROY] ipv4     2 tcp      6 src=10.0.0.1 dst=10.96.0.10 sport=41234 dport=80 packets=6 bytes=400 src=10.1.2.3 dst=10.0.0.1 sport=8080 dport=41234 packets=4 bytes=300 [ASSURED] mark=7 zone=3 delta-time=12 id=3735928559';
-const LISTED = 'ipv4     2 tcp      6 119 TIME_WAIT src=10.77.0.1 dst=10.77.9.9 sport=44884 dport=80 packets=5 bytes=268 src=10.77.0.1 dst=10.77.0.1 sport=8080 dport=44884 packets=3 bytes=166 [ASSURED] mark=0 delta-time=0 use=1';
+const F = CONNTRACK_LAYOUT.fields;
 
-describe('parseConntrackLine', () => {
-  it('reads an extended DESTROY event with timestamp, both tuples, counters, zone, mark, lifetime and id', () => {
-    const l = parseConntrackLine(DESTROY)!;
-    expect(l.event).toBe('destroy');
-    expect(l.time).toBe(1700000000250);
-    expect(l.protocol).toBe(6);
-    expect(l.orig).toEqual({ src: '10.0.0.1', dst: '10.96.0.10', sport: 41234, dport: 80 });
-    expect(l.reply).toEqual({ src: '10.1.2.3', dst: '10.0.0.1', sport: 8080, dport: 41234 });
-    expect(l.packets).toEqual([6, 4]);
-    expect(l.bytes).toEqual([400, 300]);
-    expect([l.mark, l.zone, l.lifetimeS, l.id]).toEqual([7, 3, 12, 3735928559]);
-    expect(l.flags).toEqual(['ASSURED']);
+/** A struct ct_event as bpf/conntrack.bpf.c or addon/ctnetlink.cc writes it: a DNAT'd TCP entry 10.0.0.1:41234 -> VIP 10.96.0.10:80 -> 10.1.2.3:8080. */
+function record(over: { kind?: number; flags?: number; sport?: number; dport?: number; family?: number; netns?: number } = {}): DataView {
+  const buf = new DataView(new ArrayBuffer(CONNTRACK_LAYOUT.size));
+  const v4 = (off: number, a: number[]) => { buf.setUint8(off + 10, 0xff); buf.setUint8(off + 11, 0xff); a.forEach((b, i) => buf.setUint8(off + 12 + i, b)); };
+  v4(F.orig_src[0], [10, 0, 0, 1]); v4(F.orig_dst[0], [10, 96, 0, 10]); v4(F.reply_src[0], [10, 1, 2, 3]); v4(F.reply_dst[0], [10, 0, 0, 1]);
+  buf.setUint16(F.family[0], over.family ?? 2, true);
+  buf.setUint16(F.orig_sport[0], over.sport ?? 41234, true); buf.setUint16(F.orig_dport[0], over.dport ?? 80, true);
+  buf.setUint16(F.reply_sport[0], 8080, true); buf.setUint16(F.reply_dport[0], over.sport ?? 41234, true);
+  buf.setUint8(F.protocol[0], 6); buf.setUint8(F.kind[0], over.kind ?? 2); buf.setUint8(F.tcp_state[0], 3); buf.setUint8(F.flags[0], over.flags ?? 1);
+  buf.setUint32(F.netns[0], over.netns ?? 4026531840, true);
+  buf.setBigUint64(F.packets[0], 6n, true); buf.setBigUint64(F.packets[0] + 8, 4n, true);
+  return buf;
+}
+const STATES = ['NONE', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED'];
+const decode = (v: DataView): ConntrackEvent => decodeConntrack(v, 0, new ClockMapper(), STATES);
+
+describe('decodeConntrack', () => {
+  it('decodes a ct_event record: tuples, NAT flags, counters only when flagged, lifetime from start', () => {
+    const e = decode(record());
+    expect(e.kind).toBe('destroy');
+    expect(e.orig).toEqual({ src: '10.0.0.1', dst: '10.96.0.10', sport: 41234, dport: 80 });
+    expect(e.reply.src).toBe('10.1.2.3');
+    expect([e.dnat, e.snat]).toEqual([true, false]);
+    expect(e.tcpState).toBe('ESTABLISHED');
+    expect(e.packets).toEqual([6, 4]);
+    expect(e.lifetimeMs).toBeNull(); // no CT_FLAG_TSTAMP
+    expect([e.netns, e.source]).toEqual([4026531840, 'bpf']);
   });
-  it('reads a conntrack -L line with its TCP state and ignores non-entry lines', () => {
-    const l = parseConntrackLine(LISTED)!;
-    expect(l.event).toBeNull();
-    expect(l.tcpState).toBe('TIME_WAIT');
-    expect(l.reply.sport).toBe(8080);
-    expect(parseConntrackLine('conntrack v1.4.7 (conntrack-tools): 3 flow entries have been shown.')).toBeNull();
-    expect(parseConntrackLine('')).toBeNull();
+  it('marks records the addon wrote from ctnetlink (CT_FLAG_NETLINK) as such; a dump listing is not a destroy', () => {
+    expect(decode(record({ flags: 1 | 4 })).source).toBe('ctnetlink');
+    expect(decode(record({ kind: 3, flags: 4 })).kind).toBe('new');
+  });
+});
+
+describe('records framed in batches', () => {
+  it('walks [u32 length][record]... and counts records of another size', () => {
+    const r = new Uint8Array(record().buffer);
+    const batch = new Uint8Array(2 * (4 + r.length) + 4 + 8);
+    const dv = new DataView(batch.buffer);
+    dv.setUint32(0, r.length, true); batch.set(r, 4);
+    dv.setUint32(4 + r.length, r.length, true); batch.set(r, 8 + r.length);
+    dv.setUint32(8 + 2 * r.length, 8, true);
+    const seen: number[] = [];
+    expect(forEachRecord(batch.buffer, (_v, o) => seen.push(o))).toBe(1);
+    expect(seen).toEqual([4, 8 + r.length]);
+  });
+  it('filters the original direction in user space as the BPF programs do in the kernel', () => {
+    expect(recordFilter({})(record(), 0)).toBe(true);
+    expect(recordFilter({ remotePort: 80 })(record(), 0)).toBe(true);
+    expect(recordFilter({ remotePort: 81 })(record(), 0)).toBe(false);
+    expect(recordFilter({ localPort: 41234 })(record(), 0)).toBe(true);
+    expect(recordFilter({ family: 6 })(record(), 0)).toBe(false);
+    expect(recordFilter({ remoteCidrs: ['10.96.0.0/16'] })(record(), 0)).toBe(true);
+    expect(recordFilter({ remoteCidrs: ['10.1.0.0/16'] })(record(), 0)).toBe(false); // the backend is not the original destination
   });
 });
 
 describe('NatResolver', () => {
   it('maps a connection to its DNAT backend exactly, and a VIP to the latest backend seen', () => {
     const r = new NatResolver();
-    r.add(parseConntrackLine(DESTROY)!);
+    r.add(decode(record()));
     expect(r.resolve(6, '10.0.0.1', 41234, '10.96.0.10', 80)).toEqual({ daddr: '10.1.2.3', dport: 8080 });
     expect(r.resolve(6, '10.0.0.9', 5555, '10.96.0.10', 80)).toEqual({ daddr: '10.1.2.3', dport: 8080 });
     expect(r.resolve(17, '10.0.0.1', 41234, '10.96.0.10', 80)).toBeNull();
@@ -50,7 +85,7 @@ describe('ConntrackAggregator', () => {
   it('groups by the real backend with VIPs, new/destroy counts, lifetimes and states', () => {
     let t = 0;
     const agg = new ConntrackAggregator({ now: () => t });
-    const destroy = eventFromCtLine(parseConntrackLine(DESTROY)!);
+    const destroy = { ...decode(record()), lifetimeMs: 12000 };
     const created = { ...destroy, kind: 'new' as const, lifetimeMs: null };
     agg.addAll([created, created, destroy]);
     t = 2000;
@@ -63,27 +98,46 @@ describe('ConntrackAggregator', () => {
     expect(row.lifetimeMs.count).toBe(1);
     expect(row.lifetimeMs.sum).toBe(12000);
     expect(row.packets).toBe(10);
+    expect(s.pressure).toEqual([]);
   });
 });
 
-describe('decodeConntrack', () => {
-  it('decodes a ct_event record: tuples, NAT flags, counters only when flagged, lifetime from start', () => {
-    const F = CONNTRACK_LAYOUT.fields;
-    const buf = new DataView(new ArrayBuffer(CONNTRACK_LAYOUT.size));
-    const v4 = (off: number, a: number[]) => { buf.setUint8(off + 10, 0xff); buf.setUint8(off + 11, 0xff); a.forEach((b, i) => buf.setUint8(off + 12 + i, b)); };
-    v4(F.orig_src[0], [10, 0, 0, 1]); v4(F.orig_dst[0], [10, 96, 0, 10]); v4(F.reply_src[0], [10, 1, 2, 3]); v4(F.reply_dst[0], [10, 0, 0, 1]);
-    buf.setUint16(F.family[0], 2, true);
-    buf.setUint16(F.orig_sport[0], 41234, true); buf.setUint16(F.orig_dport[0], 80, true);
-    buf.setUint16(F.reply_sport[0], 8080, true); buf.setUint16(F.reply_dport[0], 41234, true);
-    buf.setUint8(F.protocol[0], 6); buf.setUint8(F.kind[0], 2); buf.setUint8(F.tcp_state[0], 3); buf.setUint8(F.flags[0], 1);
-    buf.setBigUint64(F.packets[0], 5n, true); buf.setBigUint64(F.packets[0] + 8, 4n, true);
-    const e = decodeConntrack(buf, 0, new ClockMapper(), ['NONE', 'SYN_SENT', 'SYN_RECV', 'ESTABLISHED']);
-    expect(e.kind).toBe('destroy');
-    expect(e.orig).toEqual({ src: '10.0.0.1', dst: '10.96.0.10', sport: 41234, dport: 80 });
-    expect(e.reply.src).toBe('10.1.2.3');
-    expect([e.dnat, e.snat]).toEqual([true, false]);
-    expect(e.tcpState).toBe('ESTABLISHED');
-    expect(e.packets).toEqual([5, 4]);
-    expect(e.lifetimeMs).toBeNull(); // no CT_FLAG_TSTAMP
+describe('ctnetlink loss accounting', () => {
+  const sock = (received: number, drops: number, reliable: boolean) => ({ portid: 1, rcvbuf: 65536, reliable, received, drops });
+  const ns = (o: Partial<CtnetlinkNetnsStats>): CtnetlinkNetnsStats => ({ netns: 1, closed: true, new: null, destroy: null, duplicates: 0, ignored: 0, malformed: 0, recoveredAtStop: 0, recvErrors: 0, lastError: null, ...o });
+  it('NEW drops are lost; reliable DESTROY drops were retried, unreliable ones lost; summed over namespaces', () => {
+    const c = netlinkCounts([
+      ns({ new: sock(141, 859, false), destroy: sock(1000, 1092, true), duplicates: 2 }),
+      ns({ netns: 2, new: sock(235, 765, false), destroy: sock(25, 975, false), recoveredAtStop: 3 }),
+    ]);
+    expect(c.received).toEqual({ new: 376, destroy: 1025 });
+    expect(c.lost).toEqual({ new: 859 + 765, destroy: 975 });
+    expect([c.retried, c.duplicates, c.recoveredAtStop]).toEqual([1092, 2, 3]);
+  });
+});
+
+describe('namespaces and statistics', () => {
+  it('sums /proc/net/stat/nf_conntrack per column over CPUs (hex), leaving out the entries copies', () => {
+    const text = 'entries  clashres found new invalid ignore delete chainlength insert insert_failed drop early_drop icmp_error  expect_new expect_create expect_delete search_restart\n' +
+      '0000000a  00000000 00000000 00000000 00000003 00000000 00000000 00000000 00000000 00000001 0000000f 00000002 00000000  00000000 00000000 00000000 00000004\n' +
+      '0000000a  00000000 00000000 00000000 00000001 00000000 00000000 00000000 00000000 00000000 00000011 00000000 00000000  00000000 00000000 00000000 00000000\n';
+    const s = parseConntrackStat(text);
+    expect(s.entries).toBeUndefined();
+    expect([s.invalid, s.insert_failed, s.drop, s.early_drop, s.search_restart]).toEqual([4, 1, 32, 2, 4]);
+  });
+  it('resolves --netns: default and own PID are this namespace; bad values are usage errors', () => {
+    const own = ownNetns();
+    expect(resolveNetns([]).targets.map((t) => t.netns)).toEqual([own]);
+    expect(resolveNetns([]).onlyOwn).toBe(true);
+    const byPid = resolveNetns([String(process.pid)]);
+    expect([byPid.onlyOwn, byPid.targets[0].netns]).toEqual([true, own]);
+    expect(resolveNetns(['all']).all).toBe(true);
+    expect(resolveNetns(['all']).targets[0].netns).toBe(own);
+    expect(() => resolveNetns(['999999999'])).toThrow(/no process with pid 999999999/);
+    expect(() => resolveNetns(['/no/such/file'])).toThrow(/no network namespace at \/no\/such\/file/);
+    expect(() => resolveNetns(['/etc/hostname'])).toThrow(/not a namespace file/);
+    expect(() => resolveNetns(['no-such-ip-netns-name'])).toThrow(/\/run\/netns\/no-such-ip-netns-name/);
+    expect(describeNetns({ netns: own, path: '/proc/self/ns/net', name: null, pids: [1] }, own)).toBe(`${own} (this process)`);
+    expect(describeNetns({ netns: 5, path: '/run/netns/a', name: 'a', pids: [7, 8] }, own)).toBe('5 (ip netns a, pid 7 +1)');
   });
 });

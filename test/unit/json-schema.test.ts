@@ -100,11 +100,17 @@ describe('JSON lines follow docs/schema', () => {
     const destroyed = decodeConntrack(record(CONNTRACK_LAYOUT, { ...f, kind: 2 }), 0, clock, []);
     valid('conntrack', conntrackJson(created));
     valid('conntrack', conntrackJson({ ...destroyed, packets: [3, 2], bytes: [180, 120], lifetimeMs: 12.5 }));
-    valid('conntrack', { type: 'pressure', time: Date.now(), count: 10, max: 65536, drop: 0, earlyDrop: 0, insertFailed: 0, invalid: 0, sysctls: { acct: false, timestamp: null, events: true } });
+    valid('conntrack', { type: 'pressure', time: Date.now(), netns: 4026531840, name: null, count: 10, max: 65536, drop: 0, earlyDrop: 0, insertFailed: 0, invalid: 0, sysctls: { acct: false, timestamp: null, events: 2 } });
+    valid('conntrack', { type: 'netns', time: Date.now(), change: 'watched', namespaces: [{ netns: 4026531840, path: '/proc/self/ns/net', name: null, pids: [1] }, { netns: 4026532300, path: '/run/netns/a', name: 'a', pids: [] }] });
+    valid('conntrack', { type: 'netns', time: Date.now(), change: 'added', namespaces: [], failed: [{ netns: 4026532301, path: '/proc/77/ns/net', error: 'gone' }] });
     const a = new ConntrackAggregator();
     a.add(created);
     a.add(destroyed);
-    valid('conntrack', { ...a.snapshot(), pressure: null, final: true, lost: 0, recursionMisses: 0, netlinkOverruns: 0 });
+    const pressure = [{ netns: 4026531840, name: 'a', count: 1, max: 262144, drop: 0, earlyDrop: 0, insertFailed: 0, invalid: 0 }];
+    const netlink = { received: { new: 1, destroy: 1 }, lost: { new: 0, destroy: 0 }, retried: 3, duplicates: 0, recoveredAtStop: 0, malformed: 0 };
+    valid('conntrack', { ...a.snapshot(pressure), final: true, lost: 0, recursionMisses: 0, netlink });
+    valid('conntrack', { ...a.snapshot(), final: true, lost: 0, recursionMisses: 0, netlink: null });
+    valid('conntrack', { type: 'counters', tool: 'conntrack', time: Date.now(), events: 2, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0, sourceLost: 0, sourceRetried: 5 });
   });
 
   it('top: snapshots with rows, diagnoses and per-tool counters', () => {
