@@ -58,21 +58,30 @@ namespace netbpf {
 static const int kCtaTimestampEvent = 27;  // CTA_TIMESTAMP_EVENT (Linux 6.x): when the event was generated
 static const int kMaxAttr = 40;             // above every CTA_* / CTA_TUPLE_* / CTA_PROTO_* number in use
 
-// The namespace file to enter for `path` (empty: this process's own namespace, as its main thread sees it).
+// The namespace file for `path` (empty: this process's own namespace, as its main thread sees it).
 static std::string NetnsPath(const std::string& path) { return path.empty() ? "/proc/self/ns/net" : path; }
 
-// Opens a network namespace file; returns the fd and its inode (the namespace's identity), or -errno.
-static int OpenNetns(const std::string& path, uint32_t* inode) {
-  int fd = open(NetnsPath(path).c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) return -errno;
+// Opens a network namespace file into *fd and gives its inode (the namespace's identity); returns 0 or an errno.
+// For this process's own namespace (empty path) *fd is -1: nothing to enter (setns would need CAP_SYS_ADMIN even
+// into one's own namespace, while ctnetlink there needs only CAP_NET_ADMIN).
+static int OpenNetns(const std::string& path, uint32_t* inode, int* fd) {
   struct stat st;
-  if (fstat(fd, &st) != 0) {
+  *fd = -1;
+  if (path.empty()) {
+    if (stat(NetnsPath(path).c_str(), &st) != 0) return errno;
+    *inode = (uint32_t)st.st_ino;
+    return 0;
+  }
+  *fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (*fd < 0) return errno;
+  if (fstat(*fd, &st) != 0) {
     int err = errno;
-    close(fd);
-    return -err;
+    close(*fd);
+    *fd = -1;
+    return err;
   }
   *inode = (uint32_t)st.st_ino;
-  return fd;
+  return 0;
 }
 
 static uint64_t NowNs(clockid_t clock) {
@@ -81,12 +90,13 @@ static uint64_t NowNs(clockid_t clock) {
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-// Runs fn on a helper thread that has entered the network namespace open as ns_fd; returns 0 or the setns errno.
-// setns(CLONE_NEWNET) changes only the calling thread, so no other thread of the process changes namespace.
+// Runs fn on a helper thread that has entered the network namespace open as ns_fd (ns_fd -1: the namespace of the
+// thread calling, which is this process's own: no thread of the addon ever stays in another); returns 0 or the
+// setns errno. setns(CLONE_NEWNET) changes only the calling thread.
 static int RunInNetns(int ns_fd, const std::function<void()>& fn) {
   int err = 0;
   std::thread t([&] {
-    if (setns(ns_fd, CLONE_NEWNET) != 0) {
+    if (ns_fd >= 0 && setns(ns_fd, CLONE_NEWNET) != 0) {
       err = errno;
       return;
     }
@@ -412,7 +422,7 @@ class RecentIds {
 
 // ---- the event monitor -------------------------------------------------------------------------------------------
 
-struct Batch {
+struct CtBatch {
   uint8_t* data;
   size_t len;
 };
@@ -507,7 +517,7 @@ class Ctnetlink : public Napi::ObjectWrap<Ctnetlink> {
   int epoll_fd_ = -1, wake_fd_ = -1;
   std::mutex mutex_;  // watches_ (the list and each socket's fd while open)
   std::vector<std::shared_ptr<NetnsWatch>> watches_;
-  Batch batch_ = {nullptr, 0};
+  CtBatch batch_ = {nullptr, 0};
   static const int kMsgs = 32, kSlot = 16384;  // recvmmsg: messages per call, bytes per message (events are < 2 KiB)
   std::vector<uint8_t> rbuf_;                   // worker thread only
   std::thread worker_;
@@ -530,8 +540,8 @@ class Ctnetlink : public Napi::ObjectWrap<Ctnetlink> {
     if (stop_.load()) return ThrowErrno(env, "ctnetlink: stopped", EINVAL);
     std::string path = info.Length() > 0 && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
     uint32_t inode = 0;
-    int ns_fd = OpenNetns(path, &inode);
-    if (ns_fd < 0) return ThrowErrno(env, "open network namespace " + NetnsPath(path), -ns_fd);
+    int ns_fd, open_err = OpenNetns(path, &inode, &ns_fd);
+    if (open_err) return ThrowErrno(env, "open network namespace " + NetnsPath(path), open_err);
     auto w = std::make_shared<NetnsWatch>();
     w->netns = inode;
     int err = 0;
@@ -554,7 +564,7 @@ class Ctnetlink : public Napi::ObjectWrap<Ctnetlink> {
         else w->req_fd = fd;
       }
     });
-    close(ns_fd);
+    if (ns_fd >= 0) close(ns_fd);
     if (setns_err || err) {
       CloseWatch(*w);
       std::string what = setns_err ? "enter network namespace " + NetnsPath(path) : "ctnetlink socket in " + NetnsPath(path);
@@ -669,7 +679,7 @@ class Ctnetlink : public Napi::ObjectWrap<Ctnetlink> {
   // NEW messages are then dropped (counted), DESTROY events wait on the kernel's dying list (reliable mode).
   void Flush() {
     if (!batch_.data || batch_.len == 0) return;
-    Batch* out = new Batch(batch_);
+    CtBatch* out = new CtBatch(batch_);
     batch_ = {nullptr, 0};
     if (tsfn_.BlockingCall(out, &Ctnetlink::Deliver) != napi_ok) {
       free(out->data);
@@ -677,7 +687,7 @@ class Ctnetlink : public Napi::ObjectWrap<Ctnetlink> {
     }
   }
 
-  static void Deliver(Napi::Env env, Napi::Function callback, Batch* batch) {
+  static void Deliver(Napi::Env env, Napi::Function callback, CtBatch* batch) {
     if (env == nullptr) {
       free(batch->data);
       delete batch;
@@ -848,9 +858,9 @@ class DumpWorker : public Napi::AsyncWorker {
   Napi::Promise Promise() { return deferred_.Promise(); }
 
   void Execute() override {
-    int ns_fd = OpenNetns(path_, &netns_);
-    if (ns_fd < 0) {
-      err_ = -ns_fd;
+    int ns_fd, open_err = OpenNetns(path_, &netns_, &ns_fd);
+    if (open_err) {
+      err_ = open_err;
       what_ = "open network namespace " + NetnsPath(path_);
       return;
     }
@@ -877,7 +887,7 @@ class DumpWorker : public Napi::AsyncWorker {
       }
       close(fd);
     });
-    close(ns_fd);
+    if (ns_fd >= 0) close(ns_fd);
     if (setns_err) {
       err_ = setns_err;
       what_ = "enter network namespace " + NetnsPath(path_);
@@ -934,8 +944,8 @@ static Napi::Value NetnsReadFiles(const Napi::CallbackInfo& info) {
   std::vector<std::string> contents(names.size());
   std::vector<bool> ok(names.size(), false);
   uint32_t inode;
-  int ns_fd = OpenNetns(path, &inode);
-  if (ns_fd < 0) return ThrowErrno(env, "open network namespace " + NetnsPath(path), -ns_fd);
+  int ns_fd, open_err = OpenNetns(path, &inode, &ns_fd);
+  if (open_err) return ThrowErrno(env, "open network namespace " + NetnsPath(path), open_err);
   int err = RunInNetns(ns_fd, [&] {
     for (size_t i = 0; i < names.size(); i++) {
       int fd = open(names[i].c_str(), O_RDONLY | O_CLOEXEC);
@@ -947,7 +957,7 @@ static Napi::Value NetnsReadFiles(const Napi::CallbackInfo& info) {
       close(fd);
     }
   });
-  close(ns_fd);
+  if (ns_fd >= 0) close(ns_fd);
   if (err) return ThrowErrno(env, "enter network namespace " + NetnsPath(path), err);
   Napi::Array out = Napi::Array::New(env, names.size());
   for (size_t i = 0; i < names.size(); i++)
@@ -966,8 +976,8 @@ static Napi::Value NetnsWriteFile(const Napi::CallbackInfo& info) {
   }
   std::string file = info[1].As<Napi::String>().Utf8Value(), text = info[2].As<Napi::String>().Utf8Value();
   uint32_t inode;
-  int ns_fd = OpenNetns(path, &inode);
-  if (ns_fd < 0) return ThrowErrno(env, "open network namespace " + NetnsPath(path), -ns_fd);
+  int ns_fd, open_err = OpenNetns(path, &inode, &ns_fd);
+  if (open_err) return ThrowErrno(env, "open network namespace " + NetnsPath(path), open_err);
   int write_err = 0;
   int err = RunInNetns(ns_fd, [&] {
     int fd = open(file.c_str(), O_WRONLY | O_CLOEXEC);
@@ -978,7 +988,7 @@ static Napi::Value NetnsWriteFile(const Napi::CallbackInfo& info) {
     if (write(fd, text.data(), text.size()) != (ssize_t)text.size()) write_err = errno ? errno : EIO;
     close(fd);
   });
-  close(ns_fd);
+  if (ns_fd >= 0) close(ns_fd);
   if (err) return ThrowErrno(env, "enter network namespace " + NetnsPath(path), err);
   if (write_err) return ThrowErrno(env, "write " + file + " in " + NetnsPath(path), write_err);
   return env.Undefined();

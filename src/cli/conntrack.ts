@@ -3,6 +3,7 @@ import { Command, Option } from 'commander';
 import { formatEndpoint } from '../core/address.js';
 import { describeNetns, ownNetns, readNetnsTable, type NetnsInfo } from '../core/ctnetlink.js';
 import { addon } from '../core/addon.js';
+import { NetbpfError } from '../core/errors.js';
 import { renderHistogram } from '../core/histogram.js';
 import type { TraceCounters } from '../core/trace.js';
 import { conntrack, ConntrackAggregator, type ConntrackEvent, type ConntrackSummary, type NetlinkCounts, type NetnsChange } from '../index.js';
@@ -100,7 +101,12 @@ async function runConntrack(o: ConntrackCliOptions): Promise<number> {
 function enableAccounting(n: NetnsInfo, own: number): void {
   const path = n.netns === own ? null : n.path;
   for (const name of ['nf_conntrack_acct', 'nf_conntrack_timestamp']) {
-    addon().netnsWriteFile(path, `/proc/sys/net/netfilter/${name}`, '1\n');
+    try {
+      addon().netnsWriteFile(path, `/proc/sys/net/netfilter/${name}`, '1\n');
+    } catch (err) {
+      const e = err as { errno?: number; message?: string };
+      throw new NetbpfError(e.errno === 1 || e.errno === 13 ? 'privilege' : 'runtime', `--enable-accounting: ${e.message}`, { errno: e.errno, cause: err });
+    }
   }
 }
 

@@ -6,7 +6,7 @@ import { expect, it } from 'vitest';
 import { describeBpf } from '../helpers.js';
 import { runCli } from './lib.js';
 
-const USAGE = 2, PRIVILEGE = 77, KERNEL = 69, RUNTIME = 1;
+const USAGE = 2, PRIVILEGE = 77, KERNEL = 69;
 const NOBODY = ['setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups'];
 const caps = (list: string) => [...NOBODY, `--inh-caps=-all,${list}`, `--ambient-caps=${list}`];
 
@@ -48,9 +48,11 @@ const CASES: Case[] = [
   { args: ['drops'], prefix: ['setpriv', '--inh-caps=-all', '--bounding-set=-all'], code: PRIVILEGE, message: /permission denied .*CAP_BPF and CAP_PERFMON/ },
   // CAP_BPF + CAP_PERFMON as nobody: classic tracepoints need tracefs access; ctnetlink needs CAP_NET_ADMIN.
   { args: ['drops', '--hook', 'tracepoint'], prefix: caps('+bpf,+perfmon'), code: PRIVILEGE, message: /permission denied .*CAP_DAC_READ_SEARCH/ },
-  { args: ['conntrack', '--mechanism', 'ctnetlink'], prefix: caps('+bpf,+perfmon'), code: PRIVILEGE, message: /conntrack -E failed: .*not permitted.*CAP_NET_ADMIN/ },
-  // Runtime: a helper program that is not installed.
-  { args: ['conntrack', '--mechanism', 'ctnetlink'], env: { ...process.env, PATH: '/nonexistent' }, code: RUNTIME, message: /cannot run conntrack -E: .*(ENOENT|No such file).*install conntrack-tools/ },
+  { args: ['conntrack', '--mechanism', 'ctnetlink'], prefix: caps('+bpf,+perfmon'), code: PRIVILEGE, message: /ctnetlink .*not permitted.*CAP_NET_ADMIN/ },
+  // Namespaces that do not exist or are not network namespaces.
+  { args: ['conntrack', '--netns', '999999997'], code: USAGE, message: /--netns 999999997: no process with pid 999999997/ },
+  { args: ['conntrack', '--netns', '/etc/hostname'], code: USAGE, message: /--netns \/etc\/hostname: .* is not a namespace file/ },
+  { args: ['conntrack', '--netns', 'no-such-netns-name'], code: USAGE, message: /no network namespace at \/run\/netns\/no-such-netns-name/ },
 ];
 
 describeBpf('bad invocations', () => {
