@@ -27,7 +27,7 @@ export function conntrackCommand(): Command {
     .description('trace conntrack entries created and destroyed (original and reply tuples: NAT visible), lifetimes, table pressure')
     .addOption(new Option('--mechanism <m>', 'how to see entries').choices(['auto', 'bpf', 'ctnetlink']).default('auto'))
     .option('--netns <ns>', 'network namespace to watch: a PID, a namespace file (/run/netns/NAME, /proc/PID/ns/net), an ip netns name, or "all" (repeatable; default: this one)', collect)
-    .option('--netns-rescan <seconds>', 'with --netns all: how often to look for new namespaces (0: never)', '2')
+    .option('--netns-rescan <seconds>', 'how often to release watched namespaces that are gone and, with --netns all, watch new ones (0: never)', '2')
     .option('--no-reliable', 'do not ask the kernel to re-deliver ctnetlink DESTROY events it could not queue (losses are then counted, not recovered)')
     .option('--netlink-buffer <bytes>', 'ctnetlink receive buffer requested per socket (the kernel doubles it)', String(16 * 1024 * 1024))
     .addOption(new Option('--netlink-read-delay-us <us>', 'test hook: a slow ctnetlink reader').hideHelp())

@@ -160,7 +160,7 @@ export interface ConntrackOptions extends FilterOptions, TraceOptions {
   reliable?: boolean;
   /** ctnetlink receive buffer requested per socket, bytes (the kernel doubles it). Default 16 MiB. */
   netlinkBufferBytes?: number;
-  /** With 'all': how often to look for new namespaces, ms (0: never). Gone namespaces are released then too. Default 2000. */
+  /** How often to look for gone namespaces (released) and, with 'all', new ones (watched), ms; 0: never. Default 2000. */
   rescanMs?: number;
   /** Test hook: the ctnetlink reader sleeps this long per message (a deliberately slow reader). */
   netlinkReadDelayUs?: number;
@@ -459,7 +459,8 @@ export class ConntrackTrace extends Trace<ConntrackEvent> {
     } else {
       for (const t of this.plan.targets) this.watch(t);
     }
-    if (this.plan.all && (this.options.rescanMs ?? 2000) > 0) {
+    // Rescans: `all` watches namespaces that appear; any watched namespace that is gone is released.
+    if (!this.plan.onlyOwn && (this.options.rescanMs ?? 2000) > 0) {
       this.rescanTimer = setInterval(() => this.rescan(), this.options.rescanMs ?? 2000);
       this.rescanTimer.unref();
     }
@@ -480,7 +481,7 @@ export class ConntrackTrace extends Trace<ConntrackEvent> {
     }
   }
 
-  /** `all`: watches namespaces that appeared; releases gone ones (a socket would keep a namespace alive). */
+  /** Releases watched namespaces that are gone (a socket would keep a namespace alive); `all`: watches new ones. */
   private rescan(): void {
     let scan: Map<number, NetnsInfo>;
     try { scan = scanNetns(); } catch { return; }
@@ -491,7 +492,7 @@ export class ConntrackTrace extends Trace<ConntrackEvent> {
     }
     const added: NetnsInfo[] = [];
     const failed: NonNullable<NetnsChange['failed']> = [];
-    for (const t of scan.values()) {
+    for (const t of this.plan.all ? scan.values() : []) {
       if (this.watched.has(t.netns)) continue;
       try {
         this.watch(t);

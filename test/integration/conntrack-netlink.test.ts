@@ -9,7 +9,7 @@
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync, existsSync, chmodSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, writeFileSync, existsSync, chmodSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
@@ -262,6 +262,37 @@ describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), n
     const hooks = (cli.of('start')[0] as { hooks: Array<{ feature: string; hook: string; skipped: string[] }> }).hooks;
     expect(hooks.find((h) => h.feature === 'new entries')!.skipped.join()).toContain('sees only the caller\'s namespace');
   }, 90000);
+
+  it('releases a watched namespace once it is deleted (its sockets would keep it, and its devices, alive)', async () => {
+    // A namespace C with a veth whose peer is in A: the peer disappears exactly when C is really freed.
+    const ns = `nb-ctnl-${process.pid}-r`, peer = `vr${process.pid % 100000}`;
+    const ip = (argv: string[]) => new Promise<number | null>((r) => spawn('ip', argv).once('close', r));
+    expect(await ip(['netns', 'add', ns])).toBe(0);
+    const peerExists = async () => (await pair.exec(pair.a, ['ip', '-o', 'link', 'show'])).stdout.includes(`${peer}@`);
+    let cli: Run | null = null;
+    try {
+      expect(await ip(['link', 'add', 'vc0', 'netns', ns, 'type', 'veth', 'peer', 'name', peer, 'netns', pair.a])).toBe(0);
+      const ino = statSync(`/run/netns/${ns}`).ino;
+      cli = new Run([process.execPath, CLI, 'conntrack', '--json', '--mechanism', 'ctnetlink', '--netns', ns, '--netns', pair.a, '--netns-rescan', '0.3']);
+      await cli.started();
+      expect(await ip(['netns', 'del', ns])).toBe(0);
+      await sleep(200);
+      const heldAfterDelete = await peerExists(); // netbpf's sockets still hold C
+      await cli.waitFor(() => cli!.of('netns').some((l) => l.change === 'removed'), 5000);
+      let freed = false;
+      for (let i = 0; i < 50 && !freed; i++) { freed = !(await peerExists()); if (!freed) await sleep(100); }
+      const removed = cli.of('netns').find((l) => l.change === 'removed') as { namespaces: Array<{ netns: number }> } | undefined;
+      console.info(`release: peer held after ip netns del: ${heldAfterDelete}; removed ${JSON.stringify(removed?.namespaces.map((n) => n.netns))}; freed ${freed}`);
+      expect(heldAfterDelete).toBe(true);
+      expect(removed?.namespaces.map((n) => n.netns)).toEqual([ino]);
+      expect(freed).toBe(true);
+      expect(cli.stderr).toContain(`no longer watching (gone): ${ino}`);
+    } finally {
+      if (cli) expect(await cli.stop()).toBe(0);
+      await ip(['netns', 'del', ns]);
+      await pair.exec(pair.a, ['ip', 'link', 'del', peer]).catch(() => undefined);
+    }
+  }, 60000);
 
   it('the netfilter program runs before IPv6 LOCAL_IN confirm even when conntrack starts after it (IPv6 confirms there at INT_MAX-1)', async () => {
     const port6 = PORT + 1;
