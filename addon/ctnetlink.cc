@@ -386,37 +386,46 @@ static int DumpTable(int fd, bool dying, uint32_t netns, uint8_t kind,
 // ---- duplicate suppression ---------------------------------------------------------------------------------------
 
 // Ids (CTA_ID) of recent NEW and DESTROY events of one namespace. Reliable delivery re-sends an event to every
-// listener of the group when any reliable listener missed it, so a socket can receive one twice.
+// listener of the group when any reliable listener missed it, so a socket can receive one twice. An id is the
+// kernel's hash of the entry's address and tuples: a later entry can only have the same one after this one is
+// freed, which for a DESTROY re-send cannot have happened yet (the kernel holds the entry until delivered). A
+// missed NEW is re-sent with the entry's next packet: NEW ids count as duplicates for a limited time only.
 class RecentIds {
  public:
-  explicit RecentIds(size_t cap) : cap_(cap) {}
-  bool Has(uint32_t id) const { return ids_.count(id) != 0; }
-  void Add(uint32_t id) {
-    if (ids_.count(id)) return;
-    ids_[id] = ++seq_;
+  RecentIds(size_t cap, uint64_t window_ns) : cap_(cap), window_ns_(window_ns) {}
+  bool Has(uint32_t id, uint64_t now_ns) const {
+    auto it = ids_.find(id);
+    return it != ids_.end() && (!window_ns_ || now_ns - it->second.when < window_ns_);
+  }
+  void Add(uint32_t id, uint64_t now_ns) {
+    ids_[id] = {++seq_, now_ns};
     order_.emplace_back(id, seq_);
     while (ids_.size() > cap_ && !order_.empty()) {
       auto [old, s] = order_.front();
       order_.pop_front();
       auto it = ids_.find(old);
-      if (it != ids_.end() && it->second == s) ids_.erase(it);
+      if (it != ids_.end() && it->second.seq == s) ids_.erase(it);
     }
     if (order_.size() > 4 * cap_) Compact();
   }
   void Remove(uint32_t id) { ids_.erase(id); }
 
  private:
+  struct Seen {
+    uint64_t seq, when;
+  };
   void Compact() {
     std::deque<std::pair<uint32_t, uint64_t>> kept;
     for (auto& p : order_) {
       auto it = ids_.find(p.first);
-      if (it != ids_.end() && it->second == p.second) kept.push_back(p);
+      if (it != ids_.end() && it->second.seq == p.second) kept.push_back(p);
     }
     order_.swap(kept);
   }
   size_t cap_;
+  uint64_t window_ns_;  // 0: no time limit
   uint64_t seq_ = 0;
-  std::unordered_map<uint32_t, uint64_t> ids_;
+  std::unordered_map<uint32_t, Seen> ids_;
   std::deque<std::pair<uint32_t, uint64_t>> order_;
 };
 
@@ -448,7 +457,7 @@ struct NetnsWatch {
   std::atomic<bool> closed{false};
   std::atomic<uint64_t> duplicates{0}, ignored{0}, malformed{0}, truncated{0}, recovered{0}, recv_errors{0};
   std::atomic<int> last_errno{0};
-  RecentIds new_ids{65536}, destroy_ids{65536};  // worker thread only
+  RecentIds new_ids{65536, 10000000000ull}, destroy_ids{65536, 0};  // worker thread only
 };
 
 class Ctnetlink : public Napi::ObjectWrap<Ctnetlink> {
@@ -704,11 +713,12 @@ class Ctnetlink : public Napi::ObjectWrap<Ctnetlink> {
     if (id) {
       RecentIds& same = e.kind == CT_EVENT_DESTROY ? w.destroy_ids : w.new_ids;
       RecentIds& other = e.kind == CT_EVENT_DESTROY ? w.new_ids : w.destroy_ids;
-      if (same.Has(id)) {
+      uint64_t now = NowNs(CLOCK_MONOTONIC);
+      if (same.Has(id, now)) {
         w.duplicates.fetch_add(1, std::memory_order_relaxed);
         return;
       }
-      same.Add(id);
+      same.Add(id, now);
       other.Remove(id);  // an id may be reused by a later entry once this one is gone
     }
     Append(e);
@@ -773,7 +783,7 @@ class Ctnetlink : public Napi::ObjectWrap<Ctnetlink> {
     size_t unseen = 0;
     uint64_t malformed = 0;
     int err = DumpTable(w.req_fd, true, w.netns, CT_EVENT_DESTROY, [&](const struct ct_event& e, uint32_t id) {
-      if (id && w.destroy_ids.Has(id)) return;
+      if (id && w.destroy_ids.Has(id, 0)) return;
       unseen++;
       if (on_unseen) on_unseen(e, id);
     }, &malformed);
