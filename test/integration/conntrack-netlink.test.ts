@@ -15,6 +15,7 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { NetnsPair } from '../../src/testing/netns.js';
 import { packageRoot } from '../../src/core/addon.js';
+import { conntrackSnapshot } from '../../src/tools/conntrack.js';
 import { describeBpf, hasCommand, sleep } from '../helpers.js';
 
 const CLI = join(packageRoot, 'bin', 'netbpf.js');
@@ -93,28 +94,30 @@ describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), n
   afterAll(async () => { await pair?.destroy(); });
 
   /** N connections A -> B, then `conntrack -D` of them, with netbpf running in A; returns the oracles. */
-  async function burst(cli: Run, n: number): Promise<{ created: number; listedBefore: number; deleted: number }> {
+  async function burst(cli: Run, n: number, snapshot = false): Promise<{ created: number; listedBefore: number; deleted: number; dumped: number }> {
     await cli.started();
     const c0 = await pair.nftCounter(pair.a, 'netbpf_ctnl', 'out');
     const res = await pair.client(pair.addrB, PORT, { conns: n, parallel: 32, bytes: 1 });
     expect(res.ok).toBe(n);
     const created = (await pair.nftCounter(pair.a, 'netbpf_ctnl', 'out')) - c0;
     const listedBefore = await listed(pair, pair.a, PORT);
+    // The library's table dump (ctnetlink, entering A from this process's namespace) against conntrack -L.
+    const dumped = snapshot ? (await conntrackSnapshot({ netns: pair.a })).filter((e) => e.orig.dport === PORT && e.reply.src === pair.addrB && e.protocolName === 'tcp').length : -1;
     const deleted = await deleteEntries(pair, pair.a, PORT);
     await cli.waitFor(() => cli.events('destroy').length >= deleted && cli.events('new').length >= created, 30000);
-    return { created, listedBefore, deleted };
+    return { created, listedBefore, deleted, dumped };
   }
 
   it('a 1000-entry conntrack -D burst yields exactly 1000/1000 destroy events (reliable delivery, default buffer)', async () => {
     const cli = new Run(inNs(pair.a, ['-D', String(PORT)]));
     let o;
     try {
-      o = await burst(cli, 1000);
+      o = await burst(cli, 1000, true);
     } finally {
       expect(await cli.stop()).toBe(0);
     }
-    console.info(`burst 1000: nft new ${o.created}, listed ${o.listedBefore}, deleted ${o.deleted}; netbpf ${cli.events('new').length} new / ${cli.events('destroy').length} destroy; counters ${JSON.stringify(cli.counters())}`);
-    expect([o.created, o.listedBefore, o.deleted]).toEqual([1000, 1000, 1000]);
+    console.info(`burst 1000: nft new ${o.created}, listed ${o.listedBefore} (netbpf dump ${o.dumped}), deleted ${o.deleted}; netbpf ${cli.events('new').length} new / ${cli.events('destroy').length} destroy; counters ${JSON.stringify(cli.counters())}`);
+    expect([o.created, o.listedBefore, o.dumped, o.deleted]).toEqual([1000, 1000, 1000, 1000]);
     expect(cli.events('new').length).toBe(1000);
     expect(cli.events('destroy').length).toBe(1000);
     expect(cli.counters().sourceLost).toBe(0);
