@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* netbpf drops: one record per packet the kernel drops, with the kernel's own drop reason.
- * Hooks, in order of preference: skb:kfree_skb as a BTF-typed tracepoint (args skb, location, reason and,
- * since 6.11-ish, rx_sk), the classic tracepoint (same fields, offsets via CO-RE), and on kernels without
+ * Hooks, in order of preference: skb:kfree_skb (args skb, location, reason and, since 6.11-ish, rx_sk) as a
+ * BTF-typed tracepoint, a raw tracepoint or the classic tracepoint (see tracepoints.bpf.h), and on kernels without
  * drop reasons (< 5.17) tcp_drop() via fentry or kprobe. Packets are parsed from the skb's own headers
  * (IPv4/IPv6 + TCP/UDP), bounds-checked; when the skb has no usable headers (queued data freed with its
  * socket) the socket's addresses are used instead and the record says so. */
@@ -11,6 +11,7 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
 #include "netbpf.bpf.h"
+#include "tracepoints.bpf.h"
 #include "drops.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -387,8 +388,7 @@ static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u
 /* The reason argument exists since 5.17, rx_sk since 6.12ish; the classic tracepoint record gained the same
  * fields at the same time, so CO-RE on its struct tells which arguments this kernel passes. Arguments the
  * kernel does not have are never read (the branch is removed at load). */
-SEC("tp_btf/kfree_skb")
-int BPF_PROG(handle_kfree_skb_btf, struct sk_buff *skb, void *location)
+static __always_inline int on_kfree_skb(__u64 *ctx, struct sk_buff *skb, void *location)
 {
 	__u32 reason = DROP_REASON_UNAVAILABLE;
 	const struct sock *rx_sk = NULL;
@@ -398,6 +398,8 @@ int BPF_PROG(handle_kfree_skb_btf, struct sk_buff *skb, void *location)
 		rx_sk = (const struct sock *)ctx[3];
 	return record_drop(ctx, skb, (__u64)location, reason, rx_sk);
 }
+
+TRACEPOINT_PROGRAMS(kfree_skb, handle_kfree_skb, on_kfree_skb(ctx, skb, location), struct sk_buff *skb, void *location)
 
 /* Classic tracepoint: the record's field offsets are relocated by CO-RE (rx_sk moved protocol and reason). */
 SEC("tp/skb/kfree_skb")

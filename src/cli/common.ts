@@ -4,7 +4,7 @@ import { existsSync } from 'node:fs';
 import { parsePort } from '../core/address.js';
 import { NetbpfError, usageError } from '../core/errors.js';
 import type { FilterOptions } from '../core/filters.js';
-import { TRACEFS_ACCESS_HINT, type Trace, type TraceCounters, type StartInfo } from '../core/trace.js';
+import type { Trace, TraceCounters, StartInfo } from '../core/trace.js';
 import { jsonText } from './format.js';
 
 export interface CommonCliOptions {
@@ -96,13 +96,15 @@ export function runSettings(o: CommonCliOptions): RunSettings {
   };
 }
 
+const UNAVAILABLE_WHERE = { kernel: 'on this kernel', privilege: 'with these privileges', environment: 'in this environment' } as const;
+
 /** Startup report on stderr: which hook serves each feature, what is unavailable and why. */
 export function describeStart(tool: string, info: StartInfo): string[] {
   const lines: string[] = [];
   const used = info.hooks.filter((h) => h.hook).map((h) => `${h.feature} via ${h.hook}`);
   lines.push(`netbpf ${tool}: ${used.join('; ')}; attached in ${info.startupMs.toFixed(0)} ms`);
   for (const h of info.hooks) {
-    if (!h.hook) lines.push(`netbpf ${tool}: unavailable ${h.skipped.some((r) => r.includes(TRACEFS_ACCESS_HINT)) ? 'with these privileges' : 'on this kernel'}: ${h.feature} (${h.skipped.join('; ')})`);
+    if (!h.hook) lines.push(`netbpf ${tool}: unavailable ${UNAVAILABLE_WHERE[h.unavailable ?? 'kernel']}: ${h.feature} (${h.skipped.join('; ')})`);
     else if (h.skipped.length) lines.push(`netbpf ${tool}: ${h.feature}: fell back to ${h.hook} (${h.skipped.join('; ')})`);
   }
   return lines;

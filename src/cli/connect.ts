@@ -10,7 +10,7 @@ import { clockTime, safeText, table, jsonText } from './format.js';
 interface ConnectCliOptions extends CommonCliOptions {
   pid?: string;
   failedOnly?: boolean;
-  hook: 'auto' | 'tp_btf' | 'tracepoint';
+  hook: 'auto' | 'tp_btf' | 'raw_tp' | 'tracepoint';
 }
 
 export function connectCommand(): Command {
@@ -18,7 +18,7 @@ export function connectCommand(): Command {
     .description('trace TCP connects: latency per destination, and each failure classified (refused, timeout, unreachable)')
     .option('-p, --pid <pid>', 'only connects by this process (filtered in the kernel)')
     .option('-F, --failed-only', 'live lines for failed connects only')
-    .addOption(new Option('--hook <hook>', 'attach point').choices(['auto', 'tp_btf', 'tracepoint']).default('auto'));
+    .addOption(new Option('--hook <hook>', 'how to attach: auto (the best the kernel offers), tp_btf, raw_tp, tracepoint (classic: needs tracefs)').choices(['auto', 'tp_btf', 'raw_tp', 'tracepoint']).default('auto'));
   addCommonOptions(cmd);
   cmd.action(async (o: ConnectCliOptions) => {
     process.exitCode = await runConnect(o);

@@ -9,7 +9,7 @@ import { addCommonOptions, filterOptions, runSettings, runTrace, type CommonCliO
 import { clockTime, percent, safeText, table, jsonText } from './format.js';
 
 interface DropsCliOptions extends CommonCliOptions {
-  hook: 'auto' | 'tp_btf' | 'tracepoint' | 'tcp_drop';
+  hook: 'auto' | 'tp_btf' | 'raw_tp' | 'tracepoint' | 'tcp_drop';
   all?: boolean;
   reason?: string[];
   stack?: boolean;
@@ -24,7 +24,7 @@ export function dropsCommand(): Command {
     .option('-a, --all', 'every protocol, not only TCP')
     .option('-r, --reason <name>', 'only this drop reason, e.g. NETFILTER_DROP (repeatable; names from this kernel)', collect)
     .option('--stack', 'capture and print the kernel stack of each drop')
-    .addOption(new Option('--hook <hook>', 'attach point').choices(['auto', 'tp_btf', 'tracepoint', 'tcp_drop']).default('auto'))
+    .addOption(new Option('--hook <hook>', 'how to attach: auto (the best the kernel offers), tp_btf, raw_tp, tracepoint (classic: needs tracefs), tcp_drop (fentry or kprobe: kernels without drop reasons)').choices(['auto', 'tp_btf', 'raw_tp', 'tracepoint', 'tcp_drop']).default('auto'))
     .addOption(new Option('--aggregate <where>', 'where summaries are counted: kernel (a map, no per-drop events; the default for text summaries), events (every drop to user space; with --json also prints each drop)').choices(['auto', 'kernel', 'events']).default('auto'));
   addCommonOptions(cmd);
   cmd.action(async (o: DropsCliOptions) => {

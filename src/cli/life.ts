@@ -14,7 +14,7 @@ interface LifeCliOptions extends CommonCliOptions {
   timestamp?: boolean;
   wide?: boolean;
   csv?: boolean;
-  hook: 'auto' | 'tp_btf' | 'tracepoint';
+  hook: 'auto' | 'tp_btf' | 'raw_tp' | 'tracepoint';
 }
 
 export function lifeCommand(): Command {
@@ -25,7 +25,7 @@ export function lifeCommand(): Command {
     .option('-t, --timestamp', 'include a timestamp column (seconds since the first event)')
     .option('-w, --wide', 'wide columns (IPv6 addresses) plus netns and cgroup ids')
     .option('--csv', 'comma-separated values, one line per closed connection')
-    .addOption(new Option('--hook <hook>', 'attach point').choices(['auto', 'tp_btf', 'tracepoint']).default('auto'));
+    .addOption(new Option('--hook <hook>', 'how to attach: auto (the best the kernel offers), tp_btf, raw_tp, tracepoint (classic: needs tracefs)').choices(['auto', 'tp_btf', 'raw_tp', 'tracepoint']).default('auto'));
   addCommonOptions(cmd);
   cmd.action(async (o: LifeCliOptions) => {
     process.exitCode = await runLife(o);

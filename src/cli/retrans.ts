@@ -10,7 +10,7 @@ import { NatResolver, startNatFeed } from '../core/nat.js';
 import { clockTime, percent, safeText, table, jsonText } from './format.js';
 
 interface RetransCliOptions extends CommonCliOptions {
-  hook: 'auto' | 'tp_btf' | 'tracepoint';
+  hook: 'auto' | 'tp_btf' | 'raw_tp' | 'tracepoint';
   demo?: boolean;
   resolveNat?: boolean;
 }
@@ -18,7 +18,7 @@ interface RetransCliOptions extends CommonCliOptions {
 export function retransCommand(): Command {
   const cmd = new Command('retrans')
     .description('trace TCP retransmits live, aggregated per destination (count, segments, rate, histograms)')
-    .addOption(new Option('--hook <hook>', 'attach point').choices(['auto', 'tp_btf', 'tracepoint']).default('auto'))
+    .addOption(new Option('--hook <hook>', 'how to attach: auto (the best the kernel offers), tp_btf, raw_tp, tracepoint (classic: needs tracefs)').choices(['auto', 'tp_btf', 'raw_tp', 'tracepoint']).default('auto'))
     .option('--resolve-nat', 'group by the real backend behind DNAT (from conntrack in this network namespace)')
     .option('--demo', 'create a lossy link between two private network namespaces, drive a bulk transfer over it and trace it');
   addCommonOptions(cmd);

@@ -3,38 +3,25 @@
  * fallbacks, reported), sets kernel-side filters, loads, attaches, and streams ring buffer records.
  * Every tool in src/tools/ is a TraceSpec plus decoding and aggregation; this class is the rest.
  */
-import { appendFileSync } from 'node:fs';
+import { channel } from 'node:diagnostics_channel';
 import { addon, bpfObjectPath, type NativeBpfObject, type NativeRingBuffer } from './addon.js';
 import { fromAddonError, NetbpfError } from './errors.js';
+import { decidingCause, TRACEFS_ACCESS_HINT, type HookSpec, type UnavailableCause } from './hooks.js';
 
-/** One way to hook a feature: a program in the object and the kernel hook it attaches to. */
-export interface HookAlternative {
-  program: string;
-  /** Human-readable attach point, e.g. "tp_btf/tcp_retransmit_skb". */
-  hook: string;
-  /** Returns null when the kernel seems to offer this hook, else the reason it does not. */
-  missing?: () => string | null;
-  /** Before load, when chosen: e.g. set the program type of a section this libbpf does not know. */
-  prepare?: (obj: NativeBpfObject, program: string) => void;
-  /** Attaches instead of obj.attach(program) (hooks libbpf cannot auto-attach, e.g. netfilter). */
-  attach?: (obj: NativeBpfObject, program: string) => void;
-}
-
-export interface HookSpec {
-  /** What the hook gives the user, e.g. "data retransmits". */
-  feature: string;
-  /** In order of preference; the first that loads and attaches wins. */
-  alternatives: HookAlternative[];
-  /** When no alternative works: required features fail the start, optional ones are reported unavailable. */
-  required: boolean;
-}
+export type { HookAlternative, HookSpec } from './hooks.js';
 
 /** The hook chosen for a feature, or null with the reasons each alternative was passed over. */
 export interface HookChoice {
   feature: string;
   hook: string | null;
+  /** The first of the programs serving it (most hooks have one), or null. */
   program: string | null;
+  programs: string[];
+  /** "hook: reason" for each alternative passed over, best first. */
   skipped: string[];
+  /** When no alternative serves: whether the kernel, the caller's privileges or the environment (e.g. tracefs not
+   * mounted) is the cause. */
+  unavailable?: UnavailableCause;
 }
 
 export interface TraceSpec<E> {
@@ -94,8 +81,8 @@ export interface StartInfo {
   startupMs: number;
 }
 
-/** Why a non-root user with CAP_BPF + CAP_PERFMON cannot attach classic tracepoints (docs/RELIABILITY.md). */
-export const TRACEFS_ACCESS_HINT = 'no read access to tracefs event ids: run as root or add CAP_DAC_READ_SEARCH';
+/** Every trace that starts publishes { tool, hooks } here (node:diagnostics_channel), e.g. for the kernel matrix. */
+export const startChannel = channel('netbpf:trace-start');
 
 type Listener<E> = (events: E[]) => void;
 
@@ -153,25 +140,30 @@ export class Trace<E> implements AsyncIterable<E> {
     // Index of the alternative tried for each hook spec, and why earlier ones were passed over.
     const chosen = this.spec.hooks.map(() => 0);
     const skipped: string[][] = this.spec.hooks.map(() => []);
-    const advance = (i: number, reason: string) => { skipped[i].push(`${this.spec.hooks[i].alternatives[chosen[i]].hook}: ${reason}`); chosen[i]++; };
+    const causes: UnavailableCause[][] = this.spec.hooks.map(() => []);
+    const advance = (i: number, cause: UnavailableCause, reason: string) => {
+      skipped[i].push(`${this.spec.hooks[i].alternatives[chosen[i]].hook}: ${reason}`);
+      causes[i].push(cause);
+      chosen[i]++;
+    };
     // Passes over alternatives the kernel visibly lacks, recording why.
     const settle = (i: number) => {
       const alts = this.spec.hooks[i].alternatives;
       while (chosen[i] < alts.length) {
         const why = alts[chosen[i]].missing?.() ?? null;
         if (!why) break;
-        advance(i, why);
+        advance(i, why.cause, why.reason);
       }
     };
     this.spec.hooks.forEach((_, i) => settle(i));
     for (let attempt = 0; ; attempt++) {
       for (const [i, h] of this.spec.hooks.entries()) {
         if (chosen[i] >= h.alternatives.length && h.required) {
-          // An alternative refused for lack of access (not for lack of the feature) makes this a privilege problem.
-          if (skipped[i].some((r) => r.includes(TRACEFS_ACCESS_HINT))) {
-            throw new NetbpfError('privilege', `${this.spec.tool}: permission denied attaching ${h.feature} (${skipped[i].join('; ')})`);
-          }
-          throw new NetbpfError('kernel', `${this.spec.tool}: no way to trace ${h.feature} on this kernel (${skipped[i].join('; ')})`);
+          const why = `(${skipped[i].join('; ')})`;
+          const cause = decidingCause(causes[i]);
+          if (cause === 'privilege') throw new NetbpfError('privilege', `${this.spec.tool}: permission denied attaching ${h.feature} ${why}`);
+          if (cause === 'environment') throw new NetbpfError('kernel', `${this.spec.tool}: cannot trace ${h.feature} in this environment ${why}`);
+          throw new NetbpfError('kernel', `${this.spec.tool}: no way to trace ${h.feature} on this kernel ${why}`);
         }
       }
       let obj: NativeBpfObject | null = null;
@@ -180,8 +172,9 @@ export class Trace<E> implements AsyncIterable<E> {
         obj = new api.BpfObject(path);
         for (const p of this.spec.disabledPrograms ?? []) obj.setAutoload(p, false);
         for (const [i, h] of this.spec.hooks.entries()) {
-          h.alternatives.forEach((alt, j) => obj!.setAutoload(alt.program, j === chosen[i]));
-          h.alternatives[chosen[i]]?.prepare?.(obj, h.alternatives[chosen[i]].program);
+          h.alternatives.forEach((alt, j) => { for (const p of alt.programs) obj!.setAutoload(p, j === chosen[i]); });
+          const alt = h.alternatives[chosen[i]];
+          if (alt?.prepare) for (const p of alt.programs) alt.prepare(obj, p);
         }
         obj.setMapMaxEntries('events', this.opts.ringBufferBytes);
         for (const [map, n] of Object.entries(this.spec.mapSizes ?? {})) obj.setMapMaxEntries(map, n);
@@ -194,10 +187,12 @@ export class Trace<E> implements AsyncIterable<E> {
         for (const [i, h] of this.spec.hooks.entries()) {
           const alt = h.alternatives[chosen[i]];
           if (!alt) continue;
-          failing = alt.program;
-          if (alt.attach) alt.attach(obj, alt.program);
-          else obj.attach(alt.program);
-          this.programs.push(alt.program);
+          for (const p of alt.programs) {
+            failing = p;
+            if (alt.attach) alt.attach(obj, p);
+            else obj.attach(p);
+            this.programs.push(p);
+          }
         }
         failing = null;
         this.obj = obj;
@@ -207,11 +202,11 @@ export class Trace<E> implements AsyncIterable<E> {
         const e = err as { libbpfLog?: string; message?: string; code?: string; errno?: number };
         // Which program failed: the one being attached, or the one libbpf names in its load log.
         const named = failing ?? /prog '([\w]+)': (?:BPF program load failed|failed to load|-- BEGIN PROG LOAD LOG)/.exec(e.libbpfLog ?? '')?.[1] ?? null;
-        const i = this.spec.hooks.findIndex((h, k) => h.alternatives[chosen[k]]?.program === named);
+        const i = this.spec.hooks.findIndex((h, k) => named !== null && !!h.alternatives[chosen[k]]?.programs.includes(named));
         if (i < 0 || attempt > 20) throw fromAddonError(`${this.spec.tool}: ${failing ? 'attach' : 'load'}`, err);
         // EACCES on attach: a classic tracepoint's id is read from tracefs, which a non-root user may not read.
-        const hint = failing && e.errno === 13 ? `; ${TRACEFS_ACCESS_HINT}` : '';
-        advance(i, `${failing ? 'attach' : 'load'} refused (${e.code ?? e.message}${hint})`);
+        const denied = failing !== null && e.errno === 13;
+        advance(i, denied ? 'privilege' : 'kernel', `${failing ? 'attach' : 'load'} refused (${e.code ?? e.message}${denied ? `; ${TRACEFS_ACCESS_HINT}` : ''})`);
         settle(i);
       }
     }
@@ -219,10 +214,12 @@ export class Trace<E> implements AsyncIterable<E> {
     this.ring = new api.RingBuffer(obj.mapFd('events'), (batch) => this.deliver(batch), { pollMs: this.opts.pollMs });
     const hooks = this.spec.hooks.map((h, i): HookChoice => {
       const alt = h.alternatives[chosen[i]];
-      return { feature: h.feature, hook: alt?.hook ?? null, program: alt?.program ?? null, skipped: skipped[i] };
+      const choice: HookChoice = { feature: h.feature, hook: alt?.hook ?? null, program: alt?.programs[0] ?? null, programs: [...(alt?.programs ?? [])], skipped: skipped[i] };
+      if (!alt) choice.unavailable = decidingCause(causes[i]);
+      return choice;
     });
     this.info = { hooks, startupMs: performance.now() - t0 };
-    recordHooks(this.spec.tool, hooks);
+    if (startChannel.hasSubscribers) startChannel.publish({ tool: this.spec.tool, hooks });
     return this.info;
   }
 
@@ -332,13 +329,3 @@ export class Trace<E> implements AsyncIterable<E> {
 export const constU16 = (v: number): Buffer => { const b = Buffer.alloc(2); b.writeUInt16LE(v); return b; };
 export const constU32 = (v: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return b; };
 export const constU64 = (v: number | bigint): Buffer => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); return b; };
-
-/** Kernel-matrix runs (test/kernels) set NETBPF_HOOK_LOG to a file: every trace started appends the hooks it
- * uses, so the matrix shows what the tests really exercised on each kernel. Best effort. */
-function recordHooks(tool: string, hooks: HookChoice[]): void {
-  const file = process.env.NETBPF_HOOK_LOG;
-  if (!file) return;
-  try {
-    appendFileSync(file, `${JSON.stringify({ tool, hooks: hooks.map((h) => ({ feature: h.feature, hook: h.hook })) })}\n`);
-  } catch { /* the log is diagnostics only */ }
-}

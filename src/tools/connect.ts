@@ -8,7 +8,7 @@ import { formatEndpoint, type Family, AF_INET } from '../core/address.js';
 import { ERRNO, errnoName } from '../core/errno.js';
 import { usageError } from '../core/errors.js';
 import { filterConstants, type FilterOptions } from '../core/filters.js';
-import { btfTracepointMissing, tracepointMissing } from '../core/hooks.js';
+import { preferHook, syscalls, tracepoint, type HookPreference } from '../core/hooks.js';
 import { Log2Histogram, type HistogramData } from '../core/histogram.js';
 import { ClockMapper, readAddress, readCString, type Layout } from '../core/record.js';
 import { Reservoir } from '../core/reservoir.js';
@@ -120,30 +120,30 @@ export function decodeConnect(view: DataView, o: number, clock: ClockMapper): Co
 export interface ConnectOptions extends FilterOptions, TraceOptions {
   /** Only connects by this process (filtered in the kernel: the caller is known at connect()). */
   pid?: number;
-  hook?: 'auto' | 'tp_btf' | 'tracepoint';
+  /** Force how state changes and retransmits are hooked (the classic tracepoint needs tracefs). */
+  hook?: Extract<HookPreference, 'auto' | 'tp_btf' | 'raw_tp' | 'tracepoint'>;
 }
 
 export function connectSpec(opts: ConnectOptions = {}): TraceSpec<ConnectEvent> {
   const clock = new ClockMapper();
   if (opts.pid !== undefined && (!Number.isInteger(opts.pid) || opts.pid < 1 || opts.pid > 0xffffffff)) throw usageError(`invalid pid ${opts.pid}: must be a positive integer`);
-  const hook = opts.hook ?? 'auto';
-  const pick = <T>(btf: T, classic: T) => (hook === 'tp_btf' ? [btf] : hook === 'tracepoint' ? [classic] : [btf, classic]);
-  const tp = (program: string, category: string, name: string) => ({ program, hook: `tracepoint/${category}/${name}`, missing: () => tracepointMissing(category, name) });
-  const btf = (program: string, name: string) => ({ program, hook: `tp_btf/${name}`, missing: () => btfTracepointMissing(name) });
   return {
     tool: 'connect',
     recordSize: CONNECT_LAYOUT.size,
     constants: { ...filterConstants(opts), filter_pid: constU32(opts.pid ?? 0) },
     hooks: [
-      { feature: 'connect outcomes', required: true, alternatives: pick(btf('handle_set_state_btf', 'inet_sock_set_state'), tp('handle_set_state_tp', 'sock', 'inet_sock_set_state')) },
-      { feature: 'SYN retransmits', required: false, alternatives: pick(btf('handle_retransmit_btf', 'tcp_retransmit_skb'), tp('handle_retransmit_tp', 'tcp', 'tcp_retransmit_skb')) },
-      { feature: 'resets received', required: false, alternatives: [tp('handle_receive_reset', 'tcp', 'tcp_receive_reset')] },
-      // The classic record has no socket pointer, so only tp_btf serves; sk_err at close is the fallback.
-      { feature: 'error reports', required: false, alternatives: [btf('handle_error_report_btf', 'inet_sk_error_report')] },
-      { feature: 'connect() failures before SYN (entry)', required: false, alternatives: [tp('handle_connect_enter', 'syscalls', 'sys_enter_connect')] },
-      { feature: 'connect() failures before SYN (exit)', required: false, alternatives: [tp('handle_connect_exit', 'syscalls', 'sys_exit_connect')] },
-      { feature: 'errors read with SO_ERROR (entry)', required: false, alternatives: [tp('handle_getsockopt_enter', 'syscalls', 'sys_enter_getsockopt')] },
-      { feature: 'errors read with SO_ERROR (exit)', required: false, alternatives: [tp('handle_getsockopt_exit', 'syscalls', 'sys_exit_getsockopt')] },
+      { feature: 'connect outcomes', required: true, alternatives: preferHook(tracepoint('sock', 'inet_sock_set_state', 'handle_set_state'), opts.hook) },
+      { feature: 'SYN retransmits', required: false, alternatives: preferHook(tracepoint('tcp', 'tcp_retransmit_skb', 'handle_retransmit'), opts.hook) },
+      { feature: 'resets received', required: false, alternatives: tracepoint('tcp', 'tcp_receive_reset', 'handle_receive_reset') },
+      // The classic record has no socket pointer: tp_btf or raw_tp only; sk_err at close is the fallback.
+      { feature: 'error reports', required: false, alternatives: tracepoint('sock', 'inet_sk_error_report', 'handle_error_report', { classic: false }) },
+      {
+        feature: 'connect() and getsockopt(SO_ERROR) results (failures before SYN, errors the application read)', required: false,
+        alternatives: syscalls('handle_sys_enter', 'handle_sys_exit', {
+          names: ['connect', 'getsockopt'],
+          programs: ['handle_connect_enter_tp', 'handle_connect_exit_tp', 'handle_getsockopt_enter_tp', 'handle_getsockopt_exit_tp'],
+        }),
+      },
     ],
     decode: (view, o) => decodeConnect(view, o, clock),
   };

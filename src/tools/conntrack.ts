@@ -9,12 +9,12 @@ import { readFileSync } from 'node:fs';
 import { formatEndpoint, type Family, AF_INET } from '../core/address.js';
 import { addon, type NativeBpfObject } from '../core/addon.js';
 import { filterConstants, type FilterOptions } from '../core/filters.js';
-import { fentryMissing, kprobeMissing } from '../core/hooks.js';
+import { fentry, kprobe, type HookAlternative } from '../core/hooks.js';
 import { Log2Histogram, type HistogramData } from '../core/histogram.js';
 import { ConntrackEventStream, type CtLine, type CtTuple } from '../core/nat.js';
 import { ClockMapper, readAddress, type Layout } from '../core/record.js';
 import { BoundedTable, OTHER_KEY } from '../core/table.js';
-import { Trace, type TraceCounters, type HookAlternative, type StartInfo, type TraceOptions, type TraceSpec } from '../core/trace.js';
+import { Trace, type TraceCounters, type StartInfo, type TraceOptions, type TraceSpec } from '../core/trace.js';
 
 /** struct ct_event (bpf/conntrack.h): [offset, size] of each field. */
 export const CONNTRACK_LAYOUT = {
@@ -136,9 +136,10 @@ const NFPROTO_IPV4 = 2, NFPROTO_IPV6 = 10, NF_INET_LOCAL_IN = 1, NF_INET_POST_RO
 const BEFORE_CONFIRM_PRIORITY = 2147483646;
 
 const netfilterAlternative: HookAlternative = {
-  program: 'handle_nf_confirm',
+  kind: 'netfilter',
+  programs: ['handle_nf_confirm'],
   hook: 'netfilter LOCAL_IN+POST_ROUTING just before conntrack confirm (this netns)',
-  missing: () => (netfilterTypes() ? null : 'no BPF netfilter programs in this kernel (needs >= 6.4)'),
+  missing: () => (netfilterTypes() ? null : { cause: 'kernel', reason: 'no BPF netfilter programs in this kernel (needs >= 6.4)' }),
   prepare: (obj, program) => {
     const t = netfilterTypes()!;
     obj.setProgramType(program, t.progType, t.attachType);
@@ -166,7 +167,7 @@ export function conntrackSpec(opts: ConntrackOptions = {}): TraceSpec<ConntrackE
   const clock = new ClockMapper();
   const states = tcpConntrackStates();
   // --mechanism ctnetlink: every BPF alternative is passed over (so none autoloads), and user space reads ctnetlink.
-  const notWanted = (alt: HookAlternative): HookAlternative => (opts.mechanism === 'ctnetlink' ? { ...alt, missing: () => 'ctnetlink requested' } : alt);
+  const notWanted = (alt: HookAlternative): HookAlternative => (opts.mechanism === 'ctnetlink' ? { ...alt, missing: () => ({ cause: 'environment', reason: 'ctnetlink requested' }) } : alt);
   return {
     tool: 'conntrack',
     recordSize: CONNTRACK_LAYOUT.size,
@@ -176,8 +177,8 @@ export function conntrackSpec(opts: ConntrackOptions = {}): TraceSpec<ConntrackE
         feature: 'new entries',
         required: false,
         alternatives: [
-          { program: 'handle_confirm_fexit', hook: 'fexit/__nf_conntrack_confirm', missing: () => fentryMissing('__nf_conntrack_confirm') },
-          { program: 'handle_confirm_kprobe', hook: 'kprobe/__nf_conntrack_confirm', missing: () => kprobeMissing('__nf_conntrack_confirm') },
+          fentry('__nf_conntrack_confirm', 'handle_confirm_fexit', 'fexit'),
+          kprobe('__nf_conntrack_confirm', 'handle_confirm_kprobe'),
           netfilterAlternative,
         ].map(notWanted),
       },
@@ -185,8 +186,8 @@ export function conntrackSpec(opts: ConntrackOptions = {}): TraceSpec<ConntrackE
         feature: 'destroyed entries',
         required: false,
         alternatives: [
-          { program: 'handle_delete_fexit', hook: 'fexit/nf_ct_delete', missing: () => fentryMissing('nf_ct_delete') },
-          { program: 'handle_delete_kprobe', hook: 'kprobe/nf_ct_delete', missing: () => kprobeMissing('nf_ct_delete') },
+          fentry('nf_ct_delete', 'handle_delete_fexit', 'fexit'),
+          kprobe('nf_ct_delete', 'handle_delete_kprobe'),
         ].map(notWanted),
       },
     ],
@@ -281,6 +282,8 @@ export class ConntrackTrace extends Trace<ConntrackEvent> {
           const h = info.hooks.find((x) => x.feature === feature)!;
           h.hook = via;
           h.program = null;
+          h.programs = [];
+          delete h.unavailable;
         }
       }
       return info;

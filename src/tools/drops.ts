@@ -12,14 +12,14 @@ import { AF_INET, AF_INET6, formatEndpoint, type Family } from '../core/address.
 import { addon } from '../core/addon.js';
 import { usageError, NetbpfError } from '../core/errors.js';
 import { filterConstants, type FilterOptions } from '../core/filters.js';
-import { btfTracepointMissing, fentryMissing, kprobeMissing, tracepointMissing } from '../core/hooks.js';
+import { fentry, kprobe, tracepoint, type HookAlternative, type HookPreference } from '../core/hooks.js';
 import { Log2Histogram, type HistogramData } from '../core/histogram.js';
 import { Kallsyms, kernelAddressKey } from '../core/kallsyms.js';
 import { ClockMapper, readAddress, type Layout } from '../core/record.js';
 import { BoundedTable, OTHER_KEY } from '../core/table.js';
 import { tcpStateName, type TcpState } from '../core/tcp.js';
 import type { NativeBpfObject } from '../core/addon.js';
-import { constU32, Trace, type HookAlternative, type StartInfo, type TraceOptions, type TraceSpec } from '../core/trace.js';
+import { constU32, Trace, type StartInfo, type TraceOptions, type TraceSpec } from '../core/trace.js';
 
 /** struct drop_event (bpf/drops.h): [offset, size] of each field. */
 export const DROPS_LAYOUT = {
@@ -265,8 +265,8 @@ export interface DropsOptions extends FilterOptions, TraceOptions {
   reasons?: string[];
   /** Capture and symbolize the kernel stack of each drop. */
   stack?: boolean;
-  /** Force a hook: "tp_btf", "tracepoint", or "tcp_drop" (fentry, else kprobe; no reasons). */
-  hook?: 'auto' | 'tp_btf' | 'tracepoint' | 'tcp_drop';
+  /** Force a hook: "tp_btf", "raw_tp", "tracepoint" (classic: needs tracefs), or "tcp_drop" (fentry, else kprobe; no reasons). */
+  hook?: Extract<HookPreference, 'auto' | 'tp_btf' | 'raw_tp' | 'tracepoint'> | 'tcp_drop';
 }
 
 const STACK_DEPTH = 127;
@@ -303,21 +303,19 @@ const AGG_OTHER_KEYS = 1024;
 export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) => string[], kernel?: KernelAggregation): TraceSpec<DropEvent> {
   const reasons = DropReasons.kernel();
   const ctx: DropDecodeContext = { clock: new ClockMapper(), reasons, stack: stackLookup };
-  const btf: HookAlternative = { program: 'handle_kfree_skb_btf', hook: 'tp_btf/kfree_skb', missing: () => btfTracepointMissing('kfree_skb') };
-  const classic: HookAlternative = { program: 'handle_kfree_skb_tp', hook: 'tracepoint/skb/kfree_skb', missing: () => tracepointMissing('skb', 'kfree_skb') };
-  const fentry: HookAlternative = { program: 'handle_tcp_drop_fentry', hook: 'fentry/tcp_drop', missing: () => fentryMissing('tcp_drop') };
-  const kprobe: HookAlternative = { program: 'handle_tcp_drop_kprobe', hook: 'kprobe/tcp_drop', missing: () => kprobeMissing('tcp_drop') };
+  const kfree: HookAlternative[] = tracepoint('skb', 'kfree_skb', 'handle_kfree_skb');
+  const tcpDrop: HookAlternative[] = [fentry('tcp_drop', 'handle_tcp_drop_fentry'), kprobe('tcp_drop', 'handle_tcp_drop_kprobe')];
   const hook = opts.hook ?? 'auto';
   // Without drop reasons kfree_skb cannot tell drops from normal frees; tcp_drop() can (TCP only).
-  const auto = reasons.available ? [btf, classic, fentry, kprobe] : [fentry, kprobe, btf, classic];
-  const alternatives = hook === 'tp_btf' ? [btf] : hook === 'tracepoint' ? [classic] : hook === 'tcp_drop' ? [fentry, kprobe] : auto;
+  const auto = reasons.available ? [...kfree, ...tcpDrop] : [...tcpDrop, ...kfree];
+  const alternatives = hook === 'auto' ? auto : hook === 'tcp_drop' ? tcpDrop : kfree.filter((a) => a.kind === hook);
   return {
     tool: 'drops',
     recordSize: DROPS_LAYOUT.size,
     constants: dropsConstants(opts, reasons, !!kernel),
     mapSizes: { stacks: opts.stack ? STACK_ENTRIES : 1, drop_agg: kernel ? kernel.keys : 1, drop_agg_other: kernel ? AGG_OTHER_KEYS : 1 },
     hooks: [{ feature: 'packet drops', required: true, alternatives }],
-    disabledPrograms: [btf, classic, fentry, kprobe].filter((a) => !alternatives.includes(a)).map((a) => a.program),
+    disabledPrograms: auto.filter((a) => !alternatives.includes(a)).flatMap((a) => a.programs),
     decode: (view, o) => decodeDrop(view, o, ctx),
     beforeClose: kernel ? (obj) => kernel.beforeClose(obj) : undefined,
     kernelEvents: kernel ? () => kernel.events() : undefined,

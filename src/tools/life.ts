@@ -7,7 +7,7 @@
 import { formatEndpoint, type Family, AF_INET } from '../core/address.js';
 import { ERRNO, errnoName } from '../core/errno.js';
 import { filterConstants, type FilterOptions } from '../core/filters.js';
-import { btfTracepointMissing, tracepointMissing } from '../core/hooks.js';
+import { preferHook, tracepoint, type HookPreference } from '../core/hooks.js';
 import { Log2Histogram, type HistogramData } from '../core/histogram.js';
 import { ClockMapper, readAddress, readCString, type Layout } from '../core/record.js';
 import { BoundedTable, OTHER_KEY } from '../core/table.js';
@@ -173,8 +173,8 @@ export interface LifeOptions extends FilterOptions, TraceOptions {
   /** Only connections owned by this process. Filtered in user space: an accepted connection's owner is
    * learned after the handshake, so the kernel cannot drop its events early. */
   pid?: number;
-  /** Force a hook instead of the best available. */
-  hook?: 'auto' | 'tp_btf' | 'tracepoint';
+  /** Force how state changes are hooked instead of the best available (the classic tracepoint needs tracefs). */
+  hook?: Extract<HookPreference, 'auto' | 'tp_btf' | 'raw_tp' | 'tracepoint'>;
   /** Most live connections tracked at once (kernel hash map); more are counted as untracked. Default 65536. */
   maxConnections?: number;
 }
@@ -182,24 +182,17 @@ export interface LifeOptions extends FilterOptions, TraceOptions {
 export function lifeSpec(opts: LifeOptions = {}): TraceSpec<LifeEvent> {
   const clock = new ClockMapper();
   if (opts.pid !== undefined && (!Number.isInteger(opts.pid) || opts.pid < 1)) throw usageError(`invalid pid ${opts.pid}: must be a positive integer`);
-  const btf = { program: 'handle_set_state_btf', hook: 'tp_btf/inet_sock_set_state', missing: () => btfTracepointMissing('inet_sock_set_state') };
-  const classic = { program: 'handle_set_state_tp', hook: 'tracepoint/sock/inet_sock_set_state', missing: () => tracepointMissing('sock', 'inet_sock_set_state') };
-  const hook = opts.hook ?? 'auto';
-  const tp = (feature: string, program: string, category: string, name: string) => ({
-    feature, required: false,
-    alternatives: [{ program, hook: `tracepoint/${category}/${name}`, missing: () => tracepointMissing(category, name) }],
-  });
   return {
     tool: 'life',
     recordSize: LIFE_LAYOUT.size,
     constants: filterConstants(opts),
     mapSizes: opts.maxConnections ? { births: opts.maxConnections } : undefined,
     hooks: [
-      { feature: 'connection state changes', required: true, alternatives: hook === 'tp_btf' ? [btf] : hook === 'tracepoint' ? [classic] : [btf, classic] },
-      tp('resets sent', 'handle_send_reset', 'tcp', 'tcp_send_reset'),
-      tp('resets received', 'handle_receive_reset', 'tcp', 'tcp_receive_reset'),
-      tp('owner of accepted connections (recvmsg)', 'handle_recv_length', 'sock', 'sock_recv_length'),
-      tp('owner of accepted connections (sendmsg)', 'handle_send_length', 'sock', 'sock_send_length'),
+      { feature: 'connection state changes', required: true, alternatives: preferHook(tracepoint('sock', 'inet_sock_set_state', 'handle_set_state'), opts.hook) },
+      { feature: 'resets sent', required: false, alternatives: tracepoint('tcp', 'tcp_send_reset', 'handle_send_reset') },
+      { feature: 'resets received', required: false, alternatives: tracepoint('tcp', 'tcp_receive_reset', 'handle_receive_reset') },
+      { feature: 'owner of accepted connections (recvmsg)', required: false, alternatives: tracepoint('sock', 'sock_recv_length', 'handle_recv_length') },
+      { feature: 'owner of accepted connections (sendmsg)', required: false, alternatives: tracepoint('sock', 'sock_send_length', 'handle_send_length') },
     ],
     decode: (view, o) => decodeLife(view, o, clock),
     accept: opts.pid === undefined ? undefined : (e) => e.pid === opts.pid,

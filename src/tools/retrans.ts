@@ -5,7 +5,7 @@
  */
 import { formatEndpoint, type Family, AF_INET } from '../core/address.js';
 import { filterConstants, type FilterOptions } from '../core/filters.js';
-import { btfTracepointMissing, tracepointMissing } from '../core/hooks.js';
+import { preferHook, tracepoint, type HookPreference } from '../core/hooks.js';
 import { Log2Histogram, type HistogramData } from '../core/histogram.js';
 import { ClockMapper, hashWords, readAddress, readCString, readU64, type Layout } from '../core/record.js';
 import { BoundedTable, OTHER_KEY } from '../core/table.js';
@@ -107,35 +107,20 @@ export function decodeRetrans(view: DataView, o: number, clock: ClockMapper): Re
 }
 
 export interface RetransOptions extends FilterOptions, TraceOptions {
-  /** Force a hook instead of the best available: "tp_btf" or "tracepoint". */
-  hook?: 'auto' | 'tp_btf' | 'tracepoint';
+  /** Force how retransmits are hooked instead of the best available: "tp_btf", "raw_tp" or "tracepoint" (classic: needs tracefs). */
+  hook?: Extract<HookPreference, 'auto' | 'tp_btf' | 'raw_tp' | 'tracepoint'>;
 }
 
 export function retransSpec(opts: RetransOptions = {}): TraceSpec<RetransEvent> {
   const clock = new ClockMapper();
-  const btf = { program: 'handle_retransmit_btf', hook: 'tp_btf/tcp_retransmit_skb', missing: () => btfTracepointMissing('tcp_retransmit_skb') };
-  const classic = { program: 'handle_retransmit_tp', hook: 'tracepoint/tcp/tcp_retransmit_skb', missing: () => tracepointMissing('tcp', 'tcp_retransmit_skb') };
-  const hook = opts.hook ?? 'auto';
   return {
     tool: 'retrans',
     recordSize: RETRANS_LAYOUT.size,
     constants: filterConstants(opts),
     hooks: [
-      {
-        feature: 'retransmits',
-        required: true,
-        alternatives: hook === 'tp_btf' ? [btf] : hook === 'tracepoint' ? [classic] : [btf, classic],
-      },
-      {
-        feature: 'SYN-ACK retransmits',
-        required: false,
-        alternatives: [{ program: 'handle_retransmit_synack', hook: 'tracepoint/tcp/tcp_retransmit_synack', missing: () => tracepointMissing('tcp', 'tcp_retransmit_synack') }],
-      },
-      {
-        feature: 'process attribution (connect)',
-        required: false,
-        alternatives: [{ program: 'handle_set_state', hook: 'tracepoint/sock/inet_sock_set_state', missing: () => tracepointMissing('sock', 'inet_sock_set_state') }],
-      },
+      { feature: 'retransmits', required: true, alternatives: preferHook(tracepoint('tcp', 'tcp_retransmit_skb', 'handle_retransmit'), opts.hook) },
+      { feature: 'SYN-ACK retransmits', required: false, alternatives: tracepoint('tcp', 'tcp_retransmit_synack', 'handle_retransmit_synack') },
+      { feature: 'process attribution (connect)', required: false, alternatives: tracepoint('sock', 'inet_sock_set_state', 'handle_set_state') },
     ],
     decode: (view, o) => decodeRetrans(view, o, clock),
   };

@@ -43,7 +43,7 @@ const tcp4 = { family: 2, saddr: '10.0.0.1', daddr: '10.0.0.2', sport: 40000, dp
 
 describe('JSON lines follow docs/schema', () => {
   it('start and counters lines', () => {
-    valid('retrans', { type: 'start', tool: 'retrans', time: Date.now(), startupMs: 12.5, hooks: [{ feature: 'retransmits', hook: 'tp_btf/tcp_retransmit_skb', program: 'p', skipped: [] }, { feature: 'x', hook: null, program: null, skipped: ['kprobe/x: no kprobes'] }] });
+    valid('retrans', { type: 'start', tool: 'retrans', time: Date.now(), startupMs: 12.5, hooks: [{ feature: 'retransmits', hook: 'tp_btf/tcp_retransmit_skb', program: 'p', programs: ['p'], skipped: [] }, { feature: 'x', hook: null, program: null, programs: [], skipped: ['kprobe/x: no kprobes'], unavailable: 'kernel' }] });
     valid('retrans', { type: 'counters', tool: 'retrans', time: Date.now(), events: 1, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0 });
     expect(schemas.validateLine('retrans', { type: 'counters', tool: 'retrans', time: 1, events: 1.5, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0, extra: 1 })).toEqual(['$.events: expected integer, got number', '$: unexpected field extra']);
   });
