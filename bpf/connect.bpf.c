@@ -17,7 +17,10 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-const struct connect_event *unused_connect_event __attribute__((unused));
+/* The record contract with src/tools/connect/bpf.gen.ts (see NETBPF_CONTRACT). */
+NETBPF_CONTRACT(struct connect_event);
+NETBPF_CONTRACT(enum connect_kind);
+NETBPF_CONTRACT(enum connect_flags);
 
 /* Only connects by this process (tgid); 0 = any. Known at connect() time, so filtered here. */
 const volatile __u32 filter_pid = 0;

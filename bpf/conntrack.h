@@ -1,5 +1,5 @@
 /* netbpf conntrack: the record one conntrack entry's creation or destruction produces. The contract between
- * bpf/conntrack.bpf.c and src/tools/conntrack.ts (CONNTRACK_LAYOUT, checked against this object's BTF). */
+ * bpf/conntrack.bpf.c and src/tools/conntrack.ts (generated into src/tools/conntrack/bpf.gen.ts from BTF). */
 #ifndef NETBPF_CONNTRACK_H
 #define NETBPF_CONNTRACK_H
 
@@ -8,6 +8,12 @@
 enum ct_event_kind {
 	CT_EVENT_NEW = 1,     /* entry confirmed (inserted into the table) */
 	CT_EVENT_DESTROY = 2, /* entry removed from the table (timeout, RST/close, flush, early drop) */
+};
+
+/* ct_event.flags */
+enum ct_flags {
+	CT_FLAG_ACCT = 1,   /* packets/bytes present */
+	CT_FLAG_TSTAMP = 2, /* start_ns present */
 };
 
 struct ct_event {
@@ -31,11 +37,8 @@ struct ct_event {
 	__u8 protocol;        /* IPPROTO_* */
 	__u8 kind;            /* enum ct_event_kind */
 	__u8 tcp_state;       /* enum tcp_conntrack (TCP only), else 0 */
-	__u8 flags;           /* CT_FLAG_* */
+	__u8 flags;           /* enum ct_flags */
 	__u8 pad[4];          /* explicit: no implicit padding, every byte written */
 };
-
-#define CT_FLAG_ACCT 1    /* packets/bytes present */
-#define CT_FLAG_TSTAMP 2  /* start_ns present */
 
 #endif

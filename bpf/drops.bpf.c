@@ -16,10 +16,13 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Keeps struct drop_event in this object's BTF for the layout test. */
-const struct drop_event *unused_drop_event __attribute__((unused));
-const struct drop_agg_key *unused_drop_agg_key __attribute__((unused));
-const struct drop_agg_value *unused_drop_agg_value __attribute__((unused));
+/* The record contract with src/tools/drops/bpf.gen.ts (see NETBPF_CONTRACT). */
+NETBPF_CONTRACT(struct drop_event);
+NETBPF_CONTRACT(struct drop_agg_key);
+NETBPF_CONTRACT(struct drop_agg_value);
+NETBPF_CONTRACT(enum drop_flags);
+NETBPF_CONTRACT(enum drop_reason_consts);
+NETBPF_CONTRACT(enum drop_agg_consts);
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD

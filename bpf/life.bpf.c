@@ -16,8 +16,12 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Keeps struct life_event in this object's BTF for the layout test. */
-const struct life_event *unused_life_event __attribute__((unused));
+/* The record contract with src/tools/life/bpf.gen.ts (see NETBPF_CONTRACT). */
+NETBPF_CONTRACT(struct life_event);
+NETBPF_CONTRACT(enum life_kind);
+NETBPF_CONTRACT(enum life_direction);
+NETBPF_CONTRACT(enum life_owner_source);
+NETBPF_CONTRACT(enum life_flags);
 
 /* What is known about a live connection between its first state change and its close. */
 struct birth {

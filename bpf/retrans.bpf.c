@@ -14,8 +14,9 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Keeps struct retrans_event in this object's BTF for the layout test. */
-const struct retrans_event *unused_retrans_event __attribute__((unused));
+/* The record contract with src/tools/retrans/bpf.gen.ts (see NETBPF_CONTRACT). */
+NETBPF_CONTRACT(struct retrans_event);
+NETBPF_CONTRACT(enum retrans_kind);
 
 /* Loss-probe timer id from include/net/inet_connection_sock.h (a #define, so not in BTF; stable since 3.10). */
 #define ICSK_TIME_LOSS_PROBE 5

@@ -15,7 +15,7 @@ export { Log2Histogram, renderHistogram } from './core/histogram.js';
 export type { HistogramData } from './core/histogram.js';
 export { parseCidr, formatAddress, formatEndpoint } from './core/address.js';
 export type { Family, Cidr } from './core/address.js';
-export { drops, dropsSpec, decodeDrop, dropsConstants, dropReasonsNote, DropsAggregator, DropReasons, DROPS_LAYOUT, DROPS_AGG_KEY_LAYOUT, DROPS_AGG_VALUE_LAYOUT, dropsSummary, DropsSummaryTrace, KernelDropsReader, DROP_F, DROP_REASON_UNAVAILABLE, PURGE_REASONS, PURGE_FUNCTIONS, dropCategory, tcpFlagsText } from './tools/drops.js';
+export { drops, dropsSpec, decodeDrop, dropsConstants, dropReasonsNote, DropsAggregator, DropReasons, DROPS_LAYOUT, DROPS_AGG_KEY_LAYOUT, DROPS_AGG_VALUE_LAYOUT, dropsSummary, DropsSummaryTrace, KernelDropsReader, DROP_FLAGS, DROP_REASON_UNAVAILABLE, PURGE_REASONS, PURGE_FUNCTIONS, dropCategory, tcpFlagsText } from './tools/drops.js';
 export type { DropEvent, DropsOptions, DropRow, DropsSummary, DropCategory, Direction, DropDecodeContext, ReasonTotal, DropsAggregatorOptions } from './tools/drops.js';
 export { Kallsyms } from './core/kallsyms.js';
 export { life, lifeSpec, decodeLife, closeReason, lifeKey, LifeTrace, LifeAggregator, LIFE_LAYOUT, CLOSE_REASONS } from './tools/life.js';

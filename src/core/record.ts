@@ -1,12 +1,19 @@
 /** Helpers for decoding fixed-layout records from a ring buffer batch. */
-import { formatAddress } from './address.js';
+import { AF_INET, formatAddress } from './address.js';
+import { NETBPF_LIMITS } from './netbpf.gen.js';
 
-/** A record layout: byte offset and size of each field, mirroring a struct in bpf/<tool>.h. */
+/** A struct of bpf/<tool>.h as its BTF lays it out (generated into *.gen.ts files by scripts/gen-contract.mjs). */
 export interface Layout {
   struct: string;
   size: number;
+  /** Bytes from one CPU's copy to the next in a per-CPU map value: size rounded up to 8. */
+  stride: number;
   fields: Record<string, readonly [offset: number, size: number]>;
+  /** Array fields: element size and count. */
+  arrays: Record<string, readonly [elementSize: number, count: number]>;
 }
+
+const { NETBPF_ADDR_LEN } = NETBPF_LIMITS;
 
 const textDecoder = new TextDecoder('utf-8', { fatal: false });
 
@@ -42,17 +49,17 @@ const ADDRESS_CACHE_MAX = 65536;
 const v4Cache = new Map<number, string>();
 
 export function readAddress(view: DataView, offset: number, family: number): string {
-  if (family === 2) {
+  if (family === AF_INET) {
     const v4 = view.getUint32(offset + 12, false);
     let text = v4Cache.get(v4);
     if (text === undefined) {
-      text = formatAddress(new Uint8Array(view.buffer, view.byteOffset + offset, 16), 0, family);
+      text = formatAddress(new Uint8Array(view.buffer, view.byteOffset + offset, NETBPF_ADDR_LEN), 0, family);
       if (v4Cache.size >= ADDRESS_CACHE_MAX) v4Cache.clear();
       v4Cache.set(v4, text);
     }
     return text;
   }
-  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, 16);
+  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, NETBPF_ADDR_LEN);
   const key = String.fromCharCode.apply(null, bytes as unknown as number[]);
   let text = addressCache.get(key);
   if (text === undefined) {

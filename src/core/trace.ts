@@ -7,6 +7,7 @@ import { channel } from 'node:diagnostics_channel';
 import { addon, bpfObjectPath, type NativeBpfObject, type NativeRingBuffer } from './addon.js';
 import { fromAddonError, NetbpfError } from './errors.js';
 import { decidingCause, TRACEFS_ACCESS_HINT, type HookSpec, type UnavailableCause } from './hooks.js';
+import { NETBPF_RODATA } from './netbpf.gen.js';
 
 export type { HookAlternative, HookSpec } from './hooks.js';
 
@@ -30,6 +31,8 @@ export interface TraceSpec<E> {
   hooks: HookSpec[];
   /** Read-only globals to set before load (filters), by name. */
   constants: Record<string, Buffer>;
+  /** Sizes of the object's own read-only globals (its generated <TOOL>_RODATA): constants are checked against them. */
+  rodata?: Readonly<Record<string, number>>;
   /** Record size the decoder expects; records of another size are counted as malformed. */
   recordSize: number;
   decode(view: DataView, offset: number): E;
@@ -105,6 +108,7 @@ export class Trace<E> implements AsyncIterable<E> {
   info: StartInfo | null = null;
 
   constructor(spec: TraceSpec<E>, opts: TraceOptions = {}) {
+    checkConstants(spec);
     this.spec = spec;
     const ringBufferBytes = opts.ringBufferBytes ?? 4 * 1024 * 1024;
     if (!Number.isInteger(ringBufferBytes) || ringBufferBytes < 4096 || (ringBufferBytes & (ringBufferBytes - 1)) !== 0) {
@@ -322,6 +326,17 @@ export class Trace<E> implements AsyncIterable<E> {
 
   async *[Symbol.asyncIterator](): AsyncGenerator<E> {
     for await (const batch of this.batches()) yield* batch;
+  }
+}
+
+/** Throws unless every constant is a read-only global of the tool's object, of its size (the generated contract). */
+export function checkConstants(spec: Pick<TraceSpec<unknown>, 'tool' | 'constants' | 'rodata'>): void {
+  if (!spec.rodata) return;
+  const sizes: Readonly<Record<string, number>> = { ...NETBPF_RODATA, ...spec.rodata };
+  for (const [name, value] of Object.entries(spec.constants)) {
+    const size = sizes[name];
+    if (size === undefined) throw new NetbpfError('runtime', `${spec.tool}: the BPF object has no read-only global ${name}`);
+    if (value.length !== size) throw new NetbpfError('runtime', `${spec.tool}: constant ${name} is ${value.length} bytes, the BPF object's is ${size}`);
   }
 }
 

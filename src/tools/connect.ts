@@ -10,26 +10,15 @@ import { usageError } from '../core/errors.js';
 import { filterConstants, type FilterOptions } from '../core/filters.js';
 import { preferHook, syscalls, tracepoint, type HookPreference } from '../core/hooks.js';
 import { Log2Histogram, type HistogramData } from '../core/histogram.js';
-import { ClockMapper, readAddress, readCString, type Layout } from '../core/record.js';
+import { ClockMapper, readAddress, readCString } from '../core/record.js';
 import { Reservoir } from '../core/reservoir.js';
 import { BoundedTable } from '../core/table.js';
 import { constU32, Trace, type TraceOptions, type TraceSpec } from '../core/trace.js';
+import { CONNECT_EVENT_LAYOUT, CONNECT_FLAGS, CONNECT_KIND, CONNECT_RODATA } from './connect/bpf.gen.js';
 
 /** struct connect_event (bpf/connect.h): [offset, size] of each field. */
-export const CONNECT_LAYOUT = {
-  struct: 'connect_event',
-  size: 96,
-  fields: {
-    ts_ns: [0, 8], start_ns: [8, 8], cgroup_id: [16, 8], saddr: [24, 16], daddr: [40, 16], netns: [56, 4],
-    pid: [60, 4], err: [64, 4], syn_retrans: [68, 4], family: [72, 2], sport: [74, 2], dport: [76, 2],
-    kind: [78, 1], flags: [79, 1], comm: [80, 16],
-  },
-} as const satisfies Layout;
-
-export const CONNECT_KIND = { established: 1, failed: 2 } as const;
-export const CONNECT_RST_RECEIVED = 1;
-export const CONNECT_BEFORE_SYN = 2;
-export const CONNECT_ERROR_REPORTED = 4;
+export { CONNECT_EVENT_LAYOUT as CONNECT_LAYOUT };
+const { CONNECT_RST_RECEIVED, CONNECT_BEFORE_SYN } = CONNECT_FLAGS;
 
 /**
  * Why a connect failed: refused (RST: reached the host, nothing listening), timeout (no answer after the
@@ -88,7 +77,7 @@ export interface ConnectFailedEvent extends ConnectEventBase {
 
 export type ConnectEvent = ConnectEstablishedEvent | ConnectFailedEvent;
 
-const F = CONNECT_LAYOUT.fields;
+const F = CONNECT_EVENT_LAYOUT.fields;
 
 export function decodeConnect(view: DataView, o: number, clock: ClockMapper): ConnectEvent {
   const family = view.getUint16(o + F.family[0], true);
@@ -108,7 +97,7 @@ export function decodeConnect(view: DataView, o: number, clock: ClockMapper): Co
     cgroupId: Number(view.getBigUint64(o + F.cgroup_id[0], true)),
   };
   const us = (ts - start) / 1000;
-  if (view.getUint8(o + F.kind[0]) === CONNECT_KIND.established) return { ...base, type: 'established', latencyUs: us };
+  if (view.getUint8(o + F.kind[0]) === CONNECT_KIND.CONNECT_ESTABLISHED) return { ...base, type: 'established', latencyUs: us };
   const err = view.getInt32(o + F.err[0], true);
   const flags = view.getUint8(o + F.flags[0]);
   return {
@@ -129,8 +118,9 @@ export function connectSpec(opts: ConnectOptions = {}): TraceSpec<ConnectEvent> 
   if (opts.pid !== undefined && (!Number.isInteger(opts.pid) || opts.pid < 1 || opts.pid > 0xffffffff)) throw usageError(`invalid pid ${opts.pid}: must be a positive integer`);
   return {
     tool: 'connect',
-    recordSize: CONNECT_LAYOUT.size,
+    recordSize: CONNECT_EVENT_LAYOUT.size,
     constants: { ...filterConstants(opts), filter_pid: constU32(opts.pid ?? 0) },
+    rodata: CONNECT_RODATA,
     hooks: [
       { feature: 'connect outcomes', required: true, alternatives: preferHook(tracepoint('sock', 'inet_sock_set_state', 'handle_set_state'), opts.hook) },
       { feature: 'SYN retransmits', required: false, alternatives: preferHook(tracepoint('tcp', 'tcp_retransmit_skb', 'handle_retransmit'), opts.hook) },

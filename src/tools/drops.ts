@@ -15,50 +15,27 @@ import { filterConstants, type FilterOptions } from '../core/filters.js';
 import { fentry, kprobe, tracepoint, type HookAlternative, type HookPreference } from '../core/hooks.js';
 import { Log2Histogram, type HistogramData } from '../core/histogram.js';
 import { Kallsyms, kernelAddressKey } from '../core/kallsyms.js';
-import { ClockMapper, readAddress, type Layout } from '../core/record.js';
+import { ClockMapper, readAddress } from '../core/record.js';
 import { BoundedTable, OTHER_KEY } from '../core/table.js';
 import { tcpStateName, type TcpState } from '../core/tcp.js';
 import type { NativeBpfObject } from '../core/addon.js';
 import { constU32, Trace, type StartInfo, type TraceOptions, type TraceSpec } from '../core/trace.js';
+import { DROPS_RODATA, DROP_AGG_CONSTS, DROP_AGG_KEY_LAYOUT, DROP_AGG_VALUE_LAYOUT, DROP_EVENT_LAYOUT, DROP_FLAGS, DROP_REASON_CONSTS } from './drops/bpf.gen.js';
 
 /** struct drop_event (bpf/drops.h): [offset, size] of each field. */
-export const DROPS_LAYOUT = {
-  struct: 'drop_event',
-  size: 80,
-  fields: {
-    ts_ns: [0, 8], location: [8, 8], saddr: [16, 16], daddr: [32, 16], netns: [48, 4], reason: [52, 4],
-    len: [56, 4], stack_id: [60, 4], ifindex: [64, 4], l3_proto: [68, 2], family: [70, 2], sport: [72, 2],
-    dport: [74, 2], l4_proto: [76, 1], tcp_flags: [77, 1], state: [78, 1], flags: [79, 1],
-  },
-} as const satisfies Layout;
-
+export { DROP_EVENT_LAYOUT as DROPS_LAYOUT };
 /** struct drop_agg_key (bpf/drops.h): the in-kernel summary key of summary-only runs. */
-export const DROPS_AGG_KEY_LAYOUT = {
-  struct: 'drop_agg_key',
-  size: 56,
-  fields: {
-    saddr: [0, 16], daddr: [16, 16], location: [32, 8], reason: [40, 4], family: [44, 2], sport: [46, 2],
-    dport: [48, 2], l4_proto: [50, 1], flags: [51, 1], pad: [52, 4],
-  },
-} as const satisfies Layout;
-
+export { DROP_AGG_KEY_LAYOUT as DROPS_AGG_KEY_LAYOUT };
 /** struct drop_agg_value (bpf/drops.h): one CPU's cumulative counts for a key. */
-export const DROPS_AGG_VALUE_LAYOUT = {
-  struct: 'drop_agg_value',
-  size: 304,
-  fields: { count: [0, 8], bytes: [8, 8], first_ns: [16, 8], last_ns: [24, 8], min_len: [32, 4], max_len: [36, 4], len_log2: [40, 264] },
-} as const satisfies Layout;
+export { DROP_AGG_VALUE_LAYOUT as DROPS_AGG_VALUE_LAYOUT };
+/** enum drop_flags (bpf/drops.h): drop_event.flags. */
+export { DROP_FLAGS };
 
-/** DROP_AGG_OTHER (bpf/drops.h): the key of drops folded into "other" in the kernel. */
-const DROP_AGG_OTHER = 0x80;
-const AGG_LEN_BUCKETS = 33;
-
-/** enum drop_flags (bpf/drops.h). */
-export const DROP_F = { RECEIVED: 1, SOCKET: 2, HEADERS: 4, SOCK_TUPLE: 8, NO_PORTS: 16 } as const;
+const { DROP_F_RECEIVED, DROP_F_SOCKET, DROP_F_HEADERS, DROP_F_SOCK_TUPLE, DROP_F_NO_PORTS } = DROP_FLAGS;
+const { DROP_AGG_LEN_BUCKETS, DROP_AGG_OTHER } = DROP_AGG_CONSTS;
+const { DROP_REASON_FILTER_BITS } = DROP_REASON_CONSTS;
 /** drop_event.reason when the hook has no reason argument (tcp_drop, kernels < 5.17). */
-export const DROP_REASON_UNAVAILABLE = 0xffffffff;
-/** Mirrors DROP_REASON_FILTER_BITS: --reason values must be below it. */
-const REASON_FILTER_BITS = 512;
+export const DROP_REASON_UNAVAILABLE = DROP_REASON_CONSTS.DROP_REASON_UNAVAILABLE;
 
 /** Reasons that mean "a socket was torn down with data still queued", not a packet lost on the way. */
 export const PURGE_REASONS: ReadonlySet<string> = new Set(['SOCKET_CLOSE', 'QUEUE_PURGE', 'UNIX_DISCONNECT']);
@@ -132,7 +109,7 @@ export class DropReasons {
         const some = this.names().slice(0, 12).join(', ');
         throw usageError(`unknown drop reason '${n}'; this kernel's reasons include ${some}, ... (${this.names().length} in all)`);
       }
-      if (code >= REASON_FILTER_BITS) throw usageError(`drop reason '${n}' (${code}) cannot be filtered in the kernel (values below ${REASON_FILTER_BITS} only)`);
+      if (code >= DROP_REASON_FILTER_BITS) throw usageError(`drop reason '${n}' (${code}) cannot be filtered in the kernel (values below ${DROP_REASON_FILTER_BITS} only)`);
       return code;
     });
   }
@@ -182,7 +159,7 @@ export interface DropEvent {
   stack: string[];
 }
 
-const F = DROPS_LAYOUT.fields;
+const F = DROP_EVENT_LAYOUT.fields;
 const PROTO_NAMES: Record<number, string> = { 1: 'icmp', 2: 'igmp', 6: 'tcp', 17: 'udp', 33: 'dccp', 41: 'ipv6', 47: 'gre', 50: 'esp', 58: 'icmpv6', 132: 'sctp', 136: 'udplite' };
 const TCP_FLAG_NAMES = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR'];
 const tcpFlagsCache: string[] = [];
@@ -216,16 +193,16 @@ export function decodeDrop(view: DataView, o: number, ctx: DropDecodeContext): D
   const flags = view.getUint8(o + F.flags[0]);
   const fam = view.getUint16(o + F.family[0], true);
   const known = fam === AF_INET || fam === AF_INET6;
-  const hasPorts = known && !(flags & DROP_F.NO_PORTS);
+  const hasPorts = known && !(flags & DROP_F_NO_PORTS);
   const protoNum = view.getUint8(o + F.l4_proto[0]);
   const proto = protoNum === 0 && !known ? null : (PROTO_NAMES[protoNum] ?? String(protoNum));
-  const portsKnown = hasPorts && (protoNum === 6 || protoNum === 17 || protoNum === 136 || (flags & DROP_F.SOCK_TUPLE) !== 0);
+  const portsKnown = hasPorts && (protoNum === 6 || protoNum === 17 || protoNum === 136 || (flags & DROP_F_SOCK_TUPLE) !== 0);
   const saddr = known ? readAddress(view, o + F.saddr[0], fam) : null;
   const daddr = known ? readAddress(view, o + F.daddr[0], fam) : null;
   const sport = portsKnown ? view.getUint16(o + F.sport[0], true) : null;
   const dport = portsKnown ? view.getUint16(o + F.dport[0], true) : null;
-  const received = (flags & DROP_F.RECEIVED) !== 0;
-  const sockTuple = (flags & DROP_F.SOCK_TUPLE) !== 0;
+  const received = (flags & DROP_F_RECEIVED) !== 0;
+  const sockTuple = (flags & DROP_F_SOCK_TUPLE) !== 0;
   // Socket tuples are already local (s) / remote (d); packets received have their remote side as the source.
   const remoteIsSource = received && !sockTuple;
   const code = view.getUint32(o + F.reason[0], true);
@@ -248,8 +225,8 @@ export function decodeDrop(view: DataView, o: number, ctx: DropDecodeContext): D
     remoteAddr: remoteIsSource ? saddr : daddr,
     remotePort: remoteIsSource ? sport : dport,
     addressSource: !known ? 'none' : sockTuple ? 'socket' : 'packet',
-    tcpFlags: protoNum === 6 && (flags & DROP_F.HEADERS) && portsKnown ? tcpFlagsText(view.getUint8(o + F.tcp_flags[0])) : '',
-    state: flags & DROP_F.SOCKET && protoNum === 6 ? tcpStateName(view.getUint8(o + F.state[0])) : null,
+    tcpFlags: protoNum === 6 && (flags & DROP_F_HEADERS) && portsKnown ? tcpFlagsText(view.getUint8(o + F.tcp_flags[0])) : '',
+    state: flags & DROP_F_SOCKET && protoNum === 6 ? tcpStateName(view.getUint8(o + F.state[0])) : null,
     len: view.getUint32(o + F.len[0], true),
     netns: view.getUint32(o + F.netns[0], true),
     ifindex: view.getUint32(o + F.ifindex[0], true),
@@ -269,13 +246,12 @@ export interface DropsOptions extends FilterOptions, TraceOptions {
   hook?: Extract<HookPreference, 'auto' | 'tp_btf' | 'raw_tp' | 'tracepoint'> | 'tcp_drop';
 }
 
-const STACK_DEPTH = 127;
 const STACK_ENTRIES = 16384;
 
 /** The constants of bpf/drops.bpf.c for these options (reasons resolved via the kernel's BTF). */
 export function dropsConstants(opts: DropsOptions, reasons: DropReasons, aggregateInKernel = false): Record<string, Buffer> {
   const codes = reasons.resolve(opts.reasons ?? []);
-  const bitmap = Buffer.alloc(REASON_FILTER_BITS / 8);
+  const bitmap = Buffer.alloc(DROP_REASON_FILTER_BITS / 8);
   for (const c of codes) bitmap[c >> 3] |= 1 << (c & 7); // little-endian u64 words == byte-wise bits
   return {
     ...filterConstants(opts),
@@ -311,8 +287,9 @@ export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) =>
   const alternatives = hook === 'auto' ? auto : hook === 'tcp_drop' ? tcpDrop : kfree.filter((a) => a.kind === hook);
   return {
     tool: 'drops',
-    recordSize: DROPS_LAYOUT.size,
+    recordSize: DROP_EVENT_LAYOUT.size,
     constants: dropsConstants(opts, reasons, !!kernel),
+    rodata: DROPS_RODATA,
     mapSizes: { stacks: opts.stack ? STACK_ENTRIES : 1, drop_agg: kernel ? kernel.keys : 1, drop_agg_other: kernel ? AGG_OTHER_KEYS : 1 },
     hooks: [{ feature: 'packet drops', required: true, alternatives }],
     disabledPrograms: auto.filter((a) => !alternatives.includes(a)).flatMap((a) => a.programs),
@@ -348,7 +325,8 @@ function stackReader(trace: () => Trace<DropEvent>): (id: number) => string[] {
     if (value) {
       let syms: Kallsyms | null = null;
       try { syms = Kallsyms.load(); } catch { syms = null; }
-      for (let i = 0; i < STACK_DEPTH && (i + 1) * 8 <= value.length; i++) {
+      // The map's value: the kernel's stack depth of u64 addresses, zero after the last frame.
+      for (let i = 0; (i + 1) * 8 <= value.length; i++) {
         const lo = value.readUInt32LE(i * 8), hi = value.readUInt32LE(i * 8 + 4);
         if (!lo && !hi) break;
         const k = kernelAddressKey(hi, lo);
@@ -595,17 +573,18 @@ export class DropsAggregator {
   }
 }
 
-const AK = DROPS_AGG_KEY_LAYOUT.fields;
-const AV = DROPS_AGG_VALUE_LAYOUT.fields;
+const AK = DROP_AGG_KEY_LAYOUT.fields;
+const AV = DROP_AGG_VALUE_LAYOUT.fields;
+const BUCKET = DROP_AGG_VALUE_LAYOUT.arrays.len_log2[0];
 const u64 = (b: Buffer, o: number) => b.readUInt32LE(o) + b.readUInt32LE(o + 4) * 4294967296;
 
-/** One key's value summed over the CPUs (per-CPU map values come as `cpus` slots of the value size). */
+/** One key's value summed over the CPUs (per-CPU map values come as `cpus` slots, each `stride` bytes). */
 interface AggTotals { count: number; bytes: number; firstNs: number; lastNs: number; minLen: number; maxLen: number; lenLog2: Float64Array }
 
 function sumPerCpu(values: Buffer, o: number, cpus: number): AggTotals {
-  const t: AggTotals = { count: 0, bytes: 0, firstNs: 0, lastNs: 0, minLen: Infinity, maxLen: 0, lenLog2: new Float64Array(AGG_LEN_BUCKETS) };
+  const t: AggTotals = { count: 0, bytes: 0, firstNs: 0, lastNs: 0, minLen: Infinity, maxLen: 0, lenLog2: new Float64Array(DROP_AGG_LEN_BUCKETS) };
   for (let c = 0; c < cpus; c++) {
-    const v = o + c * DROPS_AGG_VALUE_LAYOUT.size;
+    const v = o + c * DROP_AGG_VALUE_LAYOUT.stride;
     const n = u64(values, v + AV.count[0]);
     if (n === 0) continue;
     t.count += n;
@@ -615,7 +594,7 @@ function sumPerCpu(values: Buffer, o: number, cpus: number): AggTotals {
     if (last > t.lastNs) t.lastNs = last;
     t.minLen = Math.min(t.minLen, values.readUInt32LE(v + AV.min_len[0]));
     t.maxLen = Math.max(t.maxLen, values.readUInt32LE(v + AV.max_len[0]));
-    for (let k = 0; k < AGG_LEN_BUCKETS; k++) t.lenLog2[k] += u64(values, v + AV.len_log2[0] + k * 8);
+    for (let k = 0; k < DROP_AGG_LEN_BUCKETS; k++) t.lenLog2[k] += u64(values, v + AV.len_log2[0] + k * BUCKET);
   }
   return t;
 }
@@ -627,7 +606,7 @@ function sumPerCpu(values: Buffer, o: number, cpus: number): AggTotals {
  */
 export class KernelDropsReader {
   private readonly seen = new Map<string, { event: DropEvent; t: AggTotals }>();
-  private readonly scratch = Buffer.alloc(DROPS_LAYOUT.size);
+  private readonly scratch = Buffer.alloc(DROP_EVENT_LAYOUT.size);
   /** Drops counted in the kernel as of the last dump. */
   events = 0;
 
@@ -637,9 +616,9 @@ export class KernelDropsReader {
   keyEvent(keys: Buffer, o: number): DropEvent {
     const r = this.scratch;
     r.fill(0);
-    keys.copy(r, F.saddr[0], o + AK.saddr[0], o + AK.saddr[0] + 16);
-    keys.copy(r, F.daddr[0], o + AK.daddr[0], o + AK.daddr[0] + 16);
-    keys.copy(r, F.location[0], o + AK.location[0], o + AK.location[0] + 8);
+    keys.copy(r, F.saddr[0], o + AK.saddr[0], o + AK.saddr[0] + AK.saddr[1]);
+    keys.copy(r, F.daddr[0], o + AK.daddr[0], o + AK.daddr[0] + AK.daddr[1]);
+    keys.copy(r, F.location[0], o + AK.location[0], o + AK.location[0] + AK.location[1]);
     r.writeUInt32LE(keys.readUInt32LE(o + AK.reason[0]), F.reason[0]);
     r.writeUInt16LE(keys.readUInt16LE(o + AK.family[0]), F.family[0]);
     r.writeUInt16LE(keys.readUInt16LE(o + AK.sport[0]), F.sport[0]);
@@ -652,8 +631,8 @@ export class KernelDropsReader {
 
   /** Feeds one dump (packed keys and per-CPU values, as mapDump returns them) into the aggregator. */
   ingest(dump: { count: number; keys: Buffer; values: Buffer }, cpus: number): void {
-    const ks = DROPS_AGG_KEY_LAYOUT.size;
-    const vs = DROPS_AGG_VALUE_LAYOUT.size * cpus;
+    const ks = DROP_AGG_KEY_LAYOUT.size;
+    const vs = DROP_AGG_VALUE_LAYOUT.stride * cpus;
     for (let i = 0; i < dump.count; i++) {
       const ko = i * ks;
       const id = dump.keys.toString('latin1', ko, ko + ks);
@@ -662,8 +641,8 @@ export class KernelDropsReader {
       const added = t.count - (prev?.t.count ?? 0);
       if (added <= 0) continue;
       const event = prev?.event ?? this.keyEvent(dump.keys, ko);
-      const lenLog2 = new Float64Array(AGG_LEN_BUCKETS);
-      for (let k = 0; k < AGG_LEN_BUCKETS; k++) lenLog2[k] = t.lenLog2[k] - (prev?.t.lenLog2[k] ?? 0);
+      const lenLog2 = new Float64Array(DROP_AGG_LEN_BUCKETS);
+      for (let k = 0; k < DROP_AGG_LEN_BUCKETS; k++) lenLog2[k] = t.lenLog2[k] - (prev?.t.lenLog2[k] ?? 0);
       this.agg.addBulk(event, {
         count: added, bytes: t.bytes - (prev?.t.bytes ?? 0), lenLog2, minLen: t.minLen, maxLen: t.maxLen,
         firstSeen: this.ctx.clock.toEpochMs(t.firstNs), lastSeen: this.ctx.clock.toEpochMs(t.lastNs),

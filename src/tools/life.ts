@@ -9,35 +9,20 @@ import { ERRNO, errnoName } from '../core/errno.js';
 import { filterConstants, type FilterOptions } from '../core/filters.js';
 import { preferHook, tracepoint, type HookPreference } from '../core/hooks.js';
 import { Log2Histogram, type HistogramData } from '../core/histogram.js';
-import { ClockMapper, readAddress, readCString, type Layout } from '../core/record.js';
+import { ClockMapper, readAddress, readCString } from '../core/record.js';
 import { BoundedTable, OTHER_KEY } from '../core/table.js';
 import { tcpStateName, type TcpState } from '../core/tcp.js';
 import { Trace, type TraceOptions, type TraceSpec } from '../core/trace.js';
 import { usageError } from '../core/errors.js';
+import { LIFE_DIRECTION_NAMES, LIFE_EVENT_LAYOUT, LIFE_FLAGS, LIFE_KIND, LIFE_OWNER_SOURCE_NAMES, LIFE_RODATA } from './life/bpf.gen.js';
 
 /** struct life_event (bpf/life.h): [offset, size] of each field. */
-export const LIFE_LAYOUT = {
-  struct: 'life_event',
-  size: 136,
-  fields: {
-    ts_ns: [0, 8], birth_ns: [8, 8], established_ns: [16, 8], cgroup_id: [24, 8], bytes_acked: [32, 8],
-    bytes_received: [40, 8], saddr: [48, 16], daddr: [64, 16], netns: [80, 4], pid: [84, 4], srtt_us: [88, 4],
-    total_retrans: [92, 4], segs_out: [96, 4], segs_in: [100, 4], sk_err: [104, 4], family: [108, 2],
-    sport: [110, 2], dport: [112, 2], kind: [114, 1], direction: [115, 1], old_state: [116, 1], flags: [117, 1],
-    owner_source: [118, 1], pad: [119, 1], comm: [120, 16],
-  },
-} as const satisfies Layout;
-
-/** enum life_kind, life_direction, life_owner_source and flags (bpf/life.h). */
-export const LIFE_KIND = { established: 1, closed: 2 } as const;
-export const LIFE_DIRECTIONS = ['unknown', 'connect', 'accept'] as const;
-export type LifeDirection = (typeof LIFE_DIRECTIONS)[number];
-export const LIFE_OWNER_SOURCES = ['none', 'connect', 'recv', 'send', 'close'] as const;
+export { LIFE_EVENT_LAYOUT as LIFE_LAYOUT };
+const { LIFE_RST_SENT, LIFE_RST_RECEIVED, LIFE_FIN_RECEIVED } = LIFE_FLAGS;
+/** Which side opened the connection (enum life_direction). */
+export type LifeDirection = (typeof LIFE_DIRECTION_NAMES)[number];
 /** Where the owning process was seen (always process context): connect(), recvmsg(), sendmsg(), close()/shutdown(). */
-export type LifeOwnerSource = (typeof LIFE_OWNER_SOURCES)[number];
-export const LIFE_RST_SENT = 1;
-export const LIFE_RST_RECEIVED = 2;
-export const LIFE_FIN_RECEIVED = 4;
+export type LifeOwnerSource = (typeof LIFE_OWNER_SOURCE_NAMES)[number];
 /** States whose move to CLOSE means our FIN was acknowledged (when no error or reset intervened). */
 const FIN_ACKED_FROM = new Set<TcpState>(['FIN_WAIT2', 'LAST_ACK', 'CLOSING', 'TIME_WAIT']);
 
@@ -104,7 +89,7 @@ export interface LifeClosedEvent extends LifeEventBase {
 
 export type LifeEvent = LifeEstablishedEvent | LifeClosedEvent;
 
-const F = LIFE_LAYOUT.fields;
+const F = LIFE_EVENT_LAYOUT.fields;
 
 export function closeReason(established: boolean, skErr: number, flags: number): CloseReason {
   if (!established) return 'failed';
@@ -127,10 +112,10 @@ export function decodeLife(view: DataView, o: number, clock: ClockMapper): LifeE
     sport: view.getUint16(o + F.sport[0], true),
     daddr: readAddress(view, o + F.daddr[0], family),
     dport: view.getUint16(o + F.dport[0], true),
-    direction: LIFE_DIRECTIONS[view.getUint8(o + F.direction[0])] ?? 'unknown',
+    direction: LIFE_DIRECTION_NAMES[view.getUint8(o + F.direction[0])] ?? 'unknown',
     pid: view.getUint32(o + F.pid[0], true),
     comm: readCString(view, o + F.comm[0], F.comm[1]),
-    ownerSource: LIFE_OWNER_SOURCES[view.getUint8(o + F.owner_source[0])] ?? 'none',
+    ownerSource: LIFE_OWNER_SOURCE_NAMES[view.getUint8(o + F.owner_source[0])] ?? 'none',
     txBytes: 0,
     rxBytes: 0,
     bytesAcked: Number(view.getBigUint64(o + F.bytes_acked[0], true)),
@@ -145,7 +130,7 @@ export function decodeLife(view: DataView, o: number, clock: ClockMapper): LifeE
   // An active open's bytes_acked includes the SYN once it is acknowledged (a passive child starts past it).
   const synAcked = base.direction === 'connect' && (est !== 0) ? 1 : 0;
   const flags = view.getUint8(o + F.flags[0]);
-  if (view.getUint8(o + F.kind[0]) === LIFE_KIND.established) {
+  if (view.getUint8(o + F.kind[0]) === LIFE_KIND.LIFE_ESTABLISHED) {
     base.txBytes = Math.max(0, base.bytesAcked - synAcked);
     base.rxBytes = base.bytesReceived;
     return { ...base, type: 'established', handshakeMs: (ts - birth) / 1e6 };
@@ -184,8 +169,9 @@ export function lifeSpec(opts: LifeOptions = {}): TraceSpec<LifeEvent> {
   if (opts.pid !== undefined && (!Number.isInteger(opts.pid) || opts.pid < 1)) throw usageError(`invalid pid ${opts.pid}: must be a positive integer`);
   return {
     tool: 'life',
-    recordSize: LIFE_LAYOUT.size,
+    recordSize: LIFE_EVENT_LAYOUT.size,
     constants: filterConstants(opts),
+    rodata: LIFE_RODATA,
     mapSizes: opts.maxConnections ? { births: opts.maxConnections } : undefined,
     hooks: [
       { feature: 'connection state changes', required: true, alternatives: preferHook(tracepoint('sock', 'inet_sock_set_state', 'handle_set_state'), opts.hook) },

@@ -7,25 +7,16 @@ import { formatEndpoint, type Family, AF_INET } from '../core/address.js';
 import { filterConstants, type FilterOptions } from '../core/filters.js';
 import { preferHook, tracepoint, type HookPreference } from '../core/hooks.js';
 import { Log2Histogram, type HistogramData } from '../core/histogram.js';
-import { ClockMapper, hashWords, readAddress, readCString, readU64, type Layout } from '../core/record.js';
+import { ClockMapper, hashWords, readAddress, readCString, readU64 } from '../core/record.js';
 import { BoundedTable, OTHER_KEY } from '../core/table.js';
 import { tcpCaStateName, tcpStateName, type TcpCaState, type TcpState } from '../core/tcp.js';
 import { Trace, type TraceOptions, type TraceSpec } from '../core/trace.js';
+import { RETRANS_EVENT_LAYOUT, RETRANS_KIND_NAMES, RETRANS_RODATA } from './retrans/bpf.gen.js';
 
 /** struct retrans_event (bpf/retrans.h): [offset, size] of each field. */
-export const RETRANS_LAYOUT = {
-  struct: 'retrans_event',
-  size: 112,
-  fields: {
-    ts_ns: [0, 8], cgroup_id: [8, 8], saddr: [16, 16], daddr: [32, 16], netns: [48, 4], pid: [52, 4],
-    srtt_us: [56, 4], segs: [60, 4], total_retrans: [64, 4], segs_out: [68, 4], err: [72, 4],
-    family: [76, 2], sport: [78, 2], dport: [80, 2], state: [82, 1], kind: [83, 1], ca_state: [84, 1],
-    retransmits: [85, 1], comm: [86, 16], pad: [102, 10],
-  },
-} as const satisfies Layout;
-
-/** enum retrans_kind (bpf/retrans.h). */
-export const RETRANS_KINDS = ['other', 'rto', 'fast', 'tlp', 'syn', 'synack'] as const;
+export { RETRANS_EVENT_LAYOUT as RETRANS_LAYOUT };
+/** enum retrans_kind (bpf/retrans.h) names by value. */
+export const RETRANS_KINDS = RETRANS_KIND_NAMES;
 /** What made the kernel retransmit: timer (rto), fast retransmit/recovery, tail loss probe, SYN, SYN-ACK. */
 export type RetransKind = (typeof RETRANS_KINDS)[number];
 
@@ -64,7 +55,9 @@ export interface RetransEvent {
   connId: number;
 }
 
-const F = RETRANS_LAYOUT.fields;
+const F = RETRANS_EVENT_LAYOUT.fields;
+/** connId hashes saddr, daddr, netns as consecutive words, then sport+dport as one (test/unit/contract.test.ts checks they adjoin). */
+const CONN_ID_WORDS = (F.netns[0] + F.netns[1] - F.saddr[0]) / 4;
 
 /**
  * Errors __tcp_retransmit_skb returns before it counts the segments (RetransSegs, total_retrans): the skb is
@@ -101,8 +94,7 @@ export function decodeRetrans(view: DataView, o: number, clock: ClockMapper): Re
     comm: readCString(view, o + F.comm[0], F.comm[1]),
     netns: view.getUint32(o + F.netns[0], true),
     cgroupId: readU64(view, o + F.cgroup_id[0]),
-    // addresses + netns (16..52, 9 words) and both ports (78..82, 1 word)
-    connId: hashWords(view, o + F.sport[0], 1, hashWords(view, o + F.saddr[0], 9)),
+    connId: hashWords(view, o + F.sport[0], 1, hashWords(view, o + F.saddr[0], CONN_ID_WORDS)),
   };
 }
 
@@ -115,8 +107,9 @@ export function retransSpec(opts: RetransOptions = {}): TraceSpec<RetransEvent> 
   const clock = new ClockMapper();
   return {
     tool: 'retrans',
-    recordSize: RETRANS_LAYOUT.size,
+    recordSize: RETRANS_EVENT_LAYOUT.size,
     constants: filterConstants(opts),
+    rodata: RETRANS_RODATA,
     hooks: [
       { feature: 'retransmits', required: true, alternatives: preferHook(tracepoint('tcp', 'tcp_retransmit_skb', 'handle_retransmit'), opts.hook) },
       { feature: 'SYN-ACK retransmits', required: false, alternatives: tracepoint('tcp', 'tcp_retransmit_synack', 'handle_retransmit_synack') },
