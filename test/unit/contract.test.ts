@@ -135,11 +135,12 @@ describe('every tool sets exactly its object\'s read-only globals, at their size
 
 // ---- The guard: nothing mirrored by hand between bpf/ and src/ ----
 
-const list = (dir: string, match: (f: string) => boolean): string[] =>
-  readdirSync(join(ROOT, dir), { withFileTypes: true, recursive: true })
-    .filter((d) => d.isFile() && match(d.name))
-    .map((d) => join(d.parentPath, d.name).slice(ROOT.length).replace(/^\//, ''))
+/** Files under `dir` (relative to the repository root) whose name matches, sorted. */
+function list(dir: string, match: (name: string) => boolean): string[] {
+  return readdirSync(join(ROOT, dir), { withFileTypes: true })
+    .flatMap((d) => (d.isDirectory() ? list(`${dir}/${d.name}`, match) : d.isFile() && match(d.name) ? [`${dir}/${d.name}`] : []))
     .sort();
+}
 
 /** Headers user space shares (bpf/*.h but not the BPF-only *.bpf.h). */
 const sharedHeaders = list('bpf', (f) => f.endsWith('.h') && !f.endsWith('.bpf.h'));
@@ -207,6 +208,8 @@ describe('guard: no hand-mirrored constant or offset between bpf/ and src/', () 
 
   it('finds the shared headers, their enumerators and the generated name arrays it guards', () => {
     expect(sharedHeaders).toEqual(expect.arrayContaining(['bpf/netbpf.h', 'bpf/retrans.h', 'bpf/drops.h']));
+    expect(handWrittenTs).toEqual(expect.arrayContaining(['src/core/filters.ts', 'src/tools/drops.ts']));
+    expect(handWrittenTs.filter((f) => f.endsWith('.gen.ts'))).toEqual([]);
     expect(enumerators.get('DROP_REASON_UNAVAILABLE')).toBe(0xffffffff);
     expect(enumerators.get('DROP_AGG_FLAGS')).toBe(1 | 8 | 16);
     expect(nameArrays).toContainEqual(['other', 'rto', 'fast', 'tlp', 'syn', 'synack']);
