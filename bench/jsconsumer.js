@@ -7,9 +7,9 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Trace, RetransAggregator } from '../dist/index.js';
-import { decodeRetrans, RETRANS_LAYOUT } from '../dist/tools/retrans.js';
+import { decodeRetrans, RETRANS_LAYOUT } from '../dist/tools/retrans/index.js';
 import { ClockMapper } from '../dist/core/record.js';
-import { constU32 } from '../dist/core/trace.js';
+import { constU32 } from '../dist/core/rodata.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const cfg = JSON.parse(process.argv[2]);

@@ -3,10 +3,10 @@ import { Command, Option } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { formatEndpoint } from '../core/address.js';
 import { renderHistogram } from '../core/histogram.js';
-import type { TraceCounters } from '../core/trace.js';
 import { conntrack, ConntrackAggregator, conntrackSysctls, type ConntrackEvent, type ConntrackSummary } from '../index.js';
-import { addCommonOptions, filterOptions, runSettings, runTrace, type CommonCliOptions } from './common.js';
-import { clockTime, safeText, table, jsonText } from './format.js';
+import { addCommonOptions, filterOptions, runSettings, type CommonCliOptions } from './common.js';
+import { runTool } from './run.js';
+import { clockTime, safeText, table, jsonText } from '../core/format.js';
 
 interface ConntrackCliOptions extends CommonCliOptions {
   mechanism: 'auto' | 'bpf' | 'ctnetlink';
@@ -33,26 +33,14 @@ async function runConntrack(o: ConntrackCliOptions): Promise<number> {
   }
   const trace = conntrack({ ...filters, mechanism: o.mechanism, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs });
   const agg = new ConntrackAggregator({ maxDestinations: s.maxDestinations });
-  let header = false;
-  const live = !s.summary || s.json;
-  return runTrace('conntrack', s, {
+  return runTool({
+    tool: 'conntrack',
     trace,
-    onEvents(events) {
-      if (s.summary) agg.addAll(events);
-      if (!live) return;
-      if (s.json) {
-        process.stdout.write(events.map((e) => jsonText(eventJson(e))).join('\n') + '\n');
-        return;
-      }
-      if (!header) { process.stdout.write(LIVE_HEADER + '\n'); header = true; }
-      process.stdout.write(events.map(liveLine).join('\n') + '\n');
-    },
-    printSummary(final, counters) {
-      const summary = agg.snapshot(trace.pressure());
-      if (s.json) process.stdout.write(jsonText({ ...summary, final, lost: counters.lost, recursionMisses: counters.recursionMisses, netlinkOverruns: trace.netlinkOverruns() }) + '\n');
-      else process.stdout.write(renderSummary(summary, counters, s.top, final).join('\n') + '\n');
-    },
-  }, {
+    summary: { addAll: (events) => agg.addAll(events), snapshot: () => agg.snapshot(trace.pressure()) },
+    live: { header: LIVE_HEADER, lines: (events) => events.map(liveLine) },
+    eventJson,
+    summaryText: renderSummary,
+    summaryJsonExtras: () => ({ netlinkOverruns: trace.netlinkOverruns() }),
     afterStart: async () => {
       const sys = conntrackSysctls();
       const p = trace.pressure();
@@ -64,7 +52,7 @@ async function runConntrack(o: ConntrackCliOptions): Promise<number> {
       process.stderr.write(`netbpf conntrack: ${notes.join('; ')}\n`);
       if (s.json) process.stdout.write(jsonText({ type: 'pressure', time: Date.now(), ...p, sysctls: sys }) + '\n');
     },
-  });
+  }, s);
 }
 
 const LIVE_HEADER = `${'TIME'.padEnd(8)} ${'EVENT'.padEnd(7)} ${'PROTO'.padEnd(5)} ${'ORIG SRC'.padEnd(24)} ${'ORIG DST'.padEnd(24)} -> ${'REPLY SRC (real)'.padEnd(24)} ${'STATE'.padEnd(12)} ${'LIFE(ms)'.padStart(9)} PKTS`;
@@ -81,7 +69,7 @@ export function eventJson(e: ConntrackEvent): Record<string, unknown> {
   return { ...e, time: new Date(e.time).toISOString() };
 }
 
-export function renderSummary(s: ConntrackSummary, c: TraceCounters, top: number, final: boolean): string[] {
+export function renderSummary(s: ConntrackSummary, top: number, final: boolean): string[] {
   const lines: string[] = [];
   const title = final ? `conntrack, whole run (${s.elapsedS.toFixed(1)} s)` : `conntrack, last ${s.intervalS.toFixed(1)} s (run ${s.elapsedS.toFixed(1)} s)`;
   lines.push('', `${clockTime(s.time)} ${title}: ${s.totals.created} created (${s.totals.dnat} DNAT, ${s.totals.snat} SNAT), ${s.totals.destroyed} destroyed`);
@@ -100,6 +88,5 @@ export function renderSummary(s: ConntrackSummary, c: TraceCounters, top: number
   if (s.folded) lines.push(`  folded into "other": ${s.folded} destinations`);
   const p = s.pressure;
   if (p) lines.push(`  table: ${p.count}/${p.max} entries; since start: ${p.drop} packets dropped (table full), ${p.earlyDrop} early drops, ${p.insertFailed} insert failures, ${p.invalid} invalid`);
-  lines.push(`  lost: ${c.lost} events (ring buffer full), ${c.recursionMisses} recursion misses`);
   return lines;
 }

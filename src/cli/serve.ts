@@ -3,7 +3,8 @@ import { Command } from 'commander';
 import { ContainerResolver } from '../core/containers.js';
 import { parseListenAddress, PrometheusExporter } from '../tools/prometheus.js';
 import { parseGroupBy, top } from '../tools/top.js';
-import { addCommonOptions, describeStart, filterOptions, positiveNumber, runSettings, type CommonCliOptions } from './common.js';
+import { describeStart } from './run.js';
+import { addCommonOptions, filterOptions, positiveNumber, runSettings, type CommonCliOptions } from './common.js';
 
 interface ServeCliOptions extends CommonCliOptions {
   prometheus?: string | boolean;

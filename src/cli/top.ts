@@ -7,8 +7,9 @@ import { Command, Option } from 'commander';
 import type { TraceCounters } from '../core/trace.js';
 import { parseGroupBy, sortRows, top, TOP_SORT_KEYS, type TopRow, type TopSession, type TopSortKey, type TopSummary, type TopToolName } from '../tools/top.js';
 import { ContainerResolver } from '../core/containers.js';
-import { addCommonOptions, describeStart, filterOptions, runSettings, type CommonCliOptions } from './common.js';
-import { clockTime, jsonText, safeText, table } from './format.js';
+import { describeStart } from './run.js';
+import { addCommonOptions, filterOptions, runSettings, type CommonCliOptions } from './common.js';
+import { clockTime, jsonText, safeText, table } from '../core/format.js';
 
 interface TopCliOptions extends CommonCliOptions {
   by: string;

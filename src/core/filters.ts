@@ -2,7 +2,7 @@
 import { parseCidr, type Cidr, type Family, AF_INET, AF_INET6 } from './address.js';
 import { usageError } from './errors.js';
 import { NETBPF_CIDR_LAYOUT, NETBPF_LIMITS } from './netbpf.gen.js';
-import { constU16, constU32 } from './trace.js';
+import { constU16, constU32 } from './rodata.js';
 
 /** Remote CIDRs the kernel can filter (NETBPF_MAX_CIDRS, bpf/netbpf.h). */
 export const MAX_CIDRS = NETBPF_LIMITS.NETBPF_MAX_CIDRS;

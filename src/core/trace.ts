@@ -48,6 +48,8 @@ export interface TraceSpec<E> {
   beforeClose?(obj: NativeBpfObject): void;
   /** Events counted in the kernel instead of sent as records (in-kernel aggregation); added to counters().events. */
   kernelEvents?(): number;
+  /** Per-CPU u64 counter maps of the object besides `lost` (e.g. life's `untracked`), read by kernelCount(). */
+  kernelCounters?: string[];
 }
 
 export interface TraceOptions {
@@ -102,6 +104,7 @@ export class Trace<E> implements AsyncIterable<E> {
   private queued = 0;
   private waiting: (() => void) | null = null;
   private finalCounters: TraceCounters | null = null;
+  private finalKernelCounts: Map<string, number> | null = null;
   private counts = { events: 0, droppedByConsumer: 0, malformed: 0 };
   private iterating = false;
   /** Hooks in use, once started. */
@@ -261,14 +264,23 @@ export class Trace<E> implements AsyncIterable<E> {
   /** Kernel and user-space counters; exact after stop(). */
   counters(): TraceCounters {
     if (this.finalCounters) return this.finalCounters;
-    let lost = 0, recursionMisses = 0;
-    if (this.obj) {
-      const per = this.obj.mapLookup('lost', Buffer.alloc(4));
-      if (per) for (let o = 0; o + 8 <= per.length; o += 8) lost += Number(per.readBigUInt64LE(o));
-      for (const p of this.programs) recursionMisses += this.obj.programInfo(p).recursionMisses;
-    }
+    let recursionMisses = 0;
+    if (this.obj) for (const p of this.programs) recursionMisses += this.obj.programInfo(p).recursionMisses;
+    const lost = this.kernelCount('lost');
     const kernelEvents = this.spec.kernelEvents?.() ?? 0;
     return { ...this.counts, events: this.counts.events + kernelEvents, lost, recursionMisses };
+  }
+
+  /** A per-CPU u64 counter map of the object (`lost`, or one named in the spec's kernelCounters), summed over
+   * CPUs; 0 before start; exact and kept after stop(). */
+  kernelCount(map: string): number {
+    const final = this.finalKernelCounts?.get(map);
+    if (final !== undefined) return final;
+    if (!this.obj) return 0;
+    const per = this.obj.mapLookup(map, Buffer.alloc(4));
+    let n = 0;
+    if (per) for (let o = 0; o + 8 <= per.length; o += 8) n += Number(per.readBigUInt64LE(o));
+    return n;
   }
 
   /** Read access to the tool's other maps while running. */
@@ -291,7 +303,10 @@ export class Trace<E> implements AsyncIterable<E> {
     if (this.ring) await this.ring.stop();
     if (this.obj) {
       this.spec.beforeClose?.(this.obj);
+      const counts = new Map<string, number>();
+      for (const m of ['lost', ...(this.spec.kernelCounters ?? [])]) counts.set(m, this.kernelCount(m));
       this.finalCounters = this.counters();
+      this.finalKernelCounts = counts;
       this.obj.close();
       this.obj = null;
     }
@@ -339,8 +354,3 @@ export function checkConstants(spec: Pick<TraceSpec<unknown>, 'tool' | 'constant
     if (value.length !== size) throw new NetbpfError('runtime', `${spec.tool}: constant ${name} is ${value.length} bytes, the BPF object's is ${size}`);
   }
 }
-
-/** Encodes numbers for read-only globals. */
-export const constU16 = (v: number): Buffer => { const b = Buffer.alloc(2); b.writeUInt16LE(v); return b; };
-export const constU32 = (v: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return b; };
-export const constU64 = (v: number | bigint): Buffer => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); return b; };

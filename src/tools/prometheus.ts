@@ -8,10 +8,10 @@ import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
 import { usageError } from '../core/errors.js';
 import { OTHER_KEY } from '../core/table.js';
-import type { ConnectEvent } from './connect.js';
-import type { DropEvent } from './drops.js';
-import type { LifeEvent } from './life.js';
-import type { RetransEvent } from './retrans.js';
+import type { ConnectEvent } from './connect/index.js';
+import type { DropEvent } from './drops/index.js';
+import type { LifeEvent } from './life/index.js';
+import type { RetransEvent } from './retrans/index.js';
 import { destinationKey, type GroupBy, type TopSession, type TopToolName } from './top.js';
 
 /** Label values for an unbounded key space: the first `max` keys as themselves, the rest as "other". */

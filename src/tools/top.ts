@@ -13,11 +13,11 @@ import type { FilterOptions } from '../core/filters.js';
 import { Reservoir } from '../core/reservoir.js';
 import { BoundedTable, OTHER_KEY } from '../core/table.js';
 import type { StartInfo, Trace, TraceCounters } from '../core/trace.js';
-import { connect, type ConnectEvent, type FailureClass } from './connect.js';
+import { connect, type ConnectEvent, type FailureClass } from './connect/index.js';
 import { conntrack, type ConntrackEvent } from './conntrack.js';
-import { drops, type DropEvent } from './drops.js';
-import { life, type LifeEvent } from './life.js';
-import { retrans, type RetransEvent } from './retrans.js';
+import { drops, type DropEvent } from './drops/index.js';
+import { life, type LifeEvent } from './life/index.js';
+import { retrans, type RetransEvent } from './retrans/index.js';
 
 /** How rows are keyed: remote address, remote address:port, network (cidr/N for IPv4, /M for IPv6), or service name. */
 export type GroupBy = { kind: 'addr' } | { kind: 'endpoint' } | { kind: 'cidr'; v4: number; v6: number } | { kind: 'service' };

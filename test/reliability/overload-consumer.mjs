@@ -5,9 +5,9 @@
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Trace } from '../../dist/index.js';
-import { decodeRetrans, RETRANS_LAYOUT } from '../../dist/tools/retrans.js';
+import { decodeRetrans, RETRANS_LAYOUT } from '../../dist/tools/retrans/index.js';
 import { ClockMapper } from '../../dist/core/record.js';
-import { constU32 } from '../../dist/core/trace.js';
+import { constU32 } from '../../dist/core/rodata.js';
 
 const [pid, ringBytes, pollMs] = process.argv.slice(2).map(Number);
 const clock = new ClockMapper();

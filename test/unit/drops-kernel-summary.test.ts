@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   decodeDrop, DropReasons, DropsAggregator, KernelDropsReader, DROPS_AGG_KEY_LAYOUT, DROPS_AGG_VALUE_LAYOUT, DROPS_LAYOUT, DROP_FLAGS,
   type DropDecodeContext, type DropEvent,
-} from '../../src/tools/drops.js';
+} from '../../src/tools/drops/index.js';
 import { DROP_AGG_CONSTS } from '../../src/tools/drops/bpf.gen.js';
 import { Log2Histogram } from '../../src/core/histogram.js';
 import { ClockMapper } from '../../src/core/record.js';

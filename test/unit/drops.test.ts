@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import {
   decodeDrop, dropCategory, dropsConstants, DropReasons, DropsAggregator, DROPS_LAYOUT, DROP_FLAGS, DROP_REASON_UNAVAILABLE,
   type DropDecodeContext, type DropEvent,
-} from '../../src/tools/drops.js';
+} from '../../src/tools/drops/index.js';
 import { Kallsyms, kernelAddressKey, kernelAddressKeyFromHex } from '../../src/core/kallsyms.js';
 import { ClockMapper } from '../../src/core/record.js';
 import { NetbpfError } from '../../src/core/errors.js';

@@ -6,15 +6,15 @@
 import { describe, expect, it } from 'vitest';
 import { SchemaSet } from '../../src/testing/schema.js';
 import { ClockMapper, type Layout } from '../../src/core/record.js';
-import { decodeRetrans, RETRANS_LAYOUT, RetransAggregator } from '../../src/tools/retrans.js';
-import { decodeDrop, DROPS_LAYOUT, DropReasons, DropsAggregator } from '../../src/tools/drops.js';
-import { decodeLife, LIFE_LAYOUT, LifeAggregator } from '../../src/tools/life.js';
-import { decodeConnect, CONNECT_LAYOUT, ConnectAggregator } from '../../src/tools/connect.js';
+import { decodeRetrans, RETRANS_LAYOUT, RetransAggregator } from '../../src/tools/retrans/index.js';
+import { decodeDrop, DROPS_LAYOUT, DropReasons, DropsAggregator } from '../../src/tools/drops/index.js';
+import { decodeLife, LIFE_LAYOUT, LifeAggregator } from '../../src/tools/life/index.js';
+import { decodeConnect, CONNECT_LAYOUT, ConnectAggregator } from '../../src/tools/connect/index.js';
 import { decodeConntrack, CONNTRACK_LAYOUT, ConntrackAggregator } from '../../src/tools/conntrack.js';
 import { TopAggregator } from '../../src/tools/top.js';
-import { eventJson as retransJson } from '../../src/cli/retrans.js';
-import { dropJson } from '../../src/cli/drops.js';
-import { lifeEventJson } from '../../src/cli/life.js';
+import { retransEventJson as retransJson } from '../../src/tools/retrans/index.js';
+import { dropJson } from '../../src/tools/drops/index.js';
+import { lifeEventJson } from '../../src/tools/life/index.js';
 import { eventJson as conntrackJson } from '../../src/cli/conntrack.js';
 
 const schemas = new SchemaSet();
@@ -79,19 +79,19 @@ describe('JSON lines follow docs/schema', () => {
     const a = new LifeAggregator();
     a.add(est);
     a.add(closed);
-    valid('life', { ...a.snapshot(), final: true, untracked: 0, lost: 0, recursionMisses: 0 });
+    valid('life', { ...a.snapshot(), final: true, untracked: 0, lost: 0, recursionMisses: 0, droppedByConsumer: 0 });
   });
 
   it('connect: established and failed events and summaries', () => {
     const ok = decodeConnect(record(CONNECT_LAYOUT, { ...tcp4, ts_ns: ns(1), start_ns: ns(2), kind: 1 }), 0, clock);
     const failed = decodeConnect(record(CONNECT_LAYOUT, { ...tcp4, ts_ns: ns(1), start_ns: ns(3001), kind: 2, err: 110, syn_retrans: 2 }), 0, clock);
     expect([ok.type, failed.type]).toEqual(['established', 'failed']);
-    // The connect CLI writes the event with an ISO time (src/cli/connect.ts).
+    // The connect CLI writes the event with an ISO time (connectEventJson, src/tools/connect/render.ts).
     for (const e of [ok, failed]) valid('connect', { ...e, time: new Date(e.time).toISOString() });
     const a = new ConnectAggregator();
     a.add(ok);
     a.add(failed);
-    valid('connect', { ...a.snapshot(), final: true, lost: 0, recursionMisses: 0 });
+    valid('connect', { ...a.snapshot(), final: true, lost: 0, recursionMisses: 0, droppedByConsumer: 0 });
   });
 
   it('conntrack: new and destroy events, pressure lines and summaries', () => {
@@ -104,7 +104,7 @@ describe('JSON lines follow docs/schema', () => {
     const a = new ConntrackAggregator();
     a.add(created);
     a.add(destroyed);
-    valid('conntrack', { ...a.snapshot(), pressure: null, final: true, lost: 0, recursionMisses: 0, netlinkOverruns: 0 });
+    valid('conntrack', { ...a.snapshot(), pressure: null, final: true, lost: 0, recursionMisses: 0, droppedByConsumer: 0, netlinkOverruns: 0 });
   });
 
   it('top: snapshots with rows, diagnoses and per-tool counters', () => {

@@ -3,10 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { diagnose, type HealthInput } from '../../src/core/diagnosis.js';
 import { destinationKey, parseGroupBy, serviceName, sortRows, TopAggregator } from '../../src/tools/top.js';
 import { renderTop, sparkline } from '../../src/cli/top.js';
-import type { ConnectEvent } from '../../src/tools/connect.js';
-import type { RetransEvent } from '../../src/tools/retrans.js';
-import type { DropEvent } from '../../src/tools/drops.js';
-import type { LifeClosedEvent } from '../../src/tools/life.js';
+import type { ConnectEvent } from '../../src/tools/connect/index.js';
+import type { RetransEvent } from '../../src/tools/retrans/index.js';
+import type { DropEvent } from '../../src/tools/drops/index.js';
+import type { LifeClosedEvent } from '../../src/tools/life/index.js';
 
 const health = (h: Partial<{ attempts: number; failures: number; refused: number; timeout: number; unreachable: number; segs: number; ratio: number; drops: Record<string, number> }>): HealthInput => ({
   connects: { attempts: h.attempts ?? 0, failures: h.failures ?? 0, refused: h.refused ?? 0, timeout: h.timeout ?? 0, unreachable: h.unreachable ?? 0 },
