@@ -12,6 +12,7 @@
 #include <bpf/bpf_endian.h>
 #include "netbpf.bpf.h"
 #include "tracepoints.bpf.h"
+#include "agg.bpf.h"
 #include "drops.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -213,27 +214,9 @@ static __always_inline bool reason_wanted(__u32 reason)
 }
 
 /* floor(log2(v)) for v > 0. */
-static __always_inline __u32 log2_u32(__u32 v)
-{
-	__u32 r, shift;
-	r = (v > 0xFFFF) << 4; v >>= r;
-	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
-	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
-	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
-	r |= (v >> 1);
-	return r;
-}
-
-/* The value for `key` in `map`, inserting a zero one; NULL when the map is full. */
-static __always_inline struct drop_agg_value *agg_value(void *map, const struct drop_agg_key *key)
-{
-	struct drop_agg_value *v = bpf_map_lookup_elem(map, key);
-	if (v)
-		return v;
-	/* EEXIST: another CPU inserted it meanwhile; E2BIG: full. */
-	bpf_map_update_elem(map, key, &agg_zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(map, key);
-}
+/* Set when drop_agg / drop_agg_other found no room (agg.bpf.h): new keys then skip the insert. */
+volatile __u8 drop_agg_full = 0;
+volatile __u8 drop_agg_other_full = 0;
 
 static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason, __u64 location, __u32 len)
 {
@@ -252,7 +235,7 @@ static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason,
 	k.l4_proto = p->l4_proto;
 	k.flags = p->flags & DROP_AGG_FLAGS;
 
-	struct drop_agg_value *v = agg_value(&drop_agg, &k);
+	struct drop_agg_value *v = agg_slot(&drop_agg, &k, &agg_zero, &drop_agg_full);
 	if (!v) {
 		/* Full: fold into "other" for this reason, never lose the drop silently. */
 		__builtin_memset(k.saddr, 0, NETBPF_ADDR_LEN);
@@ -262,7 +245,7 @@ static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason,
 		k.dport = 0;
 		k.l4_proto = 0;
 		k.flags = DROP_AGG_OTHER;
-		v = agg_value(&drop_agg_other, &k);
+		v = agg_slot(&drop_agg_other, &k, &agg_zero, &drop_agg_other_full);
 		if (!v) {
 			/* Both maps full (over 1024 reason x location folds): counted as lost, reported as such. */
 			__u32 zero = 0;
@@ -285,8 +268,8 @@ static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason,
 	v->count++;
 	v->bytes += len;
 	v->last_ns = now;
-	__u32 bucket = len ? log2_u32(len) + 1 : 0;
-	/* Keep the bound check on the register that indexes: older verifiers (6.1) lose it across `+ 1`. */
+	__u32 bucket = log2_bucket(len);
+	/* Keep the bound check on the register that indexes: older verifiers (6.1) lose it across arithmetic. */
 	barrier_var(bucket);
 	if (bucket < DROP_AGG_LEN_BUCKETS)
 		v->len_log2[bucket]++;

@@ -2,7 +2,8 @@
  * netbpf drops, summaries counted in the kernel: summary-only runs keep a per-CPU map entry per summary key
  * instead of sending a record per drop; this reads those maps and feeds the same aggregator as the event path.
  */
-import { addon, type NativeBpfObject } from '../../core/addon.js';
+import { addon, type MapDump, type NativeBpfObject } from '../../core/addon.js';
+import { KernelTable } from '../../core/kernel-table.js';
 import { usageError } from '../../core/errors.js';
 import { ClockMapper } from '../../core/record.js';
 import { Trace, type StartInfo } from '../../core/trace.js';
@@ -12,7 +13,7 @@ import { decodeDrop, type DropDecodeContext, type DropEvent } from './decode.js'
 import { DropReasons } from './reasons.js';
 import { dropsSpec, type DropsOptions } from './trace.js';
 
-const { DROP_AGG_LEN_BUCKETS, DROP_AGG_OTHER } = DROP_AGG_CONSTS;
+const { DROP_AGG_OTHER } = DROP_AGG_CONSTS;
 const F = DROP_EVENT_LAYOUT.fields;
 
 /** struct drop_agg_key (bpf/drops.h): the in-kernel summary key of summary-only runs. */
@@ -20,30 +21,6 @@ export { DROP_AGG_KEY_LAYOUT as DROPS_AGG_KEY_LAYOUT };
 /** struct drop_agg_value (bpf/drops.h): one CPU's cumulative counts for a key. */
 export { DROP_AGG_VALUE_LAYOUT as DROPS_AGG_VALUE_LAYOUT };
 const AK = DROP_AGG_KEY_LAYOUT.fields;
-const AV = DROP_AGG_VALUE_LAYOUT.fields;
-const BUCKET = DROP_AGG_VALUE_LAYOUT.arrays.len_log2[0];
-const u64 = (b: Buffer, o: number) => b.readUInt32LE(o) + b.readUInt32LE(o + 4) * 4294967296;
-
-/** One key's value summed over the CPUs (per-CPU map values come as `cpus` slots, each `stride` bytes). */
-interface AggTotals { count: number; bytes: number; firstNs: number; lastNs: number; minLen: number; maxLen: number; lenLog2: Float64Array }
-
-function sumPerCpu(values: Buffer, o: number, cpus: number): AggTotals {
-  const t: AggTotals = { count: 0, bytes: 0, firstNs: 0, lastNs: 0, minLen: Infinity, maxLen: 0, lenLog2: new Float64Array(DROP_AGG_LEN_BUCKETS) };
-  for (let c = 0; c < cpus; c++) {
-    const v = o + c * DROP_AGG_VALUE_LAYOUT.stride;
-    const n = u64(values, v + AV.count[0]);
-    if (n === 0) continue;
-    t.count += n;
-    t.bytes += u64(values, v + AV.bytes[0]);
-    const first = u64(values, v + AV.first_ns[0]), last = u64(values, v + AV.last_ns[0]);
-    if (t.firstNs === 0 || first < t.firstNs) t.firstNs = first;
-    if (last > t.lastNs) t.lastNs = last;
-    t.minLen = Math.min(t.minLen, values.readUInt32LE(v + AV.min_len[0]));
-    t.maxLen = Math.max(t.maxLen, values.readUInt32LE(v + AV.max_len[0]));
-    for (let k = 0; k < DROP_AGG_LEN_BUCKETS; k++) t.lenLog2[k] += u64(values, v + AV.len_log2[0] + k * BUCKET);
-  }
-  return t;
-}
 
 /**
  * Turns dumps of the kernel's cumulative `drop_agg` / `drop_agg_other` maps into DropsAggregator input: per
@@ -51,7 +28,8 @@ function sumPerCpu(values: Buffer, o: number, cpus: number): AggTotals {
  * drop_event), so orientation, names and purge/drop category are exactly those of the event path.
  */
 export class KernelDropsReader {
-  private readonly seen = new Map<string, { event: DropEvent; t: AggTotals }>();
+  private readonly table = new KernelTable(DROP_AGG_KEY_LAYOUT, DROP_AGG_VALUE_LAYOUT);
+  private readonly events_ = new Map<string, DropEvent>();
   private readonly scratch = Buffer.alloc(DROP_EVENT_LAYOUT.size);
   /** Drops counted in the kernel as of the last dump. */
   events = 0;
@@ -59,42 +37,36 @@ export class KernelDropsReader {
   constructor(private readonly agg: DropsAggregator, private readonly ctx: DropDecodeContext) {}
 
   /** The event a key stands for (time and length are per drop, so they come from the value instead). */
-  keyEvent(keys: Buffer, o: number): DropEvent {
+  keyEvent(key: Buffer): DropEvent {
     const r = this.scratch;
     r.fill(0);
-    keys.copy(r, F.saddr[0], o + AK.saddr[0], o + AK.saddr[0] + AK.saddr[1]);
-    keys.copy(r, F.daddr[0], o + AK.daddr[0], o + AK.daddr[0] + AK.daddr[1]);
-    keys.copy(r, F.location[0], o + AK.location[0], o + AK.location[0] + AK.location[1]);
-    r.writeUInt32LE(keys.readUInt32LE(o + AK.reason[0]), F.reason[0]);
-    r.writeUInt16LE(keys.readUInt16LE(o + AK.family[0]), F.family[0]);
-    r.writeUInt16LE(keys.readUInt16LE(o + AK.sport[0]), F.sport[0]);
-    r.writeUInt16LE(keys.readUInt16LE(o + AK.dport[0]), F.dport[0]);
-    r.writeUInt8(keys.readUInt8(o + AK.l4_proto[0]), F.l4_proto[0]);
-    r.writeUInt8(keys.readUInt8(o + AK.flags[0]) & ~DROP_AGG_OTHER, F.flags[0]);
+    key.copy(r, F.saddr[0], AK.saddr[0], AK.saddr[0] + AK.saddr[1]);
+    key.copy(r, F.daddr[0], AK.daddr[0], AK.daddr[0] + AK.daddr[1]);
+    key.copy(r, F.location[0], AK.location[0], AK.location[0] + AK.location[1]);
+    r.writeUInt32LE(key.readUInt32LE(AK.reason[0]), F.reason[0]);
+    r.writeUInt16LE(key.readUInt16LE(AK.family[0]), F.family[0]);
+    r.writeUInt16LE(key.readUInt16LE(AK.sport[0]), F.sport[0]);
+    r.writeUInt16LE(key.readUInt16LE(AK.dport[0]), F.dport[0]);
+    r.writeUInt8(key.readUInt8(AK.l4_proto[0]), F.l4_proto[0]);
+    r.writeUInt8(key.readUInt8(AK.flags[0]) & ~DROP_AGG_OTHER, F.flags[0]);
     r.writeInt32LE(-1, F.stack_id[0]);
     return decodeDrop(new DataView(r.buffer, r.byteOffset, r.length), 0, this.ctx);
   }
 
   /** Feeds one dump (packed keys and per-CPU values, as mapDump returns them) into the aggregator. */
-  ingest(dump: { count: number; keys: Buffer; values: Buffer }, cpus: number): void {
-    const ks = DROP_AGG_KEY_LAYOUT.size;
-    const vs = DROP_AGG_VALUE_LAYOUT.stride * cpus;
-    for (let i = 0; i < dump.count; i++) {
-      const ko = i * ks;
-      const id = dump.keys.toString('latin1', ko, ko + ks);
-      const t = sumPerCpu(dump.values, i * vs, cpus);
-      const prev = this.seen.get(id);
-      const added = t.count - (prev?.t.count ?? 0);
+  ingest(dump: MapDump, cpus: number): void {
+    for (const { key, total, delta } of this.table.readDump(dump, cpus)) {
+      const added = delta.count as number;
       if (added <= 0) continue;
-      const event = prev?.event ?? this.keyEvent(dump.keys, ko);
-      const lenLog2 = new Float64Array(DROP_AGG_LEN_BUCKETS);
-      for (let k = 0; k < DROP_AGG_LEN_BUCKETS; k++) lenLog2[k] = t.lenLog2[k] - (prev?.t.lenLog2[k] ?? 0);
+      const id = key.toString('latin1');
+      let event = this.events_.get(id);
+      if (!event) this.events_.set(id, (event = this.keyEvent(key)));
       this.agg.addBulk(event, {
-        count: added, bytes: t.bytes - (prev?.t.bytes ?? 0), lenLog2, minLen: t.minLen, maxLen: t.maxLen,
-        firstSeen: this.ctx.clock.toEpochMs(t.firstNs), lastSeen: this.ctx.clock.toEpochMs(t.lastNs),
-      }, (dump.keys.readUInt8(ko + AK.flags[0]) & DROP_AGG_OTHER) !== 0);
+        count: added, bytes: delta.bytes as number, lenLog2: delta.len_log2 as Float64Array,
+        minLen: total.min_len as number, maxLen: total.max_len as number,
+        firstSeen: this.ctx.clock.toEpochMs(total.first_ns as number), lastSeen: this.ctx.clock.toEpochMs(total.last_ns as number),
+      }, (key.readUInt8(AK.flags[0]) & DROP_AGG_OTHER) !== 0);
       this.events += added;
-      this.seen.set(id, { event, t });
     }
   }
 }
