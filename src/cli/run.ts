@@ -91,6 +91,15 @@ export function countersLine(tool: string, c: TraceCounters, extra: ExtraLoss[] 
   return `netbpf ${tool}: ${c.events} events, ${lossText(c, extra)}`;
 }
 
+/** The final stderr line of a multi-tool session (top, serve): each tool's events and losses. */
+export function sessionCountersLine(label: string, counters: Record<string, TraceCounters>): string {
+  const part = (t: string, c: TraceCounters) => `${t} ${c.events} events, ${c.lost} lost, ${c.recursionMisses} missed by recursion` +
+    (c.droppedByConsumer ? `, ${c.droppedByConsumer} dropped by a slow consumer` : '') +
+    (c.malformed ? `, ${c.malformed} malformed` : '') +
+    (c.sourceOverruns !== undefined ? `, ${c.sourceOverruns} netlink overruns` : '');
+  return `netbpf ${label}: ${Object.entries(counters).map(([t, c]) => part(t, c)).join('; ')}`;
+}
+
 /** The JSON counters record of a tool at exit. */
 export function reportCounters(tool: string, c: TraceCounters, json: boolean, extra: ExtraLoss[] = []): void {
   if (json) process.stdout.write(jsonText({ type: 'counters', tool, time: Date.now(), ...c, ...Object.fromEntries(extra.map((x) => [x.key, x.count])) }) + '\n');

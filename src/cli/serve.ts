@@ -1,9 +1,10 @@
 /** `netbpf serve --prometheus [ADDR]`: the top session's events as Prometheus metrics (loopback by default). */
 import { Command } from 'commander';
 import { ContainerResolver } from '../core/containers.js';
-import { parseListenAddress, PrometheusExporter } from '../tools/prometheus.js';
-import { parseGroupBy, top } from '../tools/top.js';
-import { describeStart } from './run.js';
+import { parseListenAddress, PrometheusExporter } from '../tools/prometheus/index.js';
+import { parseGroupBy, top } from '../tools/top/index.js';
+import type { TraceCounters } from '../core/trace.js';
+import { reportStart, sessionCountersLine, untilStopped } from './run.js';
 import { addCommonOptions, filterOptions, positiveNumber, runSettings, type CommonCliOptions } from './common.js';
 
 interface ServeCliOptions extends CommonCliOptions {
@@ -41,18 +42,12 @@ async function runServe(o: ServeCliOptions): Promise<number> {
   const session = top({ ...filterOptions(o), by, life: o.life, conntrack: !!o.conntrack, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf });
   const exporter = new PrometheusExporter(session, { maxSeries, by, containerOf }).attach();
   const info = await session.start();
-  for (const [tool, i] of Object.entries(info)) {
-    if ('error' in i) process.stderr.write(`netbpf serve: ${tool} not running: ${i.error}\n`);
-    else for (const line of describeStart(`serve/${tool}`, i)) process.stderr.write(line + '\n');
-  }
+  for (const [tool, i] of Object.entries(info)) reportStart(`serve/${tool}`, i, false);
   try {
     const bound = await exporter.listen(listen.host, listen.port);
     const host = bound.host.includes(':') ? `[${bound.host}]` : bound.host;
     process.stderr.write(`netbpf serve: Prometheus metrics on http://${host}:${bound.port}/metrics\n`);
-    await new Promise<void>((resolve) => {
-      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => resolve());
-      if (s.durationMs) setTimeout(resolve, s.durationMs).unref();
-    });
+    await untilStopped(s);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE' || e.code === 'EADDRNOTAVAIL' || e.code === 'EACCES') {
@@ -66,6 +61,6 @@ async function runServe(o: ServeCliOptions): Promise<number> {
   }
   await session.stop();
   const counters = session.counters();
-  process.stderr.write(`netbpf serve: ${Object.entries(counters).map(([t, c]) => `${t} ${c.events} events, ${c.lost} lost, ${c.recursionMisses} missed by recursion`).join('; ')}\n`);
+  process.stderr.write(sessionCountersLine('serve', counters as Record<string, TraceCounters>) + '\n');
   return 0;
 }

@@ -77,6 +77,23 @@ export function hashWords(view: DataView, offset: number, words: number, seed = 
   return h;
 }
 
+/** The fields of a record that name its connection: saddr, daddr, netns adjoining, and sport, dport adjoining. */
+type ConnectionFields = Layout['fields'] & Record<'saddr' | 'daddr' | 'netns' | 'sport' | 'dport', readonly [number, number]>;
+
+/**
+ * A decoder of one record layout's connection id: a hash of both addresses, the namespace and both ports, the
+ * same for every record of a connection in every tool whose layout holds those fields in that order (retrans,
+ * life and connect do: the contract test checks it), so views can join records of one connection by number.
+ */
+export function connectionIdReader(layout: { struct: string; fields: ConnectionFields }): (view: DataView, o: number) => number {
+  const F = layout.fields;
+  const adjoin = F.daddr[0] === F.saddr[0] + F.saddr[1] && F.netns[0] === F.daddr[0] + F.daddr[1] &&
+    F.dport[0] === F.sport[0] + F.sport[1] && F.sport[1] + F.dport[1] === 4;
+  if (!adjoin) throw new Error(`${layout.struct}: saddr, daddr, netns and sport, dport must adjoin to hash a connection id`);
+  const words = (F.netns[0] + F.netns[1] - F.saddr[0]) / 4;
+  return (view, o) => hashWords(view, o + F.sport[0], 1, hashWords(view, o + F.saddr[0], words));
+}
+
 /** Converts bpf_ktime_get_ns() (CLOCK_MONOTONIC) to wall-clock milliseconds since the epoch. */
 export class ClockMapper {
   private readonly offsetMs: number;

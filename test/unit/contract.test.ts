@@ -8,15 +8,16 @@ import { join } from 'node:path';
 import { generateContract, staleContractFiles } from '../../scripts/gen-contract.mjs';
 import { checkConstants, type TraceSpec } from '../../src/core/trace.js';
 import { NETBPF_RODATA } from '../../src/core/netbpf.gen.js';
+import { connectionIdReader } from '../../src/core/record.js';
 import { connectSpec } from '../../src/tools/connect/index.js';
 import { conntrackSpec } from '../../src/tools/conntrack.js';
 import { dropsSpec } from '../../src/tools/drops/index.js';
 import { lifeSpec } from '../../src/tools/life/index.js';
 import { retransSpec } from '../../src/tools/retrans/index.js';
-import { CONNECT_RODATA } from '../../src/tools/connect/bpf.gen.js';
+import { CONNECT_EVENT_LAYOUT, CONNECT_RODATA } from '../../src/tools/connect/bpf.gen.js';
 import { CONNTRACK_RODATA, CT_EVENT_KIND_NAMES } from '../../src/tools/conntrack/bpf.gen.js';
 import { DROPS_RODATA } from '../../src/tools/drops/bpf.gen.js';
-import { LIFE_DIRECTION_NAMES, LIFE_KIND_NAMES, LIFE_OWNER_SOURCE_NAMES, LIFE_RODATA } from '../../src/tools/life/bpf.gen.js';
+import { LIFE_DIRECTION_NAMES, LIFE_EVENT_LAYOUT, LIFE_KIND_NAMES, LIFE_OWNER_SOURCE_NAMES, LIFE_RODATA } from '../../src/tools/life/bpf.gen.js';
 import { RETRANS_EVENT_LAYOUT, RETRANS_KIND_NAMES, RETRANS_RODATA } from '../../src/tools/retrans/bpf.gen.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
@@ -103,12 +104,15 @@ describe('generated contract (scripts/gen-contract.mjs)', () => {
     expect(CT_EVENT_KIND_NAMES).toEqual([undefined, 'new', 'destroy']);
   });
 
-  it('retrans connId hashes saddr, daddr, netns and both ports as adjoining words', () => {
-    const F = RETRANS_EVENT_LAYOUT.fields;
-    expect(F.daddr[0]).toBe(F.saddr[0] + F.saddr[1]);
-    expect(F.netns[0]).toBe(F.daddr[0] + F.daddr[1]);
-    expect(F.dport[0]).toBe(F.sport[0] + F.sport[1]);
-    expect(F.sport[1] + F.dport[1]).toBe(4);
+  it('retrans, life and connect records hash a connection id from adjoining saddr, daddr, netns and both ports', () => {
+    for (const L of [RETRANS_EVENT_LAYOUT, LIFE_EVENT_LAYOUT, CONNECT_EVENT_LAYOUT]) {
+      const F = L.fields;
+      expect(F.daddr[0], L.struct).toBe(F.saddr[0] + F.saddr[1]);
+      expect(F.netns[0], L.struct).toBe(F.daddr[0] + F.daddr[1]);
+      expect(F.dport[0], L.struct).toBe(F.sport[0] + F.sport[1]);
+      expect(F.sport[1] + F.dport[1], L.struct).toBe(4);
+      expect(() => connectionIdReader(L)).not.toThrow();
+    }
   });
 });
 

@@ -4,7 +4,7 @@
  */
 import { AF_INET, type Family } from '../../core/address.js';
 import { ERRNO, errnoName } from '../../core/errno.js';
-import { ClockMapper, readAddress, readCString } from '../../core/record.js';
+import { ClockMapper, connectionIdReader, readAddress, readCString } from '../../core/record.js';
 import { CONNECT_EVENT_LAYOUT, CONNECT_FLAGS, CONNECT_KIND } from './bpf.gen.js';
 
 /** struct connect_event (bpf/connect.h): [offset, size] of each field. */
@@ -42,6 +42,8 @@ interface ConnectEventBase {
   synRetrans: number;
   netns: number;
   cgroupId: number;
+  /** Hash of the connection's addresses, ports and namespace: the same in every tool's records of it. */
+  connId: number;
 }
 
 /** SYN_SENT -> ESTABLISHED. */
@@ -69,6 +71,7 @@ export interface ConnectFailedEvent extends ConnectEventBase {
 export type ConnectEvent = ConnectEstablishedEvent | ConnectFailedEvent;
 
 const F = CONNECT_EVENT_LAYOUT.fields;
+const connectionId = connectionIdReader(CONNECT_EVENT_LAYOUT);
 
 export function decodeConnect(view: DataView, o: number, clock: ClockMapper): ConnectEvent {
   const family = view.getUint16(o + F.family[0], true);
@@ -86,6 +89,7 @@ export function decodeConnect(view: DataView, o: number, clock: ClockMapper): Co
     synRetrans: view.getUint32(o + F.syn_retrans[0], true),
     netns: view.getUint32(o + F.netns[0], true),
     cgroupId: Number(view.getBigUint64(o + F.cgroup_id[0], true)),
+    connId: connectionId(view, o),
   };
   const us = (ts - start) / 1000;
   if (view.getUint8(o + F.kind[0]) === CONNECT_KIND.CONNECT_ESTABLISHED) return { ...base, type: 'established', latencyUs: us };

@@ -17,7 +17,9 @@ export function connectLine(e: ConnectEvent): string {
 
 /** The documented JSON line of a connect event (docs/json.md). */
 export function connectEventJson(e: ConnectEvent): Record<string, unknown> {
-  return { ...e, time: new Date(e.time).toISOString() };
+  // connId is an in-process join key (a hash), not part of the documented line.
+  const { connId: _connId, ...fields } = e;
+  return { ...fields, time: new Date(e.time).toISOString() };
 }
 
 /** The per-destination summary as text, with latency histograms of the top destinations. */

@@ -4,7 +4,7 @@
  */
 import { AF_INET, type Family } from '../../core/address.js';
 import { ERRNO, errnoName } from '../../core/errno.js';
-import { ClockMapper, readAddress, readCString } from '../../core/record.js';
+import { ClockMapper, connectionIdReader, readAddress, readCString } from '../../core/record.js';
 import { tcpStateName, type TcpState } from '../../core/tcp.js';
 import { LIFE_DIRECTION_NAMES, LIFE_EVENT_LAYOUT, LIFE_FLAGS, LIFE_KIND, LIFE_OWNER_SOURCE_NAMES } from './bpf.gen.js';
 
@@ -53,6 +53,8 @@ interface LifeEventBase {
   srttUs: number;
   netns: number;
   cgroupId: number;
+  /** Hash of the connection's addresses, ports and namespace: the same in every tool's records of it. */
+  connId: number;
 }
 
 /** The handshake completed. */
@@ -82,6 +84,7 @@ export interface LifeClosedEvent extends LifeEventBase {
 export type LifeEvent = LifeEstablishedEvent | LifeClosedEvent;
 
 const F = LIFE_EVENT_LAYOUT.fields;
+const connectionId = connectionIdReader(LIFE_EVENT_LAYOUT);
 
 export function closeReason(established: boolean, skErr: number, flags: number): CloseReason {
   if (!established) return 'failed';
@@ -118,6 +121,7 @@ export function decodeLife(view: DataView, o: number, clock: ClockMapper): LifeE
     srttUs: view.getUint32(o + F.srtt_us[0], true),
     netns: view.getUint32(o + F.netns[0], true),
     cgroupId: Number(view.getBigUint64(o + F.cgroup_id[0], true)),
+    connId: connectionId(view, o),
   };
   // An active open's bytes_acked includes the SYN once it is acknowledged (a passive child starts past it).
   const synAcked = base.direction === 'connect' && (est !== 0) ? 1 : 0;

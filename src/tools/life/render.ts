@@ -58,7 +58,9 @@ export function csvLine(e: LifeClosedEvent): string {
 
 /** The documented JSON line for a life event. */
 export function lifeEventJson(e: LifeEvent): Record<string, unknown> {
-  return { ...e, time: new Date(e.time).toISOString() };
+  // connId is an in-process join key (a hash), not part of the documented line.
+  const { connId: _connId, ...fields } = e;
+  return { ...fields, time: new Date(e.time).toISOString() };
 }
 
 /** The per-destination summary as text, with lifetime and retransmit histograms of the top destinations. */

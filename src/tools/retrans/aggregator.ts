@@ -5,6 +5,7 @@
  */
 import { formatEndpoint } from '../../core/address.js';
 import { Log2Histogram, type HistogramData } from '../../core/histogram.js';
+import { RetransRatio } from '../../core/retrans-ratio.js';
 import { BoundedTable, OTHER_KEY } from '../../core/table.js';
 import { countedByKernel, type RetransEvent, type RetransKind } from './decode.js';
 
@@ -58,9 +59,8 @@ class RowStats {
   firstSeen = 0;
   lastSeen = 0;
   kinds: Record<RetransKind, number> = { other: 0, rto: 0, fast: 0, tlp: 0, syn: 0, synack: 0 };
-  /** connId -> latest [total_retrans, segs_out] of that connection. */
-  conns = new Map<number, [number, number]>();
-  connectionsCapped = false;
+  /** Retransmitted / sent segments of the connections seen, from the kernel's per-connection counters. */
+  readonly ratio = new RetransRatio(CONNECTIONS_CAP);
   retransmits = new Log2Histogram('count');
   srttUs = new Log2Histogram('us');
   daddr = '';
@@ -84,22 +84,17 @@ class RowStats {
     this.retransmits.add(e.retransmits);
     if (e.srttUs > 0) this.srttUs.add(e.srttUs);
     if (e.kind === 'synack') return;
-    const conn = this.conns.get(e.connId);
-    if (conn) { conn[0] = e.totalRetrans; conn[1] = e.segsOut; }
-    else if (this.conns.size < CONNECTIONS_CAP) this.conns.set(e.connId, [e.totalRetrans, e.segsOut]);
-    else this.connectionsCapped = true;
+    this.ratio.update(e.connId, e.totalRetrans, e.segsOut);
   }
 
   row(elapsedS: number, intervalS: number): RetransRow {
-    let retr = 0, out = 0;
-    for (const [r, o] of this.conns.values()) { retr += r; out += o; }
     const row: RetransRow = {
       key: this.key, daddr: this.daddr, dport: this.dport,
       events: this.events, segs: this.segs, failed: this.failed,
       rate: intervalS > 0 ? (this.segs - this.segsAtLastSnapshot) / intervalS : 0,
       avgRate: elapsedS > 0 ? this.segs / elapsedS : 0,
-      connections: this.conns.size, connectionsCapped: this.connectionsCapped,
-      retransRatio: out > 0 ? retr / out : 0,
+      connections: this.ratio.connections, connectionsCapped: this.ratio.capped,
+      retransRatio: this.ratio.totals().ratio,
       kinds: { ...this.kinds }, firstSeen: this.firstSeen, lastSeen: this.lastSeen,
       histograms: { retransmits: this.retransmits.toJSON(), srttUs: this.srttUs.toJSON() },
     };

@@ -3,7 +3,7 @@
  * event with fixed offsets from the generated contract (bpf.gen.ts).
  */
 import { AF_INET, type Family } from '../../core/address.js';
-import { ClockMapper, hashWords, readAddress, readCString, readU64 } from '../../core/record.js';
+import { ClockMapper, connectionIdReader, readAddress, readCString, readU64 } from '../../core/record.js';
 import { tcpCaStateName, tcpStateName, type TcpCaState, type TcpState } from '../../core/tcp.js';
 import { RETRANS_EVENT_LAYOUT, RETRANS_KIND_NAMES } from './bpf.gen.js';
 
@@ -52,8 +52,7 @@ export interface RetransEvent {
 }
 
 const F = RETRANS_EVENT_LAYOUT.fields;
-/** connId hashes saddr, daddr, netns as consecutive words, then sport+dport as one (test/unit/contract.test.ts checks they adjoin). */
-const CONN_ID_WORDS = (F.netns[0] + F.netns[1] - F.saddr[0]) / 4;
+const connectionId = connectionIdReader(RETRANS_EVENT_LAYOUT);
 
 /**
  * Errors __tcp_retransmit_skb returns before it counts the segments (RetransSegs, total_retrans): the skb is
@@ -90,6 +89,6 @@ export function decodeRetrans(view: DataView, o: number, clock: ClockMapper): Re
     comm: readCString(view, o + F.comm[0], F.comm[1]),
     netns: view.getUint32(o + F.netns[0], true),
     cgroupId: readU64(view, o + F.cgroup_id[0]),
-    connId: hashWords(view, o + F.sport[0], 1, hashWords(view, o + F.saddr[0], CONN_ID_WORDS)),
+    connId: connectionId(view, o),
   };
 }
