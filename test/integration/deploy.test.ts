@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { NetnsPair, type ClientResult } from '../../src/testing/netns.js';
 import { cgroup2Mount } from '../../src/core/containers.js';
-import { countedByKernel } from '../../src/tools/retrans.js';
+import { countedByKernel } from '../../src/index.js';
 import { describeBpf, sleep } from '../helpers.js';
 import { daemonSetCommand, daemonSetCapabilities, unitDirectives } from '../deploy-files.js';
 

@@ -26,7 +26,8 @@ describe('prebuilt names', () => {
   });
 
   it('knows the running C library and target', () => {
-    expect(runningLibc()).toBe(process.report.getReport().header.glibcVersionRuntime ? 'glibc' : 'musl');
+    const header = (process.report.getReport() as { header: { glibcVersionRuntime?: string } }).header;
+    expect(runningLibc()).toBe(header.glibcVersionRuntime ? 'glibc' : 'musl');
     expect(currentTarget()).toMatchObject({ platform: process.platform, arch: process.arch, napi: Number(process.versions.napi) });
   });
 });
