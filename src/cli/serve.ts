@@ -1,19 +1,18 @@
 /** `netbpf serve --prometheus [ADDR]`: the top session's events as Prometheus metrics (loopback by default). */
 import { Command } from 'commander';
-import { ContainerResolver } from '../core/containers.js';
 import { parseListenAddress, PrometheusExporter } from '../tools/prometheus/index.js';
 import { parseGroupBy, top } from '../tools/top/index.js';
 import type { TraceCounters } from '../core/trace.js';
 import { reportStart, sessionCountersLine, untilStopped } from './run.js';
+import { addCgroupRootOption, containerResolver, type ContainerCliOptions } from './containers.js';
 import { addCommonOptions, filterOptions, positiveNumber, runSettings, type CommonCliOptions } from './common.js';
 
-interface ServeCliOptions extends CommonCliOptions {
+interface ServeCliOptions extends CommonCliOptions, ContainerCliOptions {
   prometheus?: string | boolean;
   by: string;
   maxSeries: string;
   conntrack?: boolean;
   life: boolean;
-  container?: boolean;
 }
 
 export function serveCommand(): Command {
@@ -25,6 +24,7 @@ export function serveCommand(): Command {
     .option('--conntrack', 'also trace conntrack entries')
     .option('--no-life', 'do not trace connection lifetimes')
     .option('-w, --container', 'add a container label (cgroup id -> container id)');
+  addCgroupRootOption(cmd);
   addCommonOptions(cmd);
   cmd.action(async (o: ServeCliOptions) => {
     process.exitCode = await runServe(o);
@@ -37,7 +37,7 @@ async function runServe(o: ServeCliOptions): Promise<number> {
   const listen = parseListenAddress(typeof o.prometheus === 'string' ? o.prometheus : '127.0.0.1:9464');
   const maxSeries = positiveNumber(o.maxSeries, '--max-series', { integer: true })!;
   const by = parseGroupBy(o.by);
-  const containers = o.container ? new ContainerResolver() : null;
+  const containers = containerResolver('serve', o);
   const containerOf = containers ? (id: number) => containers.containerOf(id) : undefined;
   const session = top({ ...filterOptions(o), by, life: o.life, conntrack: !!o.conntrack, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf });
   const exporter = new PrometheusExporter(session, { maxSeries, by, containerOf }).attach();

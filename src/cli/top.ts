@@ -5,20 +5,19 @@
  */
 import { Command, Option } from 'commander';
 import { parseGroupBy, renderTop, sortRows, top, TOP_SORT_KEYS, type TopSortKey } from '../tools/top/index.js';
-import { ContainerResolver } from '../core/containers.js';
 import type { TraceCounters } from '../core/trace.js';
 import { reportCounters, reportStart, sessionCountersLine, untilStopped } from './run.js';
+import { addCgroupRootOption, containerResolver, type ContainerCliOptions } from './containers.js';
 import { addCommonOptions, filterOptions, runSettings, type CommonCliOptions } from './common.js';
 import { jsonText } from '../core/format.js';
 
-interface TopCliOptions extends CommonCliOptions {
+interface TopCliOptions extends CommonCliOptions, ContainerCliOptions {
   by: string;
   sort: TopSortKey;
   conntrack?: boolean;
   life: boolean;
   once?: boolean;
   snapshots?: boolean;
-  container?: boolean;
 }
 
 export function topCommand(): Command {
@@ -31,6 +30,7 @@ export function topCommand(): Command {
     .option('-1, --once', 'print one snapshot after the interval (or --duration) and exit')
     .option('--snapshots', 'print a snapshot every interval instead of the full-screen view (default when stdout is not a terminal)')
     .option('-w, --container', 'show the containers talking to each destination (cgroup id -> container id)');
+  addCgroupRootOption(cmd);
   addCommonOptions(cmd);
   cmd.action(async (o: TopCliOptions) => {
     process.exitCode = await runTop(o);
@@ -43,7 +43,7 @@ async function runTop(o: TopCliOptions): Promise<number> {
   const s = runSettings(o);
   const by = parseGroupBy(o.by);
   const intervalMs = s.intervalMs ?? 2000;
-  const containers = o.container ? new ContainerResolver() : null;
+  const containers = containerResolver('top', o);
   const session = top({
     ...filterOptions(o), by, life: o.life, conntrack: !!o.conntrack, maxDestinations: s.maxDestinations,
     ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf: containers ? (id) => containers.containerOf(id) : undefined,
