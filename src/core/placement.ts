@@ -2,12 +2,13 @@
  * One rule for which destination a dropped packet counts against, shared by every view that places drops (top,
  * the Prometheus exporter), so two views never disagree about the same drop.
  *
- * The rule: a drop counts for its remote side, except when its local side is a destination this host connects
- * to and its remote side is not (traffic between namespaces of one host: the SYN a client sends to a local
- * server is "received" by the server's namespace, whose remote side is the client). Which sides are connect
- * destinations is known once a connect to them was seen, and a dropped SYN comes before its connect's outcome,
- * so a drop waits (bounded in time and number) until its local side is known to be a destination, or until
- * `holdMs` after the drop, and is then placed.
+ * The rule: a drop counts for the server side of its connection. When the packet tells (a SYN goes to the
+ * server, a SYN-ACK comes from it), that side, at once. Otherwise its remote side, except when its local side is
+ * a destination this host connects to and its remote side is not (traffic between namespaces of one host: data
+ * a client sends to a local server is "received" by the server's namespace, whose remote side is the client).
+ * Which sides are connect destinations is known once a connect to them was seen, which can come after the drop,
+ * so such a drop waits (bounded in time and number) until its local side is known to be a destination, or until
+ * `holdMs` after the drop, and is then placed on its remote side.
  */
 
 /** How long a drop may wait for the connect that tells which side is the destination, ms. */
@@ -44,10 +45,13 @@ export class DropPlacement<T> {
   }
 
   /**
-   * Takes `count` drops between `remote` and `local` (destination keys, local null when unknown) at `time`; returns
-   * them placed at once, or null when they wait for flush(). Past maxPending waiting groups, drops are placed now.
+   * Takes `count` drops between `remote` and `local` (destination keys, local null when unknown) at `time`; `server`
+   * when the packet itself says which side is the server. Returns them placed at once, or null when they wait for
+   * flush(). Past maxPending waiting groups, drops are placed now.
    */
-  add(remote: string, local: string | null, tag: T, time: number, count = 1): PlacedDrops<T> | null {
+  add(remote: string, local: string | null, tag: T, time: number, count = 1, server: 'remote' | 'local' | null = null): PlacedDrops<T> | null {
+    if (server === 'local' && local !== null) return { destination: local, tag, count, time };
+    if (server === 'remote') return { destination: remote, tag, count, time };
     const full = this.pending.size >= (this.opts.maxPending ?? 65536);
     const destination = this.decide(remote, local, full);
     if (destination !== null) return { destination, tag, count, time };

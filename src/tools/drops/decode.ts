@@ -135,3 +135,25 @@ export function decodeDrop(view: DataView, o: number, ctx: DropDecodeContext): D
     stack: stackId >= 0 && ctx.stack ? ctx.stack(stackId) : [],
   };
 }
+
+/** One side of a dropped packet: address and port (null when the packet did not tell). */
+export interface DropSide { addr: string; port: number | null }
+
+/**
+ * The two sides of a dropped packet from this host's point of view, and which of them is the server when the
+ * packet says so (a SYN goes to the server, a SYN-ACK comes from it). Every view that places drops against
+ * destinations starts from this (top, the exporter: core/placement.ts).
+ */
+export function dropSides(e: DropEvent): { remote: DropSide | null; local: DropSide | null; server: 'remote' | 'local' | null } {
+  const remote = e.remoteAddr === null ? null : { addr: e.remoteAddr, port: e.remotePort };
+  const localAddr = e.direction === 'received' ? e.daddr : e.saddr;
+  const local = localAddr === null ? null : { addr: localAddr, port: e.direction === 'received' ? e.dport : e.sport };
+  let server: 'remote' | 'local' | null = null;
+  if (e.proto === 'tcp' && e.tcpFlags) {
+    const syn = e.tcpFlags.includes('SYN'), ack = e.tcpFlags.includes('ACK');
+    // A SYN's destination is the server; a SYN-ACK's source is. Which of them is local depends on the direction.
+    const towardsServer = syn && !ack ? 'dst' : syn && ack ? 'src' : null;
+    if (towardsServer) server = (towardsServer === 'dst') === (e.direction === 'received') ? 'local' : 'remote';
+  }
+  return { remote, local, server };
+}

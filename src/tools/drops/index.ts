@@ -6,8 +6,8 @@
  */
 export { DropReasons, DROP_REASON_UNAVAILABLE, PURGE_FUNCTIONS, PURGE_REASONS, dropCategory } from './reasons.js';
 export type { DropCategory } from './reasons.js';
-export { DROPS_LAYOUT, DROP_FLAGS, decodeDrop, tcpFlagsText } from './decode.js';
-export type { Direction, DropDecodeContext, DropEvent } from './decode.js';
+export { DROPS_LAYOUT, DROP_FLAGS, decodeDrop, dropSides, tcpFlagsText } from './decode.js';
+export type { Direction, DropDecodeContext, DropEvent, DropSide } from './decode.js';
 export { dropReasonsNote, drops, dropsConstants, dropsSpec } from './trace.js';
 export type { DropsOptions } from './trace.js';
 export { DropsAggregator } from './aggregator.js';

@@ -11,7 +11,7 @@ import { DropPlacement } from '../../core/placement.js';
 import { OTHER_KEY } from '../../core/table.js';
 import type { TraceCounters } from '../../core/trace.js';
 import type { ConnectEvent } from '../connect/index.js';
-import type { DropEvent } from '../drops/index.js';
+import { dropSides, type DropEvent } from '../drops/index.js';
 import type { LifeEvent } from '../life/index.js';
 import type { RetransEvent } from '../retrans/index.js';
 import { destinationKey, type GroupBy, type TopSession, type TopToolName } from '../top/index.js';
@@ -141,10 +141,10 @@ export class PrometheusExporter {
   /** A drop counts for the destination core/placement.ts's rule gives it (shared with top). */
   private drop(e: DropEvent): void {
     if (e.category === 'purge') { this.m.purges.inc(); return; }
-    if (e.remoteAddr === null) { this.m.drops.inc({ destination: 'unknown', reason: e.reason }); return; }
-    const localAddr = e.direction === 'received' ? e.daddr : e.saddr;
-    const local = localAddr === null ? null : destinationKey(this.by, localAddr, e.direction === 'received' ? e.dport : e.sport);
-    const placed = this.placement.add(destinationKey(this.by, e.remoteAddr, e.remotePort), local, e.reason, e.time);
+    const sides = dropSides(e);
+    if (sides.remote === null) { this.m.drops.inc({ destination: 'unknown', reason: e.reason }); return; }
+    const local = sides.local === null ? null : destinationKey(this.by, sides.local.addr, sides.local.port);
+    const placed = this.placement.add(destinationKey(this.by, sides.remote.addr, sides.remote.port), local, e.reason, e.time, 1, sides.server);
     if (placed) this.m.drops.inc({ destination: this.destinations.label(placed.destination), reason: placed.tag }, placed.count);
   }
 

@@ -10,7 +10,7 @@ import { RetransRatio } from '../../core/retrans-ratio.js';
 import { BoundedTable, OTHER_KEY } from '../../core/table.js';
 import type { ConnectEvent, FailureClass } from '../connect/index.js';
 import type { ConntrackEvent } from '../conntrack.js';
-import type { DropEvent } from '../drops/index.js';
+import { dropSides, type DropEvent } from '../drops/index.js';
 import type { LifeEvent } from '../life/index.js';
 import type { RetransEvent } from '../retrans/index.js';
 import { byText, destinationKey, type GroupBy } from './group-by.js';
@@ -168,12 +168,11 @@ export class TopAggregator {
 
   /** A drop counts for the destination core/placement.ts's rule gives it (shared with the exporter). */
   addDrop(e: DropEvent): void {
-    if (e.remoteAddr === null) return;
-    const remote = destinationKey(this.by, e.remoteAddr, e.remotePort);
-    const localAddr = e.direction === 'received' ? e.daddr : e.saddr;
-    const localPort = e.direction === 'received' ? e.dport : e.sport;
-    const local = localAddr === null ? null : destinationKey(this.by, localAddr, localPort);
-    const placed = this.placement.add(remote, local, e.category === 'purge' ? null : e.reason, e.time);
+    const sides = dropSides(e);
+    if (sides.remote === null) return;
+    const remote = destinationKey(this.by, sides.remote.addr, sides.remote.port);
+    const local = sides.local === null ? null : destinationKey(this.by, sides.local.addr, sides.local.port);
+    const placed = this.placement.add(remote, local, e.category === 'purge' ? null : e.reason, e.time, 1, sides.server);
     if (placed) this.countDrop(placed.destination, placed.tag, placed.time, placed.count);
   }
 
