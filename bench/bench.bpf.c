@@ -8,6 +8,7 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
 #include <bpf/bpf_endian.h>
+#include <bpf/bpf_tracing.h>
 #include "netbpf.bpf.h"
 #include "retrans.h"
 
@@ -21,10 +22,20 @@ const volatile __u32 destinations = 256;
 /* Records produced so far; also the sequence number written into each record. Single producer thread. */
 __u64 produced = 0;
 
-SEC("tp/syscalls/sys_enter_getppid")
-int handle_getppid(void *ctx)
+#if defined(__TARGET_ARCH_x86)
+#define NB_NR_GETPPID 110
+#elif defined(__TARGET_ARCH_arm64)
+#define NB_NR_GETPPID 173
+#else
+#error "getppid's syscall number is not known for this architecture"
+#endif
+
+/* The raw syscall-entry tracepoint as tp_btf: attaches by name, no tracefs (as the tools do). It runs for every
+ * syscall of the host, so it compares the number and the process first. */
+SEC("tp_btf/sys_enter")
+int BPF_PROG(handle_getppid, struct pt_regs *regs, long id)
 {
-	if ((bpf_get_current_pid_tgid() >> 32) != target_pid)
+	if (id != NB_NR_GETPPID || (bpf_get_current_pid_tgid() >> 32) != target_pid)
 		return 0;
 	__u64 seq = produced++;
 	struct retrans_event *e = reserve_event(sizeof(*e));

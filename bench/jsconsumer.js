@@ -7,9 +7,9 @@
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Trace, RetransAggregator } from '../dist/index.js';
-import { decodeRetrans, RETRANS_LAYOUT } from '../dist/tools/retrans.js';
+import { decodeRetrans, RETRANS_LAYOUT } from '../dist/tools/retrans/index.js';
 import { ClockMapper } from '../dist/core/record.js';
-import { constU32 } from '../dist/core/trace.js';
+import { constU32 } from '../dist/core/rodata.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const cfg = JSON.parse(process.argv[2]);
@@ -20,7 +20,7 @@ const spec = {
   recordSize: RETRANS_LAYOUT.size,
   constants: { target_pid: constU32(cfg.pid), destinations: constU32(cfg.destinations) },
   hooks: [{ feature: 'getppid records', required: true,
-    alternatives: [{ program: 'handle_getppid', hook: 'tracepoint/syscalls/sys_enter_getppid' }] }],
+    alternatives: [{ kind: 'tp_btf', programs: ['handle_getppid'], hook: 'tp_btf/sys_enter (getppid)' }] }],
   decode: (view, o) => decodeRetrans(view, o, clock),
 };
 const trace = new Trace(spec, { ringBufferBytes: cfg.ringBytes, pollMs: cfg.pollMs, wakeupBytes: cfg.wakeupBytes });

@@ -4,7 +4,7 @@
 //                     [--workloads retrans-bulk,connect-close,drop-flood,conntrack-churn] [--reps N]
 // Builds bench/ (make -C bench), runs each section and writes BENCHMARKS.md (unless --no-write). Every figure
 // is a rate or ratio measured in this run against a baseline from this run. --quick is the smoke-test size.
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -14,6 +14,15 @@ import { runWorkloads } from './workloads.js';
 import { start, median, fmtRate, fmtMiB } from './lib.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
+
+// netbpf needs no tracefs, but the peers and oracles measured beside it do (perf and bpftrace tracepoints,
+// libbpf-tools, kfree_skb's format file). Without it, run the whole harness in a private mount namespace with
+// tracefs mounted there: the host's mounts stay as they are.
+if (!existsSync('/sys/kernel/tracing/events') && !process.env.NETBPF_BENCH_TRACEFS) {
+  const r = spawnSync('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'mount -t tracefs nodev /sys/kernel/tracing && exec "$0" "$@"', process.execPath, ...process.argv.slice(1)],
+    { stdio: 'inherit', env: { ...process.env, NETBPF_BENCH_TRACEFS: 'private' } });
+  process.exit(r.status ?? 1);
+}
 const args = process.argv.slice(2);
 const quick = args.includes('--quick');
 const onlyArg = args.indexOf('--only');
@@ -115,7 +124,7 @@ function render(r) {
   if (r.pipeline) {
     const s = r.pipeline.summary;
     L.push('## Pipeline throughput (synthetic records, same size and ring policy as retrans)', '');
-    L.push('`bench/gen` calls getppid(); `bench/bench.bpf.c` (tracepoint syscalls:sys_enter_getppid, filtered to the',
+    L.push('`bench/gen` calls getppid(); `bench/bench.bpf.c` (tp_btf/sys_enter, filtered to getppid() by the',
       'generator\'s pid) emits one 112-byte `struct retrans_event` per call through netbpf.bpf.h\'s reserve/submit/lost',
       'path. Consumers run as separate processes; CPU is the consumer process\'s own (getrusage / process.cpuUsage).',
       `Default ring: ${RING.ringBytes / 1048576} MiB, ${RING.pollMs} ms timed poll, wakeup past ${RING.wakeupBytes / 1024} KiB.`,

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: GPL-2.0
 /* netbpf connect: one record per TCP connect attempt: established (with SYN -> ESTABLISHED latency) or
  * failed (with the errno the application saw: refused, timed out, unreachable, ...).
- * Hooks: sock:inet_sock_set_state (tp_btf preferred, classic fallback) for SYN_SENT -> ESTABLISHED/CLOSE;
- * tcp:tcp_retransmit_skb to count SYN retransmits; tcp:tcp_receive_reset; sock:inet_sk_error_report
- * (tp_btf only: the classic record has no socket pointer) to keep the error an application may clear;
- * syscalls:sys_{enter,exit}_connect for connects that fail before any state change (no route). */
+ * Hooks (each tp_btf, else raw_tp, else the classic tracepoint: see tracepoints.bpf.h):
+ * sock:inet_sock_set_state for SYN_SENT -> ESTABLISHED/CLOSE; tcp:tcp_retransmit_skb to count SYN
+ * retransmits; tcp:tcp_receive_reset; sock:inet_sk_error_report (no classic variant: its record has no
+ * socket pointer) to keep the error an application may clear; and connect()/getsockopt(SO_ERROR) at syscall
+ * entry and exit for connects that fail before any state change (no route) and errors read with SO_ERROR. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -16,7 +17,10 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-const struct connect_event *unused_connect_event __attribute__((unused));
+/* The record contract with src/tools/connect/bpf.gen.ts (see NETBPF_CONTRACT). */
+NETBPF_CONTRACT(struct connect_event);
+NETBPF_CONTRACT(enum connect_kind);
+NETBPF_CONTRACT(enum connect_flags);
 
 /* Only connects by this process (tgid); 0 = any. Known at connect() time, so filtered here. */
 const volatile __u32 filter_pid = 0;
@@ -147,11 +151,8 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	return 0;
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(handle_set_state_btf, const struct sock *sk, int oldstate, int newstate)
-{
-	return on_set_state(sk, oldstate, newstate);
-}
+TRACEPOINT_PROGRAMS(inet_sock_set_state, handle_set_state, on_set_state(sk, oldstate, newstate),
+		    const struct sock *sk, int oldstate, int newstate)
 
 SEC("tp/sock/inet_sock_set_state")
 int handle_set_state_tp(struct tp_inet_sock_set_state *ctx)
@@ -171,11 +172,7 @@ static __always_inline int on_retransmit(const struct sock *sk)
 	return 0;
 }
 
-SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(handle_retransmit_btf, const struct sock *sk)
-{
-	return on_retransmit(sk);
-}
+TRACEPOINT_PROGRAMS(tcp_retransmit_skb, handle_retransmit, on_retransmit(sk), const struct sock *sk)
 
 SEC("tp/tcp/tcp_retransmit_skb")
 int handle_retransmit_tp(struct tp_tcp_sk_skb *ctx)
@@ -183,18 +180,25 @@ int handle_retransmit_tp(struct tp_tcp_sk_skb *ctx)
 	return on_retransmit((const struct sock *)ctx->skaddr);
 }
 
-SEC("tp/tcp/tcp_receive_reset")
-int handle_receive_reset(struct tp_tcp_sk *ctx)
+static __always_inline int on_receive_reset(const struct sock *sk)
 {
-	__u64 key = (__u64)ctx->skaddr;
+	__u64 key = (__u64)sk;
 	struct attempt *a = bpf_map_lookup_elem(&attempts, &key);
 	if (a)
 		a->flags |= CONNECT_RST_RECEIVED;
 	return 0;
 }
 
-SEC("tp_btf/inet_sk_error_report")
-int BPF_PROG(handle_error_report_btf, const struct sock *sk)
+TRACEPOINT_PROGRAMS(tcp_receive_reset, handle_receive_reset, on_receive_reset(sk), const struct sock *sk)
+
+SEC("tp/tcp/tcp_receive_reset")
+int handle_receive_reset_tp(struct tp_tcp_sk *ctx)
+{
+	return on_receive_reset((const struct sock *)ctx->skaddr);
+}
+
+/* No classic variant: the classic record of sock:inet_sk_error_report has no socket pointer. */
+static __always_inline int on_error_report(const struct sock *sk)
 {
 	__u64 key = (__u64)sk;
 	struct attempt *a = bpf_map_lookup_elem(&attempts, &key);
@@ -206,15 +210,22 @@ int BPF_PROG(handle_error_report_btf, const struct sock *sk)
 	return 0;
 }
 
-/* connect(fd, addr, len): remember TCP connects by thread, with the destination from user memory
- * (a connect that fails in the route lookup never writes it into the socket). */
-struct sys_enter_connect_args {
-	__u64 common;
-	__s64 nr;
-	__u64 fd;
-	const void *uservaddr;
-	__u64 addrlen;
-};
+TRACEPOINT_PROGRAMS(inet_sk_error_report, handle_error_report, on_error_report(sk), const struct sock *sk)
+
+/* connect() and getsockopt() are seen at syscall entry and exit: through the raw syscall tracepoints
+ * sys_enter/sys_exit (tp_btf or raw_tp: no tracefs; they run for every syscall of the host, so the syscall
+ * number is compared first), or through the classic syscalls:sys_{enter,exit}_{connect,getsockopt}. */
+#if defined(__TARGET_ARCH_x86)
+#define NB_NR_CONNECT 42
+#define NB_NR_GETSOCKOPT 55
+#define syscall_nr(regs) BPF_CORE_READ(regs, orig_ax)
+#elif defined(__TARGET_ARCH_arm64)
+#define NB_NR_CONNECT 203
+#define NB_NR_GETSOCKOPT 209
+#define syscall_nr(regs) BPF_CORE_READ((struct pt_regs___arm64 *)(regs), syscallno)
+#else
+#error "syscall numbers of connect and getsockopt are not known for this architecture"
+#endif
 
 static __always_inline const struct sock *sock_of_fd(__u32 fd)
 {
@@ -232,13 +243,14 @@ static __always_inline const struct sock *sock_of_fd(__u32 fd)
 	return sock ? BPF_CORE_READ(sock, sk) : NULL;
 }
 
-SEC("tp/syscalls/sys_enter_connect")
-int handle_connect_enter(struct sys_enter_connect_args *ctx)
+/* connect(fd, addr, len): remember TCP connects by thread, with the destination from user memory
+ * (a connect that fails in the route lookup never writes it into the socket). */
+static __always_inline int on_connect_enter(__u32 fd, const void *uservaddr)
 {
 	__u64 tid = bpf_get_current_pid_tgid();
 	if (!pid_wanted(tid >> 32))
 		return 0;
-	const struct sock *sk = sock_of_fd((__u32)ctx->fd);
+	const struct sock *sk = sock_of_fd(fd);
 	if (!sk || BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	/* Only a socket that has not started connecting yet (a repeated connect() on SYN_SENT is a poll). */
@@ -246,7 +258,7 @@ int handle_connect_enter(struct sys_enter_connect_args *ctx)
 		return 0;
 	struct pending p = { .start_ns = bpf_ktime_get_ns(), .sk = (__u64)sk };
 	__u8 sa[24] = {};
-	if (bpf_probe_read_user(sa, sizeof(sa), ctx->uservaddr))
+	if (bpf_probe_read_user(sa, sizeof(sa), uservaddr))
 		return 0;
 	p.family = sa[0] | (sa[1] << 8);
 	p.dport = (sa[2] << 8) | sa[3];
@@ -263,15 +275,8 @@ int handle_connect_enter(struct sys_enter_connect_args *ctx)
 	return 0;
 }
 
-struct sys_exit_connect_args {
-	__u64 common;
-	__s64 nr;
-	__s64 ret;
-};
-
 /* Still pending at exit = the socket never reached SYN_SENT: no SYN left this host. */
-SEC("tp/syscalls/sys_exit_connect")
-int handle_connect_exit(struct sys_exit_connect_args *ctx)
+static __always_inline int on_connect_exit(__s64 ret)
 {
 	__u64 tid = bpf_get_current_pid_tgid();
 	struct pending *p = bpf_map_lookup_elem(&pending, &tid);
@@ -279,8 +284,8 @@ int handle_connect_exit(struct sys_exit_connect_args *ctx)
 		return 0;
 	struct pending copy = *p;
 	bpf_map_delete_elem(&pending, &tid);
-	__s64 err = -ctx->ret;
-	if (ctx->ret >= 0 || err == NB_EINPROGRESS || err == NB_EALREADY || err == NB_EISCONN)
+	__s64 err = -ret;
+	if (ret >= 0 || err == NB_EINPROGRESS || err == NB_EALREADY || err == NB_EISCONN)
 		return 0;
 	const struct sock *sk = (const struct sock *)copy.sk;
 	struct sock_tuple t = { .family = copy.family, .dport = copy.dport };
@@ -324,39 +329,21 @@ struct {
 	__type(value, struct so_error_call);
 } so_error_calls SEC(".maps");
 
-struct sys_enter_getsockopt_args {
-	__u64 common;
-	__s64 nr;
-	__u64 fd;
-	__u64 level;
-	__u64 optname;
-	__u64 optval;
-	__u64 optlen;
-};
-
-SEC("tp/syscalls/sys_enter_getsockopt")
-int handle_getsockopt_enter(struct sys_enter_getsockopt_args *ctx)
+static __always_inline int on_getsockopt_enter(__u32 fd, int level, int optname, __u64 optval)
 {
-	if ((int)ctx->level != NB_SOL_SOCKET || (int)ctx->optname != NB_SO_ERROR)
+	if (level != NB_SOL_SOCKET || optname != NB_SO_ERROR)
 		return 0;
-	const struct sock *sk = sock_of_fd((__u32)ctx->fd);
+	const struct sock *sk = sock_of_fd(fd);
 	__u64 key = (__u64)sk;
 	if (!sk || !bpf_map_lookup_elem(&attempts, &key))
 		return 0;
 	__u64 tid = bpf_get_current_pid_tgid();
-	struct so_error_call c = { .sk = key, .optval = ctx->optval };
+	struct so_error_call c = { .sk = key, .optval = optval };
 	bpf_map_update_elem(&so_error_calls, &tid, &c, BPF_ANY);
 	return 0;
 }
 
-struct sys_exit_args {
-	__u64 common;
-	__s64 nr;
-	__s64 ret;
-};
-
-SEC("tp/syscalls/sys_exit_getsockopt")
-int handle_getsockopt_exit(struct sys_exit_args *ctx)
+static __always_inline int on_getsockopt_exit(__s64 ret)
 {
 	__u64 tid = bpf_get_current_pid_tgid();
 	struct so_error_call *c = bpf_map_lookup_elem(&so_error_calls, &tid);
@@ -364,11 +351,59 @@ int handle_getsockopt_exit(struct sys_exit_args *ctx)
 		return 0;
 	__u64 key = c->sk;
 	int val = 0;
-	if (ctx->ret == 0 && !bpf_probe_read_user(&val, sizeof(val), (const void *)c->optval) && val > 0) {
+	if (ret == 0 && !bpf_probe_read_user(&val, sizeof(val), (const void *)c->optval) && val > 0) {
 		struct attempt *a = bpf_map_lookup_elem(&attempts, &key);
 		if (a && !a->err)
 			a->err = val;
 	}
 	bpf_map_delete_elem(&so_error_calls, &tid);
 	return 0;
+}
+
+/* sys_enter(regs, id) / sys_exit(regs, ret): the syscall's own arguments are in the user registers. */
+static __always_inline int on_sys_enter(struct pt_regs *regs, long id)
+{
+	if (id == NB_NR_CONNECT)
+		return on_connect_enter(PT_REGS_PARM1_CORE_SYSCALL(regs), (const void *)PT_REGS_PARM2_CORE_SYSCALL(regs));
+	if (id == NB_NR_GETSOCKOPT)
+		return on_getsockopt_enter(PT_REGS_PARM1_CORE_SYSCALL(regs), PT_REGS_PARM2_CORE_SYSCALL(regs),
+					   PT_REGS_PARM3_CORE_SYSCALL(regs), PT_REGS_PARM4_CORE_SYSCALL(regs));
+	return 0;
+}
+
+static __always_inline int on_sys_exit(struct pt_regs *regs, long ret)
+{
+	long id = syscall_nr(regs);
+	if (id == NB_NR_CONNECT)
+		return on_connect_exit(ret);
+	if (id == NB_NR_GETSOCKOPT)
+		return on_getsockopt_exit(ret);
+	return 0;
+}
+
+TRACEPOINT_PROGRAMS(sys_enter, handle_sys_enter, on_sys_enter(regs, id), struct pt_regs *regs, long id)
+TRACEPOINT_PROGRAMS(sys_exit, handle_sys_exit, on_sys_exit(regs, ret), struct pt_regs *regs, long ret)
+
+SEC("tp/syscalls/sys_enter_connect")
+int handle_connect_enter_tp(struct tp_sys_enter *ctx)
+{
+	return on_connect_enter(ctx->args[0], (const void *)ctx->args[1]);
+}
+
+SEC("tp/syscalls/sys_exit_connect")
+int handle_connect_exit_tp(struct tp_sys_exit *ctx)
+{
+	return on_connect_exit(ctx->ret);
+}
+
+SEC("tp/syscalls/sys_enter_getsockopt")
+int handle_getsockopt_enter_tp(struct tp_sys_enter *ctx)
+{
+	return on_getsockopt_enter(ctx->args[0], ctx->args[1], ctx->args[2], ctx->args[3]);
+}
+
+SEC("tp/syscalls/sys_exit_getsockopt")
+int handle_getsockopt_exit_tp(struct tp_sys_exit *ctx)
+{
+	return on_getsockopt_exit(ctx->ret);
 }

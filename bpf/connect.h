@@ -1,5 +1,5 @@
 /* netbpf connect: the record one TCP connect attempt produces (established or failed). The contract
- * between bpf/connect.bpf.c and src/tools/connect.ts (offsets checked against this object's BTF). */
+ * between bpf/connect.bpf.c and src/tools/connect.ts (generated into src/tools/connect/bpf.gen.ts from BTF). */
 #ifndef NETBPF_CONNECT_H
 #define NETBPF_CONNECT_H
 
@@ -10,10 +10,12 @@ enum connect_kind {
 	CONNECT_FAILED = 2,      /* SYN_SENT -> CLOSE, or connect() failed before any SYN */
 };
 
-/* flags */
-#define CONNECT_RST_RECEIVED 1 /* tcp:tcp_receive_reset while in SYN_SENT (refused) */
-#define CONNECT_BEFORE_SYN 2   /* connect() returned an error before the socket left CLOSE (no route, ...) */
-#define CONNECT_ERROR_REPORTED 4 /* err came from sock:inet_sk_error_report, not sk_err at close */
+/* connect_event.flags */
+enum connect_flags {
+	CONNECT_RST_RECEIVED = 1,   /* tcp:tcp_receive_reset while in SYN_SENT (refused) */
+	CONNECT_BEFORE_SYN = 2,     /* connect() returned an error before the socket left CLOSE (no route, ...) */
+	CONNECT_ERROR_REPORTED = 4, /* err came from sock:inet_sk_error_report, not sk_err at close */
+};
 
 struct connect_event {
 	__u64 ts_ns;        /* bpf_ktime_get_ns() of the outcome */
@@ -29,7 +31,7 @@ struct connect_event {
 	__u16 sport;
 	__u16 dport;
 	__u8 kind;          /* enum connect_kind */
-	__u8 flags;         /* CONNECT_* flags */
+	__u8 flags;         /* enum connect_flags */
 	char comm[NETBPF_COMM_LEN];
 };
 

@@ -17,8 +17,10 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Keeps struct ct_event in this object's BTF for the layout test. */
-const struct ct_event *unused_ct_event __attribute__((unused));
+/* The record contract with src/tools/conntrack/bpf.gen.ts (see NETBPF_CONTRACT). */
+NETBPF_CONTRACT(struct ct_event);
+NETBPF_CONTRACT(enum ct_event_kind);
+NETBPF_CONTRACT(enum ct_flags);
 
 #define NFCT_PTRMASK (~7UL) /* skb->_nfct: nf_conn pointer | ctinfo (include/linux/skbuff.h) */
 #define NFCT_INFOMASK 7UL

@@ -1,6 +1,6 @@
 /* netbpf conntrack: the record one conntrack entry's creation or destruction produces. The contract between
  * bpf/conntrack.bpf.c, addon/ctnetlink.cc (which writes the same records from ctnetlink messages) and
- * src/tools/conntrack.ts (CONNTRACK_LAYOUT, checked against this object's BTF). */
+ * src/tools/conntrack.ts (generated into src/tools/conntrack/bpf.gen.ts from BTF). */
 #ifndef NETBPF_CONNTRACK_H
 #define NETBPF_CONNTRACK_H
 
@@ -10,6 +10,13 @@ enum ct_event_kind {
 	CT_EVENT_NEW = 1,     /* entry confirmed (inserted into the table) */
 	CT_EVENT_DESTROY = 2, /* entry removed from the table (timeout, RST/close, flush, early drop) */
 	CT_EVENT_LISTED = 3,  /* entry listed by a ctnetlink table dump (addon only) */
+};
+
+/* ct_event.flags */
+enum ct_flags {
+	CT_FLAG_ACCT = 1,   /* packets/bytes present */
+	CT_FLAG_TSTAMP = 2, /* start_ns present */
+	CT_FLAG_NETLINK = 4, /* written by the addon from a ctnetlink message, not by a BPF program */
 };
 
 struct ct_event {
@@ -33,12 +40,8 @@ struct ct_event {
 	__u8 protocol;        /* IPPROTO_* */
 	__u8 kind;            /* enum ct_event_kind */
 	__u8 tcp_state;       /* enum tcp_conntrack (TCP only), else 0 */
-	__u8 flags;           /* CT_FLAG_* */
+	__u8 flags;           /* enum ct_flags */
 	__u8 pad[4];          /* explicit: no implicit padding, every byte written */
 };
-
-#define CT_FLAG_ACCT 1    /* packets/bytes present */
-#define CT_FLAG_TSTAMP 2  /* start_ns present */
-#define CT_FLAG_NETLINK 4 /* written by the addon from a ctnetlink message, not by a BPF program */
 
 #endif

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: GPL-2.0
 /* netbpf drops: one record per packet the kernel drops, with the kernel's own drop reason.
- * Hooks, in order of preference: skb:kfree_skb as a BTF-typed tracepoint (args skb, location, reason and,
- * since 6.11-ish, rx_sk), the classic tracepoint (same fields, offsets via CO-RE), and on kernels without
+ * Hooks, in order of preference: skb:kfree_skb (args skb, location, reason and, since 6.11-ish, rx_sk) as a
+ * BTF-typed tracepoint, a raw tracepoint or the classic tracepoint (see tracepoints.bpf.h), and on kernels without
  * drop reasons (< 5.17) tcp_drop() via fentry or kprobe. Packets are parsed from the skb's own headers
  * (IPv4/IPv6 + TCP/UDP), bounds-checked; when the skb has no usable headers (queued data freed with its
  * socket) the socket's addresses are used instead and the record says so. */
@@ -11,14 +11,19 @@
 #include <bpf/bpf_tracing.h>
 #include <bpf/bpf_endian.h>
 #include "netbpf.bpf.h"
+#include "tracepoints.bpf.h"
+#include "agg.bpf.h"
 #include "drops.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Keeps struct drop_event in this object's BTF for the layout test. */
-const struct drop_event *unused_drop_event __attribute__((unused));
-const struct drop_agg_key *unused_drop_agg_key __attribute__((unused));
-const struct drop_agg_value *unused_drop_agg_value __attribute__((unused));
+/* The record contract with src/tools/drops/bpf.gen.ts (see NETBPF_CONTRACT). */
+NETBPF_CONTRACT(struct drop_event);
+NETBPF_CONTRACT(struct drop_agg_key);
+NETBPF_CONTRACT(struct drop_agg_value);
+NETBPF_CONTRACT(enum drop_flags);
+NETBPF_CONTRACT(enum drop_reason_consts);
+NETBPF_CONTRACT(enum drop_agg_consts);
 
 #define ETH_P_IP 0x0800
 #define ETH_P_IPV6 0x86DD
@@ -209,27 +214,9 @@ static __always_inline bool reason_wanted(__u32 reason)
 }
 
 /* floor(log2(v)) for v > 0. */
-static __always_inline __u32 log2_u32(__u32 v)
-{
-	__u32 r, shift;
-	r = (v > 0xFFFF) << 4; v >>= r;
-	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
-	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
-	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
-	r |= (v >> 1);
-	return r;
-}
-
-/* The value for `key` in `map`, inserting a zero one; NULL when the map is full. */
-static __always_inline struct drop_agg_value *agg_value(void *map, const struct drop_agg_key *key)
-{
-	struct drop_agg_value *v = bpf_map_lookup_elem(map, key);
-	if (v)
-		return v;
-	/* EEXIST: another CPU inserted it meanwhile; E2BIG: full. */
-	bpf_map_update_elem(map, key, &agg_zero, BPF_NOEXIST);
-	return bpf_map_lookup_elem(map, key);
-}
+/* Set when drop_agg / drop_agg_other found no room (agg.bpf.h): new keys then skip the insert. */
+volatile __u8 drop_agg_full = 0;
+volatile __u8 drop_agg_other_full = 0;
 
 static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason, __u64 location, __u32 len)
 {
@@ -248,7 +235,7 @@ static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason,
 	k.l4_proto = p->l4_proto;
 	k.flags = p->flags & DROP_AGG_FLAGS;
 
-	struct drop_agg_value *v = agg_value(&drop_agg, &k);
+	struct drop_agg_value *v = agg_slot(&drop_agg, &k, &agg_zero, &drop_agg_full);
 	if (!v) {
 		/* Full: fold into "other" for this reason, never lose the drop silently. */
 		__builtin_memset(k.saddr, 0, NETBPF_ADDR_LEN);
@@ -258,7 +245,7 @@ static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason,
 		k.dport = 0;
 		k.l4_proto = 0;
 		k.flags = DROP_AGG_OTHER;
-		v = agg_value(&drop_agg_other, &k);
+		v = agg_slot(&drop_agg_other, &k, &agg_zero, &drop_agg_other_full);
 		if (!v) {
 			/* Both maps full (over 1024 reason x location folds): counted as lost, reported as such. */
 			__u32 zero = 0;
@@ -281,8 +268,8 @@ static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason,
 	v->count++;
 	v->bytes += len;
 	v->last_ns = now;
-	__u32 bucket = len ? log2_u32(len) + 1 : 0;
-	/* Keep the bound check on the register that indexes: older verifiers (6.1) lose it across `+ 1`. */
+	__u32 bucket = log2_bucket(len);
+	/* Keep the bound check on the register that indexes: older verifiers (6.1) lose it across arithmetic. */
 	barrier_var(bucket);
 	if (bucket < DROP_AGG_LEN_BUCKETS)
 		v->len_log2[bucket]++;
@@ -387,8 +374,7 @@ static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u
 /* The reason argument exists since 5.17, rx_sk since 6.12ish; the classic tracepoint record gained the same
  * fields at the same time, so CO-RE on its struct tells which arguments this kernel passes. Arguments the
  * kernel does not have are never read (the branch is removed at load). */
-SEC("tp_btf/kfree_skb")
-int BPF_PROG(handle_kfree_skb_btf, struct sk_buff *skb, void *location)
+static __always_inline int on_kfree_skb(__u64 *ctx, struct sk_buff *skb, void *location)
 {
 	__u32 reason = DROP_REASON_UNAVAILABLE;
 	const struct sock *rx_sk = NULL;
@@ -398,6 +384,8 @@ int BPF_PROG(handle_kfree_skb_btf, struct sk_buff *skb, void *location)
 		rx_sk = (const struct sock *)ctx[3];
 	return record_drop(ctx, skb, (__u64)location, reason, rx_sk);
 }
+
+TRACEPOINT_PROGRAMS(kfree_skb, handle_kfree_skb, on_kfree_skb(ctx, skb, location), struct sk_buff *skb, void *location)
 
 /* Classic tracepoint: the record's field offsets are relocated by CO-RE (rx_sk moved protocol and reason). */
 SEC("tp/skb/kfree_skb")

@@ -1,14 +1,16 @@
 /* netbpf drops: the record one dropped packet (kfree_skb with a drop reason) produces. The contract between
- * bpf/drops.bpf.c and src/tools/drops.ts (DROPS_LAYOUT, checked against this object's BTF). */
+ * bpf/drops.bpf.c and src/tools/drops.ts (generated into src/tools/drops/bpf.gen.ts from BTF). */
 #ifndef NETBPF_DROPS_H
 #define NETBPF_DROPS_H
 
 #include "netbpf.h"
 
-/* drop_event.reason when the hook has no reason argument (tcp_drop on kernels before 5.17). */
-#define DROP_REASON_UNAVAILABLE 0xffffffffu
-/* Reasons below this can be selected with --reason (a bitmap in the kernel). */
-#define DROP_REASON_FILTER_BITS 512
+enum drop_reason_consts {
+	/* Reasons below this can be selected with --reason (a bitmap in the kernel). */
+	DROP_REASON_FILTER_BITS = 512,
+	/* drop_event.reason when the hook has no reason argument (tcp_drop on kernels before 5.17). */
+	DROP_REASON_UNAVAILABLE = 0xffffffffu,
+};
 
 /* drop_event.flags */
 enum drop_flags {
@@ -40,9 +42,11 @@ struct drop_event {
 };
 
 /* Summary-only runs (aggregate_in_kernel): no records, one per-CPU map entry per summary key instead. */
-#define DROP_AGG_LEN_BUCKETS 33 /* log2 buckets of a u32 length: 0 for 0, k for [2^(k-1), 2^k) */
-#define DROP_AGG_FLAGS (DROP_F_RECEIVED | DROP_F_SOCK_TUPLE | DROP_F_NO_PORTS) /* what decides orientation */
-#define DROP_AGG_OTHER 0x80 /* drop_agg_key.flags: a drop folded into "other" (the key map was full) */
+enum drop_agg_consts {
+	DROP_AGG_LEN_BUCKETS = 33, /* log2 buckets of a u32 length: 0 for 0, k for [2^(k-1), 2^k) */
+	DROP_AGG_FLAGS = DROP_F_RECEIVED | DROP_F_SOCK_TUPLE | DROP_F_NO_PORTS, /* what decides orientation */
+	DROP_AGG_OTHER = 0x80,     /* drop_agg_key.flags: a drop folded into "other" (the key map was full) */
+};
 
 /* Exactly what the summary tables group by: remote endpoint/address and packet destination (from the
  * addresses, ports and orientation flags) x reason; location only where it decides purge vs drop. */

@@ -1,9 +1,10 @@
 // SPDX-License-Identifier: GPL-2.0
 /* netbpf life: one record when a TCP connection is established and one when it closes (like tcplife),
  * with bytes each way, retransmits, RTT, the owning process and why it closed.
- * Hooks: sock:inet_sock_set_state as tp_btf (preferred) or classic tracepoint; tcp:tcp_send_reset and
- * tcp:tcp_receive_reset to remember resets; sock:sock_recv_length / sock:sock_send_length to learn, in
- * process context, which process owns an accepted connection (its handshake completes in softirq). */
+ * Hooks (each tp_btf, else raw_tp, else the classic tracepoint: see tracepoints.bpf.h):
+ * sock:inet_sock_set_state; tcp:tcp_send_reset and tcp:tcp_receive_reset to remember resets;
+ * sock:sock_recv_length / sock:sock_send_length to learn, in process context, which process owns an
+ * accepted connection (its handshake completes in softirq). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -15,8 +16,12 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Keeps struct life_event in this object's BTF for the layout test. */
-const struct life_event *unused_life_event __attribute__((unused));
+/* The record contract with src/tools/life/bpf.gen.ts (see NETBPF_CONTRACT). */
+NETBPF_CONTRACT(struct life_event);
+NETBPF_CONTRACT(enum life_kind);
+NETBPF_CONTRACT(enum life_direction);
+NETBPF_CONTRACT(enum life_owner_source);
+NETBPF_CONTRACT(enum life_flags);
 
 /* What is known about a live connection between its first state change and its close. */
 struct birth {
@@ -149,11 +154,8 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	return 0;
 }
 
-SEC("tp_btf/inet_sock_set_state")
-int BPF_PROG(handle_set_state_btf, const struct sock *sk, int oldstate, int newstate)
-{
-	return on_set_state(sk, oldstate, newstate);
-}
+TRACEPOINT_PROGRAMS(inet_sock_set_state, handle_set_state, on_set_state(sk, oldstate, newstate),
+		    const struct sock *sk, int oldstate, int newstate)
 
 /* Classic tracepoint: stable leading fields since 4.16. */
 SEC("tp/sock/inet_sock_set_state")
@@ -162,32 +164,50 @@ int handle_set_state_tp(struct tp_inet_sock_set_state *ctx)
 	return on_set_state((const struct sock *)ctx->skaddr, ctx->oldstate, ctx->newstate);
 }
 
-static __always_inline void mark(const void *sk, __u8 flag)
+/* Only sockets with a birth record (TCP, born during the trace) are marked: the lookup is the filter. */
+static __always_inline int mark(const void *sk, __u8 flag)
 {
 	__u64 key = (__u64)sk;
 	struct birth *b = bpf_map_lookup_elem(&births, &key);
 	if (b)
 		b->flags |= flag;
-}
-
-/* Resets sent: skaddr may be NULL (no socket) or a timewait/request socket, which are never in births. */
-SEC("tp/tcp/tcp_send_reset")
-int handle_send_reset(struct tp_tcp_sk_skb *ctx)
-{
-	if (ctx->skaddr)
-		mark(ctx->skaddr, LIFE_RST_SENT);
 	return 0;
 }
+
+/* Resets sent: sk may be NULL (no socket) or a timewait/request socket, which are never in births. */
+TRACEPOINT_PROGRAMS(tcp_send_reset, handle_send_reset, mark(sk, LIFE_RST_SENT),
+		    const struct sock *sk, const struct sk_buff *skb)
+
+SEC("tp/tcp/tcp_send_reset")
+int handle_send_reset_tp(struct tp_tcp_sk_skb *ctx)
+{
+	return mark(ctx->skaddr, LIFE_RST_SENT);
+}
+
+TRACEPOINT_PROGRAMS(tcp_receive_reset, handle_receive_reset, mark(sk, LIFE_RST_RECEIVED), const struct sock *sk)
 
 SEC("tp/tcp/tcp_receive_reset")
-int handle_receive_reset(struct tp_tcp_sk *ctx)
+int handle_receive_reset_tp(struct tp_tcp_sk *ctx)
 {
-	mark(ctx->skaddr, LIFE_RST_RECEIVED);
+	return mark(ctx->skaddr, LIFE_RST_RECEIVED);
+}
+
+/* recvmsg()/sendmsg() run in the task that owns the socket: the first one names an accepted connection's
+ * owner. These fire for every socket of the host; one hash lookup is the whole cost for sockets without a
+ * birth record (non-TCP, or born before the trace). */
+static __always_inline int on_sock_io(const struct sock *sk, __u8 source)
+{
+	__u64 key = (__u64)sk;
+	struct birth *b = bpf_map_lookup_elem(&births, &key);
+	if (b && b->owner_source == LIFE_OWNER_NONE)
+		capture_owner(b, source);
 	return 0;
 }
 
-/* recvmsg()/sendmsg() run in the task that owns the socket: the first one names an accepted
- * connection's owner. One hash lookup per call; non-TCP sockets return at the first compare. */
+TRACEPOINT_PROGRAMS(sock_recv_length, handle_recv_length, on_sock_io(sk, LIFE_OWNER_RECV), const struct sock *sk)
+TRACEPOINT_PROGRAMS(sock_send_length, handle_send_length, on_sock_io(sk, LIFE_OWNER_SEND), const struct sock *sk)
+
+/* Classic sock:sock_{recv,send}_length records: the socket, then its family and protocol. */
 struct sock_length_args {
 	__u64 common;
 	const void *sk;
@@ -195,25 +215,14 @@ struct sock_length_args {
 	__u16 protocol;
 };
 
-static __always_inline int on_sock_io(struct sock_length_args *ctx, __u8 source)
-{
-	if (ctx->protocol != IPPROTO_TCP)
-		return 0;
-	__u64 key = (__u64)ctx->sk;
-	struct birth *b = bpf_map_lookup_elem(&births, &key);
-	if (b && b->owner_source == LIFE_OWNER_NONE)
-		capture_owner(b, source);
-	return 0;
-}
-
 SEC("tp/sock/sock_recv_length")
-int handle_recv_length(struct sock_length_args *ctx)
+int handle_recv_length_tp(struct sock_length_args *ctx)
 {
-	return on_sock_io(ctx, LIFE_OWNER_RECV);
+	return ctx->protocol == IPPROTO_TCP ? on_sock_io(ctx->sk, LIFE_OWNER_RECV) : 0;
 }
 
 SEC("tp/sock/sock_send_length")
-int handle_send_length(struct sock_length_args *ctx)
+int handle_send_length_tp(struct sock_length_args *ctx)
 {
-	return on_sock_io(ctx, LIFE_OWNER_SEND);
+	return ctx->protocol == IPPROTO_TCP ? on_sock_io(ctx->sk, LIFE_OWNER_SEND) : 0;
 }

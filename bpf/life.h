@@ -1,5 +1,5 @@
 /* netbpf life: the records one TCP connection produces (established, closed). The contract between
- * bpf/life.bpf.c and src/tools/life.ts (whose offsets test/unit checks against this object's BTF). */
+ * bpf/life.bpf.c and src/tools/life.ts (generated into src/tools/life/bpf.gen.ts from BTF). */
 #ifndef NETBPF_LIFE_H
 #define NETBPF_LIFE_H
 
@@ -25,10 +25,12 @@ enum life_owner_source {
 	LIFE_OWNER_CLOSE = 4,   /* -> FIN_WAIT1 / LAST_ACK, in the task calling close() or shutdown() */
 };
 
-/* flags */
-#define LIFE_RST_SENT 1     /* tcp:tcp_send_reset for this socket */
-#define LIFE_RST_RECEIVED 2 /* tcp:tcp_receive_reset for this socket */
-#define LIFE_FIN_RECEIVED 4 /* SOCK_DONE at close: the peer's FIN was received (counted in bytes_received) */
+/* life_event.flags */
+enum life_flags {
+	LIFE_RST_SENT = 1,     /* tcp:tcp_send_reset for this socket */
+	LIFE_RST_RECEIVED = 2, /* tcp:tcp_receive_reset for this socket */
+	LIFE_FIN_RECEIVED = 4, /* SOCK_DONE at close: the peer's FIN was received (counted in bytes_received) */
+};
 
 struct life_event {
 	__u64 ts_ns;          /* bpf_ktime_get_ns() of this state change */
@@ -52,7 +54,7 @@ struct life_event {
 	__u8 kind;            /* enum life_kind */
 	__u8 direction;       /* enum life_direction */
 	__u8 old_state;       /* state left by this change: for LIFE_CLOSED the state it closed from */
-	__u8 flags;           /* LIFE_RST_* */
+	__u8 flags;           /* enum life_flags */
 	__u8 owner_source;    /* enum life_owner_source */
 	__u8 pad;             /* explicit: no implicit padding, every byte written */
 	char comm[NETBPF_COMM_LEN];

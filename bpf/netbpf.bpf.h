@@ -5,6 +5,19 @@
 
 #include "netbpf.h"
 
+/* The record contract (like bpf2go's -type): each anchor keeps a type in this object's BTF even when no code
+ * names it (enums used only for their constants are not emitted otherwise), and marks it as shared with user
+ * space. scripts/gen-contract.mjs generates TypeScript from the anchored types: NETBPF_CONTRACT in a tool's
+ * .bpf.c -> src/tools/<tool>/bpf.gen.ts; NETBPF_CONTRACT_CORE (netbpf.h, below) -> src/core/netbpf.gen.ts. */
+#define NETBPF_ANCHOR_(prefix, type, n) const type *prefix##n __attribute__((unused))
+#define NETBPF_ANCHOR(prefix, type, n) NETBPF_ANCHOR_(prefix, type, n)
+#define NETBPF_CONTRACT(type) NETBPF_ANCHOR(netbpf_contract_, type, __COUNTER__)
+#define NETBPF_CONTRACT_CORE(type) NETBPF_ANCHOR(netbpf_contract_core_, type, __COUNTER__)
+
+NETBPF_CONTRACT_CORE(struct netbpf_cidr);
+NETBPF_CONTRACT_CORE(enum netbpf_family);
+NETBPF_CONTRACT_CORE(enum netbpf_limits);
+
 /* One ring buffer per tool; user space sizes it before load. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);

@@ -1,8 +1,8 @@
 // SPDX-License-Identifier: GPL-2.0
 /* netbpf retrans: one record per TCP retransmit (data, SYN and SYN-ACK).
- * Hooks: tcp:tcp_retransmit_skb as a BTF-typed tracepoint (tp_btf, preferred: typed args, no copying),
- * or the classic tracepoint where tp_btf is missing; tcp:tcp_retransmit_synack; and
- * sock:inet_sock_set_state to remember, in process context, which process opened a connection. */
+ * Hooks (each tp_btf, else raw_tp, else the classic tracepoint: see tracepoints.bpf.h): tcp:tcp_retransmit_skb;
+ * tcp:tcp_retransmit_synack; and sock:inet_sock_set_state to remember, in process context, which process
+ * opened a connection. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_core_read.h>
@@ -14,8 +14,9 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Keeps struct retrans_event in this object's BTF for the layout test. */
-const struct retrans_event *unused_retrans_event __attribute__((unused));
+/* The record contract with src/tools/retrans/bpf.gen.ts (see NETBPF_CONTRACT). */
+NETBPF_CONTRACT(struct retrans_event);
+NETBPF_CONTRACT(enum retrans_kind);
 
 /* Loss-probe timer id from include/net/inet_connection_sock.h (a #define, so not in BTF; stable since 3.10). */
 #define ICSK_TIME_LOSS_PROBE 5
@@ -101,14 +102,16 @@ static __always_inline int record_retransmit(const struct sock *sk, const struct
 
 /* The tracepoint's third argument (err) exists since Linux 6.11; the same kernels renamed the classic
  * tracepoint's record to trace_event_raw_tcp_retransmit_skb with an err field, which CO-RE can test. */
-SEC("tp_btf/tcp_retransmit_skb")
-int BPF_PROG(handle_retransmit_btf, const struct sock *sk, const struct sk_buff *skb)
+static __always_inline int on_retransmit(__u64 *ctx, const struct sock *sk, const struct sk_buff *skb)
 {
 	int err = 0;
 	if (bpf_core_field_exists(((struct trace_event_raw_tcp_retransmit_skb *)0)->err))
 		err = (int)ctx[2];
 	return record_retransmit(sk, skb, err);
 }
+
+TRACEPOINT_PROGRAMS(tcp_retransmit_skb, handle_retransmit, on_retransmit(ctx, sk, skb),
+		    const struct sock *sk, const struct sk_buff *skb)
 
 /* Classic tracepoint: only the stable leading fields (skbaddr, skaddr) are used; the rest comes from the
  * socket itself, as on the tp_btf path. */
@@ -122,8 +125,44 @@ int handle_retransmit_tp(struct tp_tcp_sk_skb *ctx)
 	return record_retransmit((const struct sock *)ctx->skaddr, (const struct sk_buff *)ctx->skbaddr, err);
 }
 
-/* SYN-ACK retransmits from a listener: the request socket has no tcp_sock, so the tracepoint's own
- * address fields are used. Stable layout since 4.16. */
+/* A SYN-ACK retransmitted by a listener, for the connection `t` describes (local = listener side). */
+static __always_inline int record_synack(const struct sock *listener, const struct sock_tuple *t)
+{
+	if (!tuple_wanted(t))
+		return 0;
+	struct retrans_event *e = reserve_event(sizeof(*e));
+	if (!e)
+		return 0;
+	__builtin_memset(e, 0, sizeof(*e));
+	e->ts_ns = bpf_ktime_get_ns();
+	e->cgroup_id = sock_cgroup_id(listener);
+	__builtin_memcpy(e->saddr, t->saddr, NETBPF_ADDR_LEN);
+	__builtin_memcpy(e->daddr, t->daddr, NETBPF_ADDR_LEN);
+	e->netns = sock_netns(listener);
+	e->segs = 1;
+	e->family = t->family;
+	e->sport = t->sport;
+	e->dport = t->dport;
+	e->state = TCP_SYN_RECV;
+	e->kind = RETRANS_SYNACK;
+	submit_event(e);
+	return 0;
+}
+
+/* The request socket starts with a sock_common like a full socket: its addresses and ports are read the
+ * same way (skc_num is the local port, skc_dport the peer's). */
+static __always_inline int on_retransmit_synack(const struct sock *listener, const struct request_sock *req)
+{
+	struct sock_tuple t;
+	if (read_sock_tuple((const struct sock *)req, &t))
+		return 0;
+	return record_synack(listener, &t);
+}
+
+TRACEPOINT_PROGRAMS(tcp_retransmit_synack, handle_retransmit_synack, on_retransmit_synack(sk, req),
+		    const struct sock *sk, const struct request_sock *req)
+
+/* Classic tracepoint: the record carries the addresses itself. Stable layout since 4.16. */
 struct retransmit_synack_args {
 	__u64 common;
 	const void *skaddr;
@@ -138,7 +177,7 @@ struct retransmit_synack_args {
 };
 
 SEC("tp/tcp/tcp_retransmit_synack")
-int handle_retransmit_synack(struct retransmit_synack_args *ctx)
+int handle_retransmit_synack_tp(struct retransmit_synack_args *ctx)
 {
 	struct sock_tuple t;
 	t.family = ctx->family;
@@ -154,41 +193,32 @@ int handle_retransmit_synack(struct retransmit_synack_args *ctx)
 		__builtin_memcpy(t.saddr, ctx->saddr_v6, NETBPF_ADDR_LEN);
 		__builtin_memcpy(t.daddr, ctx->daddr_v6, NETBPF_ADDR_LEN);
 	}
-	if (!tuple_wanted(&t))
-		return 0;
-	struct retrans_event *e = reserve_event(sizeof(*e));
-	if (!e)
-		return 0;
-	const struct sock *listener = (const struct sock *)ctx->skaddr;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
-	e->cgroup_id = sock_cgroup_id(listener);
-	__builtin_memcpy(e->saddr, t.saddr, NETBPF_ADDR_LEN);
-	__builtin_memcpy(e->daddr, t.daddr, NETBPF_ADDR_LEN);
-	e->netns = sock_netns(listener);
-	e->segs = 1;
-	e->family = t.family;
-	e->sport = t.sport;
-	e->dport = t.dport;
-	e->state = TCP_SYN_RECV;
-	e->kind = RETRANS_SYNACK;
-	submit_event(e);
-	return 0;
+	return record_synack((const struct sock *)ctx->skaddr, &t);
 }
 
 /* connect() moves a socket CLOSE -> SYN_SENT in the caller's context: remember the caller. */
-SEC("tp/sock/inet_sock_set_state")
-int handle_set_state(struct tp_inet_sock_set_state *ctx)
+static __always_inline int on_set_state(const struct sock *sk, int newstate)
 {
-	if (ctx->protocol != IPPROTO_TCP)
+	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	__u64 key = (__u64)ctx->skaddr;
-	if (ctx->newstate == TCP_SYN_SENT) {
+	__u64 key = (__u64)sk;
+	if (newstate == TCP_SYN_SENT) {
 		struct owner o = { .pid = bpf_get_current_pid_tgid() >> 32 };
 		bpf_get_current_comm(o.comm, sizeof(o.comm));
 		bpf_map_update_elem(&owners, &key, &o, BPF_ANY);
-	} else if (ctx->newstate == TCP_CLOSE) {
+	} else if (newstate == TCP_CLOSE) {
 		bpf_map_delete_elem(&owners, &key);
 	}
 	return 0;
+}
+
+TRACEPOINT_PROGRAMS(inet_sock_set_state, handle_set_state, on_set_state(sk, newstate),
+		    const struct sock *sk, int oldstate, int newstate)
+
+SEC("tp/sock/inet_sock_set_state")
+int handle_set_state_tp(struct tp_inet_sock_set_state *ctx)
+{
+	if (ctx->protocol != IPPROTO_TCP)
+		return 0;
+	return on_set_state((const struct sock *)ctx->skaddr, ctx->newstate);
 }

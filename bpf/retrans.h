@@ -1,5 +1,5 @@
 /* netbpf retrans: the record one TCP retransmit produces. The contract between bpf/retrans.bpf.c and
- * src/tools/retrans.ts (whose offsets test/unit/layout.test.ts checks against this object's BTF). */
+ * src/tools/retrans.ts (generated into src/tools/retrans/bpf.gen.ts from BTF). */
 #ifndef NETBPF_RETRANS_H
 #define NETBPF_RETRANS_H
 

@@ -1,8 +1,25 @@
-/* Leading fields of the classic tracepoint records netbpf reads, shared by every tool that uses them.
- * Only fields whose offsets have been stable since Linux 4.16 are declared; anything newer is read from the
- * socket with CO-RE or located with bpf_core_field_offset against the running kernel's BTF. */
+/* How netbpf's programs attach to kernel tracepoints, and the leading fields of the classic tracepoint
+ * records they read.
+ *
+ * Every tracepoint handler exists in up to three programs; user space (src/core/hooks.ts) loads the first one
+ * the kernel accepts:
+ *   <prog>_btf  tp_btf/<tp>   BTF-typed tracepoint: typed arguments, no tracefs (Linux >= 5.5)
+ *   <prog>_raw  raw_tp/<tp>   raw tracepoint attached by name through bpf(): no tracefs (Linux >= 4.17)
+ *   <prog>_tp   tp/<cat>/<tp> classic tracepoint: its id is read from tracefs, which hosts, containers and
+ *                             `ip netns exec` often do not mount; kept as the last resort
+ * tp_btf and raw_tp receive the same arguments (the tracepoint's TP_PROTO, as u64 words), so one body serves
+ * both. That body must read through pointers with BPF_CORE_READ: raw_tp pointers are not BTF-typed. */
 #ifndef NETBPF_TRACEPOINTS_BPF_H
 #define NETBPF_TRACEPOINTS_BPF_H
+
+/* Defines <prog>_btf and <prog>_raw for tracepoint `tp`, both returning `call`, which may use the
+ * arguments named in `args` (the tracepoint's prototype, leading arguments only). */
+#define TRACEPOINT_PROGRAMS(tp, prog, call, args...)					\
+	SEC("tp_btf/" #tp) int BPF_PROG(prog##_btf, args) { return call; }		\
+	SEC("raw_tp/" #tp) int BPF_PROG(prog##_raw, args) { return call; }
+
+/* Only these fields of the classic records are declared: their offsets have been stable since Linux 4.16;
+ * anything newer is read from the socket with CO-RE or located with bpf_core_field_offset. */
 
 /* sock:inet_sock_set_state */
 struct tp_inet_sock_set_state {
@@ -27,6 +44,19 @@ struct tp_tcp_sk_skb {
 struct tp_tcp_sk {
 	__u64 common;
 	const void *skaddr;
+};
+
+/* syscalls:sys_enter_* and sys_exit_* */
+struct tp_sys_enter {
+	__u64 common;
+	__s64 nr;
+	__u64 args[6];
+};
+
+struct tp_sys_exit {
+	__u64 common;
+	__s64 nr;
+	__s64 ret;
 };
 
 #endif

@@ -1,7 +1,7 @@
 /** netbpf: eBPF TCP tracing as a library. Each tool is a function returning a Trace (async iterable of
  * typed events, with counters for events seen and lost) plus an aggregator usable on its own. */
-export { retrans, retransSpec, decodeRetrans, countedByKernel, RetransAggregator, RETRANS_LAYOUT, RETRANS_KINDS } from './tools/retrans.js';
-export type { RetransEvent, RetransKind, RetransOptions, RetransRow, RetransSummary, AggregatorOptions } from './tools/retrans.js';
+export { retrans, retransSpec, decodeRetrans, countedByKernel, RetransAggregator, RETRANS_LAYOUT, RETRANS_KINDS, RETRANS_HEADER, retransLine, retransEventJson, renderRetransSummary } from './tools/retrans/index.js';
+export type { RetransEvent, RetransKind, RetransOptions, RetransRow, RetransSummary, AggregatorOptions } from './tools/retrans/index.js';
 export { conntrack, conntrackSpec, decodeConntrack, ConntrackTrace, ConntrackAggregator, CONNTRACK_LAYOUT, readConntrackStats, conntrackSysctls, conntrackSnapshot, startNatFeed, netlinkCounts } from './tools/conntrack.js';
 export type { ConntrackEvent, ConntrackEntry, ConntrackOptions, ConntrackRow, ConntrackSummary, ConntrackStats, ConntrackPressure, NetnsChange, NetlinkCounts } from './tools/conntrack.js';
 export { NatResolver, isDnat } from './core/nat.js';
@@ -17,21 +17,21 @@ export { Log2Histogram, renderHistogram } from './core/histogram.js';
 export type { HistogramData } from './core/histogram.js';
 export { parseCidr, formatAddress, formatEndpoint } from './core/address.js';
 export type { Family, Cidr } from './core/address.js';
-export { drops, dropsSpec, decodeDrop, dropsConstants, dropReasonsNote, DropsAggregator, DropReasons, DROPS_LAYOUT, DROPS_AGG_KEY_LAYOUT, DROPS_AGG_VALUE_LAYOUT, dropsSummary, DropsSummaryTrace, KernelDropsReader, DROP_F, DROP_REASON_UNAVAILABLE, PURGE_REASONS, PURGE_FUNCTIONS, dropCategory, tcpFlagsText } from './tools/drops.js';
-export type { DropEvent, DropsOptions, DropRow, DropsSummary, DropCategory, Direction, DropDecodeContext, ReasonTotal, DropsAggregatorOptions } from './tools/drops.js';
+export { drops, dropsSpec, decodeDrop, dropsConstants, dropReasonsNote, DropsAggregator, DropReasons, DROPS_LAYOUT, DROPS_AGG_KEY_LAYOUT, DROPS_AGG_VALUE_LAYOUT, dropsSummary, DropsSummaryTrace, KernelDropsReader, DROP_FLAGS, DROP_REASON_UNAVAILABLE, PURGE_REASONS, PURGE_FUNCTIONS, dropCategory, tcpFlagsText, DROPS_HEADER, dropJson, dropLine, renderDropsSummary } from './tools/drops/index.js';
+export type { DropEvent, DropsOptions, DropRow, DropsSummary, DropCategory, Direction, DropDecodeContext, ReasonTotal, DropsAggregatorOptions, DropBulk, DropsSummaryOptions } from './tools/drops/index.js';
 export { Kallsyms } from './core/kallsyms.js';
-export { life, lifeSpec, decodeLife, closeReason, lifeKey, LifeTrace, LifeAggregator, LIFE_LAYOUT, CLOSE_REASONS } from './tools/life.js';
-export type { LifeEvent, LifeEstablishedEvent, LifeClosedEvent, LifeOptions, LifeRow, LifeSummary, LifeDirection, LifeOwnerSource, CloseReason, LifeAggregatorOptions } from './tools/life.js';
+export { life, lifeSpec, decodeLife, closeReason, lifeKey, LifeTrace, LifeAggregator, LIFE_LAYOUT, CLOSE_REASONS, csvHeader, csvLine, lifeEventJson, lifeHeader, lifeLine, renderLifeSummary } from './tools/life/index.js';
+export type { LifeEvent, LifeEstablishedEvent, LifeClosedEvent, LifeOptions, LifeRow, LifeSummary, LifeDirection, LifeOwnerSource, CloseReason, LifeAggregatorOptions, LifeFormat } from './tools/life/index.js';
 /** `connections` is another name for `life` (who talked to whom, and for how long). */
-export { life as connections } from './tools/life.js';
-export { connect, connectSpec, decodeConnect, classifyFailure, ConnectAggregator, CONNECT_LAYOUT, FAILURE_CLASSES } from './tools/connect.js';
-export type { ConnectEvent, ConnectEstablishedEvent, ConnectFailedEvent, ConnectOptions, ConnectRow, ConnectSummary, FailureClass, ConnectAggregatorOptions } from './tools/connect.js';
+export { life as connections } from './tools/life/index.js';
+export { connect, connectSpec, decodeConnect, classifyFailure, ConnectAggregator, CONNECT_LAYOUT, FAILURE_CLASSES, CONNECT_HEADER, connectEventJson, connectLine, renderConnectSummary } from './tools/connect/index.js';
+export type { ConnectEvent, ConnectEstablishedEvent, ConnectFailedEvent, ConnectOptions, ConnectRow, ConnectSummary, FailureClass, ConnectAggregatorOptions } from './tools/connect/index.js';
 export { Reservoir } from './core/reservoir.js';
-export { top, TopSession, TopAggregator, parseGroupBy, destinationKey, sortRows, serviceName, TOP_SORT_KEYS } from './tools/top.js';
-export type { TopOptions, TopRow, TopSummary, TopSortKey, GroupBy, TopAggregatorOptions, TopStartInfo, TopToolName } from './tools/top.js';
+export { top, TopSession, TopAggregator, parseGroupBy, destinationKey, sortRows, serviceName, TOP_SORT_KEYS } from './tools/top/index.js';
+export type { TopOptions, TopRow, TopSummary, TopSortKey, GroupBy, TopAggregatorOptions, TopStartInfo, TopToolName } from './tools/top/index.js';
 export { diagnose, FIREWALL_REASONS } from './core/diagnosis.js';
 export type { Diagnosis, DiagnosisCode, DiagnosisThresholds, HealthInput, Severity } from './core/diagnosis.js';
-export { PrometheusExporter, BoundedLabels, parseListenAddress } from './tools/prometheus.js';
-export type { PrometheusExporterOptions } from './tools/prometheus.js';
+export { PrometheusExporter, BoundedLabels, parseListenAddress } from './tools/prometheus/index.js';
+export type { PrometheusExporterOptions } from './tools/prometheus/index.js';
 export { ContainerResolver, containerFromPath } from './core/containers.js';
 export type { ContainerResolverOptions } from './core/containers.js';

@@ -36,3 +36,15 @@ export function hasCommand(cmd: string): boolean {
 }
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** Whether tracefs is mounted where this test runs (CI runs the BPF suite with and without it). */
+export function tracefsMounted(): boolean {
+  return existsSync('/sys/kernel/tracing/events') || existsSync('/sys/kernel/debug/tracing/events');
+}
+
+/** `argv` run in a private mount namespace with tracefs mounted there: peer tools and oracles (bpftrace, perf)
+ * need it, netbpf does not, and the host's own mounts stay as they are. Same pid as the command (exec). */
+export function withTracefs(argv: string[]): string[] {
+  return ['unshare', '-m', '--propagation', 'private', 'sh', '-c',
+    'mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing || exit 1; exec "$0" "$@"', ...argv];
+}

@@ -1,11 +1,9 @@
-/** Options and the run loop every CLI command shares: filters, output modes, interval/duration, signals. */
+/** Options every CLI command shares: filters, output modes, interval/duration, ring buffer; error reporting. */
 import { Option, type Command } from 'commander';
 import { existsSync } from 'node:fs';
 import { parsePort } from '../core/address.js';
 import { NetbpfError, usageError } from '../core/errors.js';
 import type { FilterOptions } from '../core/filters.js';
-import { TRACEFS_ACCESS_HINT, type Trace, type TraceCounters, type StartInfo } from '../core/trace.js';
-import { jsonText } from './format.js';
 
 export interface CommonCliOptions {
   ipv4?: boolean;
@@ -94,65 +92,6 @@ export function runSettings(o: CommonCliOptions): RunSettings {
     ringBufferBytes: positiveNumber(o.ringBytes, '--ring-bytes', { integer: true })!,
     pollMs: positiveNumber(o.pollMs, '--poll-ms', { integer: true })!,
   };
-}
-
-/** Startup report on stderr: which hook serves each feature, what is unavailable and why. */
-export function describeStart(tool: string, info: StartInfo): string[] {
-  const lines: string[] = [];
-  const used = info.hooks.filter((h) => h.hook).map((h) => `${h.feature} via ${h.hook}`);
-  lines.push(`netbpf ${tool}: ${used.join('; ')}; attached in ${info.startupMs.toFixed(0)} ms`);
-  for (const h of info.hooks) {
-    if (!h.hook) lines.push(`netbpf ${tool}: unavailable ${h.skipped.some((r) => r.includes(TRACEFS_ACCESS_HINT)) ? 'with these privileges' : 'on this kernel'}: ${h.feature} (${h.skipped.join('; ')})`);
-    else if (h.skipped.length) lines.push(`netbpf ${tool}: ${h.feature}: fell back to ${h.hook} (${h.skipped.join('; ')})`);
-  }
-  return lines;
-}
-
-export function countersLine(tool: string, c: TraceCounters): string {
-  return `netbpf ${tool}: ${c.events} events, ${c.lost} lost in the kernel (ring buffer full), ${c.recursionMisses} missed by recursion` +
-    (c.droppedByConsumer ? `, ${c.droppedByConsumer} dropped by a slow consumer` : '') +
-    (c.malformed ? `, ${c.malformed} malformed` : '') +
-    (c.sourceLost !== undefined ? `, ${c.sourceLost} lost by ctnetlink (kernel socket drop count)` : '') +
-    (c.sourceRetried ? `, ${c.sourceRetried} ctnetlink deliveries failed and were retried by the kernel (not lost)` : '');
-}
-
-export interface Runner<E> {
-  trace: Trace<E>;
-  onEvents(events: E[]): void;
-  /** Prints a summary (called at each interval and at exit when summaries are on). */
-  printSummary(final: boolean, counters: TraceCounters): void;
-}
-
-/**
- * Runs a trace until SIGINT/SIGTERM or --duration: prints the start report, feeds events, prints the
- * summary at each interval and at exit with the lost-event counters, then detaches. Resolves with the exit code.
- */
-export async function runTrace<E>(tool: string, s: RunSettings, r: Runner<E>, hooks: { beforeStart?: () => Promise<void>; afterStart?: () => Promise<void> } = {}): Promise<number> {
-  const out = process.stdout;
-  r.trace.onEvents((events) => r.onEvents(events));
-  await hooks.beforeStart?.();
-  const info = await r.trace.start();
-  for (const line of describeStart(tool, info)) process.stderr.write(line + '\n');
-  if (s.json) out.write(jsonText({ type: 'start', tool, time: Date.now(), startupMs: info.startupMs, hooks: info.hooks }) + '\n');
-  let interval: NodeJS.Timeout | undefined;
-  if (s.intervalMs) interval = setInterval(() => r.printSummary(false, r.trace.counters()), s.intervalMs);
-  const stopped = new Promise<string>((resolve) => {
-    const onSignal = (sig: string) => resolve(sig);
-    process.once('SIGINT', () => onSignal('SIGINT'));
-    process.once('SIGTERM', () => onSignal('SIGTERM'));
-    // A closed pipe (`netbpf retrans | head`) ends the run cleanly: detach and clean up, do not crash.
-    out.on('error', (err: NodeJS.ErrnoException) => { if (err.code === 'EPIPE') resolve('EPIPE'); });
-    if (s.durationMs) setTimeout(() => resolve('duration'), s.durationMs).unref();
-  });
-  await hooks.afterStart?.();
-  await stopped;
-  if (interval) clearInterval(interval);
-  await r.trace.stop();
-  const counters = r.trace.counters();
-  if (s.summary) r.printSummary(true, counters);
-  if (s.json) out.write(jsonText({ type: 'counters', tool, time: Date.now(), ...counters }) + '\n');
-  process.stderr.write(countersLine(tool, counters) + '\n');
-  return 0;
 }
 
 /** Prints a NetbpfError as one line and returns its exit code; anything else is a runtime error. */

@@ -5,10 +5,10 @@ import { describeNetns, ownNetns, readNetnsTable, type NetnsInfo } from '../core
 import { addon } from '../core/addon.js';
 import { NetbpfError } from '../core/errors.js';
 import { renderHistogram } from '../core/histogram.js';
-import type { TraceCounters } from '../core/trace.js';
 import { conntrack, ConntrackAggregator, type ConntrackEvent, type ConntrackSummary, type NetlinkCounts, type NetnsChange } from '../index.js';
-import { addCommonOptions, filterOptions, positiveNumber, runSettings, runTrace, type CommonCliOptions } from './common.js';
-import { clockTime, safeText, table, jsonText } from './format.js';
+import { addCommonOptions, filterOptions, positiveNumber, runSettings, type CommonCliOptions } from './common.js';
+import { runTool } from './run.js';
+import { clockTime, safeText, table, jsonText } from '../core/format.js';
 
 interface ConntrackCliOptions extends CommonCliOptions {
   mechanism: 'auto' | 'bpf' | 'ctnetlink';
@@ -53,29 +53,16 @@ async function runConntrack(o: ConntrackCliOptions): Promise<number> {
     for (const n of trace.plannedNamespaces()) enableAccounting(n, own);
   }
   const agg = new ConntrackAggregator({ maxDestinations: s.maxDestinations });
-  let header = false;
-  const live = !s.summary || s.json;
   // Later changes (with --netns all); what start watched is reported once the start line is out.
   trace.onNetns((c) => { if (c.change !== 'watched') reportNetns(c, s.json, trace.destroysFromNetlink()); });
-  return runTrace('conntrack', s, {
+  return runTool({
+    tool: 'conntrack',
     trace,
-    onEvents(events) {
-      if (s.summary) agg.addAll(events);
-      if (!live) return;
-      if (s.json) {
-        process.stdout.write(events.map((e) => jsonText(eventJson(e))).join('\n') + '\n');
-        return;
-      }
-      if (!header) { process.stdout.write(LIVE_HEADER + '\n'); header = true; }
-      process.stdout.write(events.map(liveLine).join('\n') + '\n');
-    },
-    printSummary(final, counters) {
-      const summary = agg.snapshot(trace.pressure());
-      const netlink = trace.netlinkCounts();
-      if (s.json) process.stdout.write(jsonText({ ...summary, final, lost: counters.lost, recursionMisses: counters.recursionMisses, netlink }) + '\n');
-      else process.stdout.write(renderSummary(summary, counters, s.top, final, netlink).join('\n') + '\n');
-    },
-  }, {
+    summary: { addAll: (events) => agg.addAll(events), snapshot: () => agg.snapshot(trace.pressure()) },
+    live: { header: LIVE_HEADER, lines: (events) => events.map(liveLine) },
+    eventJson,
+    summaryText: (summary, top, final) => renderSummary(summary, top, final, trace.netlinkCounts()),
+    summaryJsonExtras: () => ({ netlink: trace.netlinkCounts() }),
     afterStart: async () => {
       if (trace.startNetns) reportNetns(trace.startNetns, s.json, trace.destroysFromNetlink());
       const own = ownNetns();
@@ -94,7 +81,7 @@ async function runConntrack(o: ConntrackCliOptions): Promise<number> {
         }
       }
     },
-  });
+  }, s);
 }
 
 /** --enable-accounting: the sysctls are per namespace; written from inside each (as `ip netns exec` would). */
@@ -149,7 +136,7 @@ export function eventJson(e: ConntrackEvent): Record<string, unknown> {
   return { ...e, time: new Date(e.time).toISOString() };
 }
 
-export function renderSummary(s: ConntrackSummary, c: TraceCounters, top: number, final: boolean, netlink: NetlinkCounts | null = null): string[] {
+export function renderSummary(s: ConntrackSummary, top: number, final: boolean, netlink: NetlinkCounts | null = null): string[] {
   const lines: string[] = [];
   const title = final ? `conntrack, whole run (${s.elapsedS.toFixed(1)} s)` : `conntrack, last ${s.intervalS.toFixed(1)} s (run ${s.elapsedS.toFixed(1)} s)`;
   lines.push('', `${clockTime(s.time)} ${title}: ${s.totals.created} created (${s.totals.dnat} DNAT, ${s.totals.snat} SNAT), ${s.totals.destroyed} destroyed`);
@@ -170,7 +157,6 @@ export function renderSummary(s: ConntrackSummary, c: TraceCounters, top: number
     const where = s.pressure.length > 1 ? ` (netns ${p.netns}${p.name ? ` ${safeText(p.name)}` : ''})` : '';
     lines.push(`  table${where}: ${p.count}/${p.max} entries; since start: ${p.drop} packets dropped (table full), ${p.earlyDrop} early drops, ${p.insertFailed} insert failures, ${p.invalid} invalid`);
   }
-  lines.push(`  lost: ${c.lost} events (ring buffer full), ${c.recursionMisses} recursion misses`);
   if (netlink) {
     lines.push(`  ctnetlink: received ${netlink.received.new} new / ${netlink.received.destroy} destroy; lost ${netlink.lost.new} new / ${netlink.lost.destroy} destroy (kernel socket drop counts)` +
       `${netlink.retried ? `; ${netlink.retried} destroy deliveries retried by the kernel` : ''}${netlink.duplicates ? `; ${netlink.duplicates} duplicates passed over` : ''}${netlink.recoveredAtStop ? `; ${netlink.recoveredAtStop} destroys taken from the dying list at stop` : ''}`);

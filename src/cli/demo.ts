@@ -1,6 +1,6 @@
 /** `--demo`: a lossy link between two private namespaces with a bounded bulk transfer running over it,
  * so a fresh machine shows real retransmits. Everything is created here and removed by stop(). */
-import { NetnsPair } from '../testing/netns.js';
+import { NetnsPair } from './netns.js';
 
 export interface Demo {
   pair: NetnsPair;

@@ -1,12 +1,10 @@
 /** `netbpf life`: one line per closed TCP connection (tcplife columns plus direction, retransmits, RTT,
  * close reason), JSON or CSV, and a per-destination summary; over the public API only. */
 import { Command, Option } from 'commander';
-import { renderHistogram } from '../core/histogram.js';
 import { usageError } from '../core/errors.js';
-import type { TraceCounters } from '../core/trace.js';
-import { life, LifeAggregator, type LifeClosedEvent, type LifeEvent, type LifeSummary } from '../index.js';
-import { addCommonOptions, filterOptions, positiveNumber, runSettings, runTrace, type CommonCliOptions, existingPid } from './common.js';
-import { clockTime, safeText, table, jsonText } from './format.js';
+import { csvHeader, csvLine, life, LifeAggregator, lifeEventJson, lifeHeader, lifeLine, renderLifeSummary, type LifeClosedEvent, type LifeFormat } from '../index.js';
+import { addCommonOptions, existingPid, filterOptions, runSettings, type CommonCliOptions } from './common.js';
+import { runTool } from './run.js';
 
 interface LifeCliOptions extends CommonCliOptions {
   pid?: string;
@@ -14,7 +12,7 @@ interface LifeCliOptions extends CommonCliOptions {
   timestamp?: boolean;
   wide?: boolean;
   csv?: boolean;
-  hook: 'auto' | 'tp_btf' | 'tracepoint';
+  hook: 'auto' | 'tp_btf' | 'raw_tp' | 'tracepoint';
 }
 
 export function lifeCommand(): Command {
@@ -25,18 +23,12 @@ export function lifeCommand(): Command {
     .option('-t, --timestamp', 'include a timestamp column (seconds since the first event)')
     .option('-w, --wide', 'wide columns (IPv6 addresses) plus netns and cgroup ids')
     .option('--csv', 'comma-separated values, one line per closed connection')
-    .addOption(new Option('--hook <hook>', 'attach point').choices(['auto', 'tp_btf', 'tracepoint']).default('auto'));
+    .addOption(new Option('--hook <hook>', 'how to attach: auto (the best the kernel offers), tp_btf, raw_tp, tracepoint (classic: needs tracefs)').choices(['auto', 'tp_btf', 'raw_tp', 'tracepoint']).default('auto'));
   addCommonOptions(cmd);
   cmd.action(async (o: LifeCliOptions) => {
     process.exitCode = await runLife(o);
   });
   return cmd;
-}
-
-export interface LifeFormat {
-  time: boolean;
-  timestamp: boolean;
-  wide: boolean;
 }
 
 async function runLife(o: LifeCliOptions): Promise<number> {
@@ -48,97 +40,20 @@ async function runLife(o: LifeCliOptions): Promise<number> {
   const agg = new LifeAggregator({ maxDestinations: s.maxDestinations });
   const fmt: LifeFormat = { time: !!o.time, timestamp: !!o.timestamp, wide: !!o.wide };
   let first = 0;
-  let header = false;
-  const live = !s.summary || s.json;
-  return runTrace('life', s, {
+  return runTool({
+    tool: 'life',
     trace,
-    onEvents(events) {
-      if (s.summary) agg.addAll(events);
-      if (!live) return;
-      if (s.json) {
-        if (events.length) process.stdout.write(events.map((e) => jsonText(lifeEventJson(e))).join('\n') + '\n');
-        return;
-      }
-      const closed = events.filter((e): e is LifeClosedEvent => e.type === 'closed');
-      if (!closed.length) return;
-      if (!first) first = closed[0].time;
-      if (!header) { process.stdout.write((o.csv ? csvHeader() : lifeHeader(fmt)) + '\n'); header = true; }
-      process.stdout.write(closed.map((e) => (o.csv ? csvLine(e) : lifeLine(e, fmt, first))).join('\n') + '\n');
+    summary: agg,
+    live: {
+      header: o.csv ? csvHeader() : lifeHeader(fmt),
+      lines(events) {
+        const closed = events.filter((e): e is LifeClosedEvent => e.type === 'closed');
+        if (closed.length && !first) first = closed[0].time;
+        return closed.map((e) => (o.csv ? csvLine(e) : lifeLine(e, fmt, first)));
+      },
     },
-    printSummary(final, counters) {
-      const summary = agg.snapshot();
-      const untracked = trace.untracked();
-      if (s.json) process.stdout.write(jsonText({ ...summary, final, untracked, lost: counters.lost, recursionMisses: counters.recursionMisses }) + '\n');
-      else process.stdout.write(renderLifeSummary(summary, counters, untracked, s.top, final).join('\n') + '\n');
-    },
-  });
-}
-
-const ADDR = (wide: boolean) => (wide ? 39 : 15);
-
-/** tcplife's header: PID COMM LADDR LPORT RADDR RPORT TX_KB RX_KB MS, then netbpf's columns. */
-export function lifeHeader(f: LifeFormat): string {
-  const w = ADDR(f.wide);
-  let h = '';
-  if (f.time) h += `${'TIME'.padEnd(8)} `;
-  if (f.timestamp) h += `${'TIME(s)'.padEnd(9)} `;
-  h += `${'PID'.padEnd(7)} ${'COMM'.padEnd(10)} ${'LADDR'.padEnd(w)} ${'LPORT'.padEnd(5)} ${'RADDR'.padEnd(w)} ${'RPORT'.padEnd(5)} ${'TX_KB'.padStart(5)} ${'RX_KB'.padStart(5)} ${'MS'.padStart(9)}`;
-  h += ` ${'DIR'.padEnd(7)} ${'RETR'.padStart(4)} ${'RTT_MS'.padStart(7)} CLOSE`;
-  if (f.wide) h += `${' '.repeat(10)} ${'NETNS'.padEnd(10)} CGROUP`;
-  return h;
-}
-
-export function lifeLine(e: LifeClosedEvent, f: LifeFormat, firstMs: number): string {
-  const w = ADDR(f.wide);
-  let l = '';
-  if (f.time) l += `${clockTime(e.time).padEnd(8)} `;
-  if (f.timestamp) l += `${((e.time - firstMs) / 1000).toFixed(6).padEnd(9)} `;
-  // Cut the name before escaping it: a cut escape sequence would read as other characters.
-  const comm = safeText(f.wide ? e.comm || '-' : (e.comm || '-').slice(0, 10));
-  l += `${String(e.pid || '-').padEnd(7)} ${comm.padEnd(10)} ${e.saddr.padEnd(w)} ${String(e.sport).padEnd(5)} ${e.daddr.padEnd(w)} ${String(e.dport).padEnd(5)} `;
-  l += `${String(Math.floor(e.txBytes / 1024)).padStart(5)} ${String(Math.floor(e.rxBytes / 1024)).padStart(5)} ${e.durationMs.toFixed(2).padStart(9)}`;
-  const reason = e.reason === 'failed' && e.error ? `failed:${e.error}` : e.reason;
-  l += ` ${e.direction.padEnd(7)} ${String(e.totalRetrans).padStart(4)} ${(e.srttUs / 1000).toFixed(2).padStart(7)} ${f.wide ? reason.padEnd(15) : reason}`;
-  if (f.wide) l += ` ${String(e.netns).padEnd(10)} ${e.cgroupId}`;
-  return l;
-}
-
-const CSV_FIELDS = ['time', 'pid', 'comm', 'family', 'saddr', 'sport', 'daddr', 'dport', 'direction', 'txBytes', 'rxBytes', 'durationMs', 'totalRetrans', 'segsOut', 'segsIn', 'srttUs', 'established', 'closedFrom', 'reason', 'error', 'ownerSource', 'netns', 'cgroupId'] as const;
-
-export function csvHeader(): string {
-  return CSV_FIELDS.join(',');
-}
-
-/** One CSV line; text fields quoted (RFC 4180) and stripped of control characters. */
-export function csvLine(e: LifeClosedEvent): string {
-  return CSV_FIELDS.map((k) => {
-    const v = k === 'time' ? new Date(e.time).toISOString() : (e as unknown as Record<string, unknown>)[k];
-    if (typeof v === 'string') return /[",\n\r]|^\s|\s$/.test(v) || k === 'comm' ? `"${safeText(v).replace(/"/g, '""')}"` : v;
-    if (typeof v === 'number' && !Number.isInteger(v)) return v.toFixed(3);
-    return String(v);
-  }).join(',');
-}
-
-/** The documented JSON line for a life event. */
-export function lifeEventJson(e: LifeEvent): Record<string, unknown> {
-  return { ...e, time: new Date(e.time).toISOString() };
-}
-
-export function renderLifeSummary(s: LifeSummary, c: TraceCounters, untracked: number, top: number, final: boolean): string[] {
-  const t = s.totals;
-  const lines = ['', `${clockTime(s.time)} connections, ${final ? 'whole run' : 'so far'} (${s.elapsedS.toFixed(1)} s): ${t.connections} closed, ${t.established} established, ${t.failed} failed, ${t.open} still open, TX ${t.txBytes} B, RX ${t.rxBytes} B`];
-  if (!s.byDestination.length) lines.push('  (no connections)');
-  else {
-    const header = ['DESTINATION', 'DIR', 'CLOSED', 'ESTAB', 'OPEN', 'FAILED', 'TX_KB', 'RX_KB', 'RETR/CONN', 'FIN', 'RST_IN', 'RST_OUT', 'TIMEOUT'];
-    const rows = s.byDestination.slice(0, top).map((r) => [r.key, r.direction, r.connections, r.established, r.open, r.failed, Math.floor(r.txBytes / 1024), Math.floor(r.rxBytes / 1024), r.retransPerConnection, r.reasons.fin, r.reasons['reset-received'], r.reasons['reset-sent'], r.reasons.timeout]);
-    lines.push(...table(header, rows).map((l) => `  ${l}`));
-    for (const r of s.byDestination.slice(0, Math.min(3, top))) {
-      lines.push('', `  ${safeText(r.key)}`);
-      lines.push(...renderHistogram(r.histograms.durationMs, 'lifetime (ms)'));
-      lines.push(...renderHistogram(r.histograms.retransPerConnection, 'retransmits per connection'));
-    }
-  }
-  if (s.folded.destinations) lines.push(`  folded into "other": ${s.folded.destinations} destinations`);
-  lines.push(`  lost: ${c.lost} events (ring buffer full), ${c.recursionMisses} recursion misses, ${untracked} connections untracked (map full)`);
-  return lines;
+    eventJson: lifeEventJson,
+    summaryText: renderLifeSummary,
+    extraLosses: () => [{ key: 'untracked', count: trace.untracked(), words: 'connections untracked (map full)' }],
+  }, s);
 }

@@ -1,17 +1,18 @@
 /** `netbpf serve --prometheus [ADDR]`: the top session's events as Prometheus metrics (loopback by default). */
 import { Command } from 'commander';
-import { ContainerResolver } from '../core/containers.js';
-import { parseListenAddress, PrometheusExporter } from '../tools/prometheus.js';
-import { parseGroupBy, top } from '../tools/top.js';
-import { addCommonOptions, describeStart, filterOptions, positiveNumber, runSettings, type CommonCliOptions } from './common.js';
+import { parseListenAddress, PrometheusExporter } from '../tools/prometheus/index.js';
+import { parseGroupBy, top } from '../tools/top/index.js';
+import type { TraceCounters } from '../core/trace.js';
+import { reportStart, sessionCountersLine, untilStopped } from './run.js';
+import { addCgroupRootOption, containerResolver, type ContainerCliOptions } from './containers.js';
+import { addCommonOptions, filterOptions, positiveNumber, runSettings, type CommonCliOptions } from './common.js';
 
-interface ServeCliOptions extends CommonCliOptions {
+interface ServeCliOptions extends CommonCliOptions, ContainerCliOptions {
   prometheus?: string | boolean;
   by: string;
   maxSeries: string;
   conntrack?: boolean;
   life: boolean;
-  container?: boolean;
 }
 
 export function serveCommand(): Command {
@@ -23,6 +24,7 @@ export function serveCommand(): Command {
     .option('--conntrack', 'also trace conntrack entries')
     .option('--no-life', 'do not trace connection lifetimes')
     .option('-w, --container', 'add a container label (cgroup id -> container id)');
+  addCgroupRootOption(cmd);
   addCommonOptions(cmd);
   cmd.action(async (o: ServeCliOptions) => {
     process.exitCode = await runServe(o);
@@ -35,23 +37,17 @@ async function runServe(o: ServeCliOptions): Promise<number> {
   const listen = parseListenAddress(typeof o.prometheus === 'string' ? o.prometheus : '127.0.0.1:9464');
   const maxSeries = positiveNumber(o.maxSeries, '--max-series', { integer: true })!;
   const by = parseGroupBy(o.by);
-  const containers = o.container ? new ContainerResolver() : null;
+  const containers = containerResolver('serve', o);
   const containerOf = containers ? (id: number) => containers.containerOf(id) : undefined;
   const session = top({ ...filterOptions(o), by, life: o.life, conntrack: !!o.conntrack, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf });
   const exporter = new PrometheusExporter(session, { maxSeries, by, containerOf }).attach();
   const info = await session.start();
-  for (const [tool, i] of Object.entries(info)) {
-    if ('error' in i) process.stderr.write(`netbpf serve: ${tool} not running: ${i.error}\n`);
-    else for (const line of describeStart(`serve/${tool}`, i)) process.stderr.write(line + '\n');
-  }
+  for (const [tool, i] of Object.entries(info)) reportStart(`serve/${tool}`, i, false);
   try {
     const bound = await exporter.listen(listen.host, listen.port);
     const host = bound.host.includes(':') ? `[${bound.host}]` : bound.host;
     process.stderr.write(`netbpf serve: Prometheus metrics on http://${host}:${bound.port}/metrics\n`);
-    await new Promise<void>((resolve) => {
-      for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) process.once(sig, () => resolve());
-      if (s.durationMs) setTimeout(resolve, s.durationMs).unref();
-    });
+    await untilStopped(s);
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE' || e.code === 'EADDRNOTAVAIL' || e.code === 'EACCES') {
@@ -65,6 +61,6 @@ async function runServe(o: ServeCliOptions): Promise<number> {
   }
   await session.stop();
   const counters = session.counters();
-  process.stderr.write(`netbpf serve: ${Object.entries(counters).map(([t, c]) => `${t} ${c.events} events, ${c.lost} lost, ${c.recursionMisses} missed by recursion`).join('; ')}\n`);
+  process.stderr.write(sessionCountersLine('serve', counters as Record<string, TraceCounters>) + '\n');
   return 0;
 }

@@ -1,9 +1,9 @@
 /** Typed access to the native addon (addon/*.cc): a generic libbpf bridge that knows nothing about TCP, and native ctnetlink. */
 import { createRequire } from 'node:module';
-import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { NetbpfError } from './errors.js';
+import { currentTarget, describeTarget, locateAddon, locateBpfObject } from './native.js';
 
 export interface ProgramDesc { name: string; section: string; autoload: boolean }
 export interface MapDesc { name: string; type: string; keySize: number; valueSize: number; maxEntries: number }
@@ -116,19 +116,29 @@ export const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '
 
 let cached: Addon | undefined;
 
+/** The native addon: built here if it was, else the prebuilt binary that fits this platform (src/core/native.ts). */
 export function addon(): Addon {
   if (cached) return cached;
-  const path = join(packageRoot, 'build', 'Release', 'netbpf.node');
-  if (!existsSync(path)) {
-    throw new NetbpfError('runtime', `native addon not built (${path}); run: npm run build`);
+  const target = currentTarget();
+  const found = locateAddon(packageRoot, target);
+  if (!found) {
+    throw new NetbpfError('runtime', `no native addon for ${describeTarget(target)}: none prebuilt fits and none was built; build it with: npm rebuild netbpf (needs clang, cmake, g++, make, libelf-dev, zlib1g-dev, bpftool)`);
   }
-  cached = createRequire(import.meta.url)(path) as Addon;
+  try {
+    cached = createRequire(import.meta.url)(found.path) as Addon;
+  } catch (err) {
+    const msg = (err as Error).message.split('\n')[0];
+    // The addon's only shared-library dependencies besides the C/C++ runtime are libelf and zlib.
+    const hint = /lib(elf|z)\.so/.test(msg) ? '; install libelf1 and zlib1g (Debian/Ubuntu) or elfutils-libelf and zlib (RHEL)'
+      : found.origin === 'prebuilt' ? '; build it for this machine with: NETBPF_BUILD_FROM_SOURCE=1 npm rebuild netbpf' : '; rebuild it with: npm run build';
+    throw new NetbpfError('runtime', `cannot load the native addon ${found.path}: ${msg}${hint}`, { cause: err });
+  }
   return cached;
 }
 
-/** Path of a tool's compiled BPF object. */
+/** Path of a tool's compiled CO-RE BPF object (built here, else prebuilt). */
 export function bpfObjectPath(tool: string): string {
-  const path = join(packageRoot, 'build', 'bpf', `${tool}.bpf.o`);
-  if (!existsSync(path)) throw new NetbpfError('runtime', `BPF object not built (${path}); run: npm run build`);
-  return path;
+  const found = locateBpfObject(packageRoot, tool);
+  if (!found) throw new NetbpfError('runtime', `BPF object ${tool}.bpf.o neither built (build/bpf) nor prebuilt for ${describeTarget(currentTarget())}; run: npm run build`);
+  return found.path;
 }

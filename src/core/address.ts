@@ -1,9 +1,10 @@
 /** Addresses as the BPF side stores them: 16 bytes, IPv4 in IPv4-mapped form (::ffff:a.b.c.d). */
 import { isIPv4, isIPv6 } from 'node:net';
 import { usageError } from './errors.js';
+import { NETBPF_FAMILY } from './netbpf.gen.js';
 
-export const AF_INET = 2;
-export const AF_INET6 = 10;
+/** Address families as records carry them (enum netbpf_family: the kernel's AF_INET, AF_INET6). */
+export const { NETBPF_AF_INET: AF_INET, NETBPF_AF_INET6: AF_INET6 } = NETBPF_FAMILY;
 export type Family = 4 | 6;
 
 /** Formats 16 address bytes at `offset`; IPv4 when `family` is AF_INET (or the bytes are IPv4-mapped). */

@@ -35,6 +35,13 @@ export function cgroup2Mount(mounts?: string): string | null {
   return null;
 }
 
+/** Whether a cgroup v2 mount shows the whole hierarchy: its root directory is the root cgroup (id and inode 1).
+ * Mounted inside a cgroup namespace (a container's own /sys/fs/cgroup) it shows only that namespace's subtree,
+ * from which other containers' cgroup ids cannot be named. */
+export function isWholeCgroupTree(root: string): boolean {
+  try { return statSync(root).ino === 1 && statSync(join(root, 'cgroup.controllers')).isFile(); } catch { return false; }
+}
+
 export interface ContainerResolverOptions {
   /** cgroup v2 mount. Default: found in /proc/self/mounts (cgroup2Mount()). */
   root?: string;

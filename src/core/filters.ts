@@ -1,11 +1,12 @@
 /** Kernel-side filters every tool shares: address family, local/remote port, remote CIDRs. */
 import { parseCidr, type Cidr, type Family, AF_INET, AF_INET6 } from './address.js';
 import { usageError } from './errors.js';
-import { constU16, constU32 } from './trace.js';
+import { NETBPF_CIDR_LAYOUT, NETBPF_LIMITS } from './netbpf.gen.js';
+import { constU16, constU32 } from './rodata.js';
 
-/** Mirrors NETBPF_MAX_CIDRS in bpf/netbpf.h. */
-export const MAX_CIDRS = 8;
-const CIDR_SIZE = 20;
+/** Remote CIDRs the kernel can filter (NETBPF_MAX_CIDRS, bpf/netbpf.h). */
+export const MAX_CIDRS = NETBPF_LIMITS.NETBPF_MAX_CIDRS;
+const C = NETBPF_CIDR_LAYOUT;
 
 export interface FilterOptions {
   /** Only IPv4 (4) or IPv6 (6). */
@@ -37,10 +38,10 @@ export function filterConstants(f: FilterOptions): Record<string, Buffer> {
   if (f.family && cidrs.some((c) => c.family !== f.family)) {
     throw usageError(`remote CIDR ${cidrs.find((c) => c.family !== f.family)!.text} does not match the IPv${f.family} filter`);
   }
-  const table = Buffer.alloc(MAX_CIDRS * CIDR_SIZE);
+  const table = Buffer.alloc(MAX_CIDRS * C.size);
   cidrs.forEach((c, i) => {
-    table.set(c.bytes, i * CIDR_SIZE);
-    table.writeUInt32LE(c.prefixLen, i * CIDR_SIZE + 16);
+    table.set(c.bytes, i * C.size + C.fields.addr[0]);
+    table.writeUInt32LE(c.prefixLen, i * C.size + C.fields.prefix_len[0]);
   });
   return {
     filter_family: constU16(f.family === 4 ? AF_INET : f.family === 6 ? AF_INET6 : 0),

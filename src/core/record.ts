@@ -1,12 +1,19 @@
 /** Helpers for decoding fixed-layout records from a ring buffer batch. */
-import { formatAddress } from './address.js';
+import { AF_INET, formatAddress } from './address.js';
+import { NETBPF_LIMITS } from './netbpf.gen.js';
 
-/** A record layout: byte offset and size of each field, mirroring a struct in bpf/<tool>.h. */
+/** A struct of bpf/<tool>.h as its BTF lays it out (generated into *.gen.ts files by scripts/gen-contract.mjs). */
 export interface Layout {
   struct: string;
   size: number;
+  /** Bytes from one CPU's copy to the next in a per-CPU map value: size rounded up to 8. */
+  stride: number;
   fields: Record<string, readonly [offset: number, size: number]>;
+  /** Array fields: element size and count. */
+  arrays: Record<string, readonly [elementSize: number, count: number]>;
 }
+
+const { NETBPF_ADDR_LEN } = NETBPF_LIMITS;
 
 const textDecoder = new TextDecoder('utf-8', { fatal: false });
 
@@ -42,17 +49,17 @@ const ADDRESS_CACHE_MAX = 65536;
 const v4Cache = new Map<number, string>();
 
 export function readAddress(view: DataView, offset: number, family: number): string {
-  if (family === 2) {
+  if (family === AF_INET) {
     const v4 = view.getUint32(offset + 12, false);
     let text = v4Cache.get(v4);
     if (text === undefined) {
-      text = formatAddress(new Uint8Array(view.buffer, view.byteOffset + offset, 16), 0, family);
+      text = formatAddress(new Uint8Array(view.buffer, view.byteOffset + offset, NETBPF_ADDR_LEN), 0, family);
       if (v4Cache.size >= ADDRESS_CACHE_MAX) v4Cache.clear();
       v4Cache.set(v4, text);
     }
     return text;
   }
-  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, 16);
+  const bytes = new Uint8Array(view.buffer, view.byteOffset + offset, NETBPF_ADDR_LEN);
   const key = String.fromCharCode.apply(null, bytes as unknown as number[]);
   let text = addressCache.get(key);
   if (text === undefined) {
@@ -68,6 +75,23 @@ export function hashWords(view: DataView, offset: number, words: number, seed = 
   let h = seed >>> 0;
   for (let i = 0; i < words; i++) h = Math.imul(h ^ view.getUint32(offset + 4 * i, true), 0x01000193) >>> 0;
   return h;
+}
+
+/** The fields of a record that name its connection: saddr, daddr, netns adjoining, and sport, dport adjoining. */
+type ConnectionFields = Layout['fields'] & Record<'saddr' | 'daddr' | 'netns' | 'sport' | 'dport', readonly [number, number]>;
+
+/**
+ * A decoder of one record layout's connection id: a hash of both addresses, the namespace and both ports, the
+ * same for every record of a connection in every tool whose layout holds those fields in that order (retrans,
+ * life and connect do: the contract test checks it), so views can join records of one connection by number.
+ */
+export function connectionIdReader(layout: { struct: string; fields: ConnectionFields }): (view: DataView, o: number) => number {
+  const F = layout.fields;
+  const adjoin = F.daddr[0] === F.saddr[0] + F.saddr[1] && F.netns[0] === F.daddr[0] + F.daddr[1] &&
+    F.dport[0] === F.sport[0] + F.sport[1] && F.sport[1] + F.dport[1] === 4;
+  if (!adjoin) throw new Error(`${layout.struct}: saddr, daddr, netns and sport, dport must adjoin to hash a connection id`);
+  const words = (F.netns[0] + F.netns[1] - F.saddr[0]) / 4;
+  return (view, o) => hashWords(view, o + F.sport[0], 1, hashWords(view, o + F.saddr[0], words));
 }
 
 /** Converts bpf_ktime_get_ns() (CLOCK_MONOTONIC) to wall-clock milliseconds since the epoch. */

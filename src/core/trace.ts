@@ -3,39 +3,26 @@
  * fallbacks, reported), sets kernel-side filters, loads, attaches, and streams ring buffer records.
  * Every tool in src/tools/ is a TraceSpec plus decoding and aggregation; this class is the rest.
  */
-import { appendFileSync } from 'node:fs';
+import { channel } from 'node:diagnostics_channel';
 import { addon, bpfObjectPath, type NativeBpfObject, type NativeRingBuffer } from './addon.js';
 import { fromAddonError, NetbpfError } from './errors.js';
+import { decidingCause, TRACEFS_ACCESS_HINT, type HookSpec, type UnavailableCause } from './hooks.js';
+import { NETBPF_RODATA } from './netbpf.gen.js';
 
-/** One way to hook a feature: a program in the object and the kernel hook it attaches to. */
-export interface HookAlternative {
-  program: string;
-  /** Human-readable attach point, e.g. "tp_btf/tcp_retransmit_skb". */
-  hook: string;
-  /** Returns null when the kernel seems to offer this hook, else the reason it does not. */
-  missing?: () => string | null;
-  /** Before load, when chosen: e.g. set the program type of a section this libbpf does not know. */
-  prepare?: (obj: NativeBpfObject, program: string) => void;
-  /** Attaches instead of obj.attach(program) (hooks libbpf cannot auto-attach, e.g. netfilter). An error's
-   * `reason`, when set, is reported as why this alternative was passed over. */
-  attach?: (obj: NativeBpfObject, program: string) => void;
-}
-
-export interface HookSpec {
-  /** What the hook gives the user, e.g. "data retransmits". */
-  feature: string;
-  /** In order of preference; the first that loads and attaches wins. */
-  alternatives: HookAlternative[];
-  /** When no alternative works: required features fail the start, optional ones are reported unavailable. */
-  required: boolean;
-}
+export type { HookAlternative, HookSpec } from './hooks.js';
 
 /** The hook chosen for a feature, or null with the reasons each alternative was passed over. */
 export interface HookChoice {
   feature: string;
   hook: string | null;
+  /** The first of the programs serving it (most hooks have one), or null. */
   program: string | null;
+  programs: string[];
+  /** "hook: reason" for each alternative passed over, best first. */
   skipped: string[];
+  /** When no alternative serves: whether the kernel, the caller's privileges or the environment (e.g. tracefs not
+   * mounted) is the cause. */
+  unavailable?: UnavailableCause;
 }
 
 export interface TraceSpec<E> {
@@ -44,6 +31,8 @@ export interface TraceSpec<E> {
   hooks: HookSpec[];
   /** Read-only globals to set before load (filters), by name. */
   constants: Record<string, Buffer>;
+  /** Sizes of the object's own read-only globals (its generated <TOOL>_RODATA): constants are checked against them. */
+  rodata?: Readonly<Record<string, number>>;
   /** Record size the decoder expects; records of another size are counted as malformed. */
   recordSize: number;
   decode(view: DataView, offset: number): E;
@@ -59,6 +48,8 @@ export interface TraceSpec<E> {
   beforeClose?(obj: NativeBpfObject): void;
   /** Events counted in the kernel instead of sent as records (in-kernel aggregation); added to counters().events. */
   kernelEvents?(): number;
+  /** Per-CPU u64 counter maps of the object besides `lost` (e.g. life's `untracked`), read by kernelCount(). */
+  kernelCounters?: string[];
 }
 
 export interface TraceOptions {
@@ -97,8 +88,8 @@ export interface StartInfo {
   startupMs: number;
 }
 
-/** Why a non-root user with CAP_BPF + CAP_PERFMON cannot attach classic tracepoints (docs/RELIABILITY.md). */
-export const TRACEFS_ACCESS_HINT = 'no read access to tracefs event ids: run as root or add CAP_DAC_READ_SEARCH';
+/** Every trace that starts publishes { tool, hooks } here (node:diagnostics_channel), e.g. for the kernel matrix. */
+export const startChannel = channel('netbpf:trace-start');
 
 type Listener<E> = (events: E[]) => void;
 
@@ -115,12 +106,14 @@ export class Trace<E> implements AsyncIterable<E> {
   private queued = 0;
   private waiting: (() => void) | null = null;
   private finalCounters: TraceCounters | null = null;
+  private finalKernelCounts: Map<string, number> | null = null;
   private counts = { events: 0, droppedByConsumer: 0, malformed: 0 };
   private iterating = false;
   /** Hooks in use, once started. */
   info: StartInfo | null = null;
 
   constructor(spec: TraceSpec<E>, opts: TraceOptions = {}) {
+    checkConstants(spec);
     this.spec = spec;
     const ringBufferBytes = opts.ringBufferBytes ?? 4 * 1024 * 1024;
     if (!Number.isInteger(ringBufferBytes) || ringBufferBytes < 4096 || (ringBufferBytes & (ringBufferBytes - 1)) !== 0) {
@@ -156,25 +149,30 @@ export class Trace<E> implements AsyncIterable<E> {
     // Index of the alternative tried for each hook spec, and why earlier ones were passed over.
     const chosen = this.spec.hooks.map(() => 0);
     const skipped: string[][] = this.spec.hooks.map(() => []);
-    const advance = (i: number, reason: string) => { skipped[i].push(`${this.spec.hooks[i].alternatives[chosen[i]].hook}: ${reason}`); chosen[i]++; };
+    const causes: UnavailableCause[][] = this.spec.hooks.map(() => []);
+    const advance = (i: number, cause: UnavailableCause, reason: string) => {
+      skipped[i].push(`${this.spec.hooks[i].alternatives[chosen[i]].hook}: ${reason}`);
+      causes[i].push(cause);
+      chosen[i]++;
+    };
     // Passes over alternatives the kernel visibly lacks, recording why.
     const settle = (i: number) => {
       const alts = this.spec.hooks[i].alternatives;
       while (chosen[i] < alts.length) {
         const why = alts[chosen[i]].missing?.() ?? null;
         if (!why) break;
-        advance(i, why);
+        advance(i, why.cause, why.reason);
       }
     };
     this.spec.hooks.forEach((_, i) => settle(i));
     for (let attempt = 0; ; attempt++) {
       for (const [i, h] of this.spec.hooks.entries()) {
         if (chosen[i] >= h.alternatives.length && h.required) {
-          // An alternative refused for lack of access (not for lack of the feature) makes this a privilege problem.
-          if (skipped[i].some((r) => r.includes(TRACEFS_ACCESS_HINT))) {
-            throw new NetbpfError('privilege', `${this.spec.tool}: permission denied attaching ${h.feature} (${skipped[i].join('; ')})`);
-          }
-          throw new NetbpfError('kernel', `${this.spec.tool}: no way to trace ${h.feature} on this kernel (${skipped[i].join('; ')})`);
+          const why = `(${skipped[i].join('; ')})`;
+          const cause = decidingCause(causes[i]);
+          if (cause === 'privilege') throw new NetbpfError('privilege', `${this.spec.tool}: permission denied attaching ${h.feature} ${why}`);
+          if (cause === 'environment') throw new NetbpfError('kernel', `${this.spec.tool}: cannot trace ${h.feature} in this environment ${why}`);
+          throw new NetbpfError('kernel', `${this.spec.tool}: no way to trace ${h.feature} on this kernel ${why}`);
         }
       }
       let obj: NativeBpfObject | null = null;
@@ -183,8 +181,9 @@ export class Trace<E> implements AsyncIterable<E> {
         obj = new api.BpfObject(path);
         for (const p of this.spec.disabledPrograms ?? []) obj.setAutoload(p, false);
         for (const [i, h] of this.spec.hooks.entries()) {
-          h.alternatives.forEach((alt, j) => obj!.setAutoload(alt.program, j === chosen[i]));
-          h.alternatives[chosen[i]]?.prepare?.(obj, h.alternatives[chosen[i]].program);
+          h.alternatives.forEach((alt, j) => { for (const p of alt.programs) obj!.setAutoload(p, j === chosen[i]); });
+          const alt = h.alternatives[chosen[i]];
+          if (alt?.prepare) for (const p of alt.programs) alt.prepare(obj, p);
         }
         obj.setMapMaxEntries('events', this.opts.ringBufferBytes);
         for (const [map, n] of Object.entries(this.spec.mapSizes ?? {})) obj.setMapMaxEntries(map, n);
@@ -197,10 +196,12 @@ export class Trace<E> implements AsyncIterable<E> {
         for (const [i, h] of this.spec.hooks.entries()) {
           const alt = h.alternatives[chosen[i]];
           if (!alt) continue;
-          failing = alt.program;
-          if (alt.attach) alt.attach(obj, alt.program);
-          else obj.attach(alt.program);
-          this.programs.push(alt.program);
+          for (const p of alt.programs) {
+            failing = p;
+            if (alt.attach) alt.attach(obj, p);
+            else obj.attach(p);
+            this.programs.push(p);
+          }
         }
         failing = null;
         this.obj = obj;
@@ -210,11 +211,11 @@ export class Trace<E> implements AsyncIterable<E> {
         const e = err as { libbpfLog?: string; message?: string; code?: string; errno?: number; reason?: string };
         // Which program failed: the one being attached, or the one libbpf names in its load log.
         const named = failing ?? /prog '([\w]+)': (?:BPF program load failed|failed to load|-- BEGIN PROG LOAD LOG)/.exec(e.libbpfLog ?? '')?.[1] ?? null;
-        const i = this.spec.hooks.findIndex((h, k) => h.alternatives[chosen[k]]?.program === named);
+        const i = this.spec.hooks.findIndex((h, k) => named !== null && !!h.alternatives[chosen[k]]?.programs.includes(named));
         if (i < 0 || attempt > 20) throw fromAddonError(`${this.spec.tool}: ${failing ? 'attach' : 'load'}`, err);
         // EACCES on attach: a classic tracepoint's id is read from tracefs, which a non-root user may not read.
-        const hint = failing && e.errno === 13 ? `; ${TRACEFS_ACCESS_HINT}` : '';
-        advance(i, `${failing ? 'attach' : 'load'} refused (${e.reason ?? e.code ?? e.message}${hint})`);
+        const denied = failing !== null && e.errno === 13;
+        advance(i, denied ? 'privilege' : 'kernel', `${failing ? 'attach' : 'load'} refused (${e.reason ?? e.code ?? e.message}${denied ? `; ${TRACEFS_ACCESS_HINT}` : ''})`);
         settle(i);
       }
     }
@@ -222,10 +223,12 @@ export class Trace<E> implements AsyncIterable<E> {
     this.ring = new api.RingBuffer(obj.mapFd('events'), (batch) => this.deliver(batch), { pollMs: this.opts.pollMs });
     const hooks = this.spec.hooks.map((h, i): HookChoice => {
       const alt = h.alternatives[chosen[i]];
-      return { feature: h.feature, hook: alt?.hook ?? null, program: alt?.program ?? null, skipped: skipped[i] };
+      const choice: HookChoice = { feature: h.feature, hook: alt?.hook ?? null, program: alt?.programs[0] ?? null, programs: [...(alt?.programs ?? [])], skipped: skipped[i] };
+      if (!alt) choice.unavailable = decidingCause(causes[i]);
+      return choice;
     });
     this.info = { hooks, startupMs: performance.now() - t0 };
-    recordHooks(this.spec.tool, hooks);
+    if (startChannel.hasSubscribers) startChannel.publish({ tool: this.spec.tool, hooks });
     return this.info;
   }
 
@@ -263,14 +266,23 @@ export class Trace<E> implements AsyncIterable<E> {
   /** Kernel and user-space counters; exact after stop(). */
   counters(): TraceCounters {
     if (this.finalCounters) return this.finalCounters;
-    let lost = 0, recursionMisses = 0;
-    if (this.obj) {
-      const per = this.obj.mapLookup('lost', Buffer.alloc(4));
-      if (per) for (let o = 0; o + 8 <= per.length; o += 8) lost += Number(per.readBigUInt64LE(o));
-      for (const p of this.programs) recursionMisses += this.obj.programInfo(p).recursionMisses;
-    }
+    let recursionMisses = 0;
+    if (this.obj) for (const p of this.programs) recursionMisses += this.obj.programInfo(p).recursionMisses;
+    const lost = this.kernelCount('lost');
     const kernelEvents = this.spec.kernelEvents?.() ?? 0;
     return { ...this.counts, events: this.counts.events + kernelEvents, lost, recursionMisses };
+  }
+
+  /** A per-CPU u64 counter map of the object (`lost`, or one named in the spec's kernelCounters), summed over
+   * CPUs; 0 before start; exact and kept after stop(). */
+  kernelCount(map: string): number {
+    const final = this.finalKernelCounts?.get(map);
+    if (final !== undefined) return final;
+    if (!this.obj) return 0;
+    const per = this.obj.mapLookup(map, Buffer.alloc(4));
+    let n = 0;
+    if (per) for (let o = 0; o + 8 <= per.length; o += 8) n += Number(per.readBigUInt64LE(o));
+    return n;
   }
 
   /** Read access to the tool's other maps while running. */
@@ -293,7 +305,10 @@ export class Trace<E> implements AsyncIterable<E> {
     if (this.ring) await this.ring.stop();
     if (this.obj) {
       this.spec.beforeClose?.(this.obj);
+      const counts = new Map<string, number>();
+      for (const m of ['lost', ...(this.spec.kernelCounters ?? [])]) counts.set(m, this.kernelCount(m));
       this.finalCounters = this.counters();
+      this.finalKernelCounts = counts;
       this.obj.close();
       this.obj = null;
     }
@@ -331,17 +346,13 @@ export class Trace<E> implements AsyncIterable<E> {
   }
 }
 
-/** Encodes numbers for read-only globals. */
-export const constU16 = (v: number): Buffer => { const b = Buffer.alloc(2); b.writeUInt16LE(v); return b; };
-export const constU32 = (v: number): Buffer => { const b = Buffer.alloc(4); b.writeUInt32LE(v); return b; };
-export const constU64 = (v: number | bigint): Buffer => { const b = Buffer.alloc(8); b.writeBigUInt64LE(BigInt(v)); return b; };
-
-/** Kernel-matrix runs (test/kernels) set NETBPF_HOOK_LOG to a file: every trace started appends the hooks it
- * uses, so the matrix shows what the tests really exercised on each kernel. Best effort. */
-function recordHooks(tool: string, hooks: HookChoice[]): void {
-  const file = process.env.NETBPF_HOOK_LOG;
-  if (!file) return;
-  try {
-    appendFileSync(file, `${JSON.stringify({ tool, hooks: hooks.map((h) => ({ feature: h.feature, hook: h.hook })) })}\n`);
-  } catch { /* the log is diagnostics only */ }
+/** Throws unless every constant is a read-only global of the tool's object, of its size (the generated contract). */
+export function checkConstants(spec: Pick<TraceSpec<unknown>, 'tool' | 'constants' | 'rodata'>): void {
+  if (!spec.rodata) return;
+  const sizes: Readonly<Record<string, number>> = { ...NETBPF_RODATA, ...spec.rodata };
+  for (const [name, value] of Object.entries(spec.constants)) {
+    const size = sizes[name];
+    if (size === undefined) throw new NetbpfError('runtime', `${spec.tool}: the BPF object has no read-only global ${name}`);
+    if (value.length !== size) throw new NetbpfError('runtime', `${spec.tool}: constant ${name} is ${value.length} bytes, the BPF object's is ${size}`);
+  }
 }

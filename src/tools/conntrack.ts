@@ -14,27 +14,17 @@ import {
 } from '../core/ctnetlink.js';
 import { usageError } from '../core/errors.js';
 import { filterConstants, type FilterOptions } from '../core/filters.js';
-import { fentryMissing, kprobeMissing } from '../core/hooks.js';
+import { fentry, kprobe, type HookAlternative } from '../core/hooks.js';
 import { Log2Histogram, type HistogramData } from '../core/histogram.js';
 import { type CtTuple, type NatResolver } from '../core/nat.js';
-import { ClockMapper, readAddress, type Layout } from '../core/record.js';
+import { ClockMapper, readAddress } from '../core/record.js';
 import { BoundedTable, OTHER_KEY } from '../core/table.js';
-import { Trace, type TraceCounters, type HookAlternative, type StartInfo, type TraceOptions, type TraceSpec } from '../core/trace.js';
+import { Trace, type TraceCounters, type StartInfo, type TraceOptions, type TraceSpec } from '../core/trace.js';
+import { CONNTRACK_RODATA, CT_EVENT_KIND, CT_EVENT_LAYOUT, CT_FLAGS } from './conntrack/bpf.gen.js';
 
 /** struct ct_event (bpf/conntrack.h): [offset, size] of each field. */
-export const CONNTRACK_LAYOUT = {
-  struct: 'ct_event',
-  size: 144,
-  fields: {
-    ts_ns: [0, 8], start_ns: [8, 8], packets: [16, 16], bytes: [32, 16], orig_src: [48, 16], orig_dst: [64, 16],
-    reply_src: [80, 16], reply_dst: [96, 16], netns: [112, 4], mark: [116, 4], status: [120, 4], zone: [124, 2],
-    family: [126, 2], orig_sport: [128, 2], orig_dport: [130, 2], reply_sport: [132, 2], reply_dport: [134, 2],
-    protocol: [136, 1], kind: [137, 1], tcp_state: [138, 1], flags: [139, 1], pad: [140, 4],
-  },
-} as const satisfies Layout;
-
-/** CT_FLAG_* of bpf/conntrack.h. */
-const CT_FLAG_ACCT = 1, CT_FLAG_TSTAMP = 2, CT_FLAG_NETLINK = 4;
+export { CT_EVENT_LAYOUT as CONNTRACK_LAYOUT };
+const { CT_FLAG_ACCT, CT_FLAG_TSTAMP, CT_FLAG_NETLINK } = CT_FLAGS;
 const PROTOCOL_NAMES: Record<number, string> = { 1: 'icmp', 6: 'tcp', 17: 'udp', 33: 'dccp', 47: 'gre', 58: 'icmpv6', 132: 'sctp', 136: 'udplite' };
 
 /** A conntrack entry created (confirmed into the table) or destroyed. */
@@ -80,7 +70,9 @@ function tcpConntrackStates(): string[] {
   return names;
 }
 
-const F = CONNTRACK_LAYOUT.fields;
+const F = CT_EVENT_LAYOUT.fields;
+/** Element sizes of the [original, reply] counter arrays. */
+const A = CT_EVENT_LAYOUT.arrays;
 
 /** Decodes one struct ct_event, written by a BPF program or by the addon from a ctnetlink message. */
 export function decodeConntrack(view: DataView, o: number, clock: ClockMapper, tcpStates: string[]): ConntrackEvent {
@@ -93,7 +85,7 @@ export function decodeConntrack(view: DataView, o: number, clock: ClockMapper, t
   const reply = tuple(F.reply_src[0], F.reply_dst[0], F.reply_sport[0], F.reply_dport[0]);
   const flags = view.getUint8(o + F.flags[0]);
   const protocol = view.getUint8(o + F.protocol[0]);
-  const kind = view.getUint8(o + F.kind[0]) === 2 ? 'destroy' : 'new';
+  const kind = view.getUint8(o + F.kind[0]) === CT_EVENT_KIND.CT_EVENT_DESTROY ? 'destroy' : 'new';
   const time = clock.toEpochMs(Number(view.getBigUint64(o + F.ts_ns[0], true)));
   const u64 = (off: number) => Number(view.getBigUint64(o + off, true));
   const startNs = u64(F.start_ns[0]);
@@ -103,8 +95,8 @@ export function decodeConntrack(view: DataView, o: number, clock: ClockMapper, t
     orig, reply, dnat: reply.src !== orig.dst || reply.sport !== orig.dport, snat: reply.dst !== orig.src || reply.dport !== orig.sport,
     tcpState: protocol === 6 ? (tcpStates[tcpStateNum] ?? String(tcpStateNum)) : null,
     zone: view.getUint16(o + F.zone[0], true), mark: view.getUint32(o + F.mark[0], true),
-    packets: flags & CT_FLAG_ACCT ? [u64(F.packets[0]), u64(F.packets[0] + 8)] : null,
-    bytes: flags & CT_FLAG_ACCT ? [u64(F.bytes[0]), u64(F.bytes[0] + 8)] : null,
+    packets: flags & CT_FLAG_ACCT ? [u64(F.packets[0]), u64(F.packets[0] + A.packets[0])] : null,
+    bytes: flags & CT_FLAG_ACCT ? [u64(F.bytes[0]), u64(F.bytes[0] + A.bytes[0])] : null,
     // start is CLOCK_REALTIME ns; the event time is wall-clock too.
     lifetimeMs: kind === 'destroy' && flags & CT_FLAG_TSTAMP && startNs > 0 ? Math.max(0, time - startNs / 1e6) : null,
     netns: view.getUint32(o + F.netns[0], true), source: flags & CT_FLAG_NETLINK ? 'ctnetlink' : 'bpf',
@@ -138,7 +130,7 @@ export function forEachRecord(batch: ArrayBuffer, each: (view: DataView, offset:
   let malformed = 0;
   for (let off = 0; off + 4 <= batch.byteLength; ) {
     const len = view.getUint32(off, true);
-    if (len === CONNTRACK_LAYOUT.size && off + 4 + len <= batch.byteLength) each(view, off + 4);
+    if (len === CT_EVENT_LAYOUT.size && off + 4 + len <= batch.byteLength) each(view, off + 4);
     else malformed++;
     off += 4 + len;
   }
@@ -205,11 +197,12 @@ const NETFILTER_HOOK = 'netfilter LOCAL_IN+POST_ROUTING just before conntrack co
  */
 function netfilterAlternative(onlyOwnNetns: boolean): HookAlternative {
   const alt: HookAlternative = {
-    program: 'handle_nf_confirm',
+    kind: 'netfilter',
+    programs: ['handle_nf_confirm'],
     hook: NETFILTER_HOOK,
     missing: () => {
-      if (!netfilterTypes()) return 'no BPF netfilter programs in this kernel (needs >= 6.4)';
-      return onlyOwnNetns ? null : 'sees only the caller\'s namespace (other namespaces are watched)';
+      if (!netfilterTypes()) return { cause: 'kernel', reason: 'no BPF netfilter programs in this kernel (needs >= 6.4)' };
+      return onlyOwnNetns ? null : { cause: 'environment', reason: 'sees only the caller\'s namespace (other namespaces are watched)' };
     },
     prepare: (obj, program) => {
       const t = netfilterTypes()!;
@@ -245,18 +238,19 @@ export function conntrackSpec(opts: ConntrackOptions = {}, onlyOwnNetns = true):
   const clock = new ClockMapper();
   const states = tcpConntrackStates();
   // --mechanism ctnetlink: every BPF alternative is passed over (so none autoloads), and user space reads ctnetlink.
-  const notWanted = (alt: HookAlternative): HookAlternative => (opts.mechanism === 'ctnetlink' ? { ...alt, missing: () => 'ctnetlink requested' } : alt);
+  const notWanted = (alt: HookAlternative): HookAlternative => (opts.mechanism === 'ctnetlink' ? { ...alt, missing: () => ({ cause: 'environment', reason: 'ctnetlink requested' }) } : alt);
   return {
     tool: 'conntrack',
-    recordSize: CONNTRACK_LAYOUT.size,
+    recordSize: CT_EVENT_LAYOUT.size,
     constants: filterConstants(opts),
+    rodata: CONNTRACK_RODATA,
     hooks: [
       {
         feature: 'new entries',
         required: false,
         alternatives: [
-          { program: 'handle_confirm_fexit', hook: 'fexit/__nf_conntrack_confirm', missing: () => fentryMissing('__nf_conntrack_confirm') },
-          { program: 'handle_confirm_kprobe', hook: 'kprobe/__nf_conntrack_confirm', missing: () => kprobeMissing('__nf_conntrack_confirm') },
+          fentry('__nf_conntrack_confirm', 'handle_confirm_fexit', 'fexit'),
+          kprobe('__nf_conntrack_confirm', 'handle_confirm_kprobe'),
           netfilterAlternative(onlyOwnNetns),
         ].map(notWanted),
       },
@@ -264,8 +258,8 @@ export function conntrackSpec(opts: ConntrackOptions = {}, onlyOwnNetns = true):
         feature: 'destroyed entries',
         required: false,
         alternatives: [
-          { program: 'handle_delete_fexit', hook: 'fexit/nf_ct_delete', missing: () => fentryMissing('nf_ct_delete') },
-          { program: 'handle_delete_kprobe', hook: 'kprobe/nf_ct_delete', missing: () => kprobeMissing('nf_ct_delete') },
+          fentry('nf_ct_delete', 'handle_delete_fexit', 'fexit'),
+          kprobe('nf_ct_delete', 'handle_delete_kprobe'),
         ].map(notWanted),
       },
     ],

@@ -12,8 +12,8 @@ import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { NetnsPair } from '../../src/testing/netns.js';
 import { cgroup2Mount, ContainerResolver, containerFromPath } from '../../src/core/containers.js';
-import { top, type TopSession } from '../../src/tools/top.js';
-import { PrometheusExporter } from '../../src/tools/prometheus.js';
+import { top, type TopSession } from '../../src/tools/top/index.js';
+import { PrometheusExporter } from '../../src/tools/prometheus/index.js';
 import { describeBpf, sleep } from '../helpers.js';
 
 const PORT = 5321, CLOSED = 5322;

@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import type { ChildProcess } from 'node:child_process';
 import { connect, life, type ConnectEvent, type LifeClosedEvent, type LifeEvent } from '../../src/index.js';
-import type { LifeTrace } from '../../src/tools/life.js';
+import type { LifeTrace } from '../../src/tools/life/index.js';
 import type { Trace } from '../../src/core/trace.js';
 import { NetnsPair, parseSnmp } from '../../src/testing/netns.js';
 import { describeBpf, sleep } from '../helpers.js';

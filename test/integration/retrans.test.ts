@@ -7,7 +7,7 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { spawn } from 'node:child_process';
 import { retrans, RetransAggregator, countedByKernel, type RetransEvent } from '../../src/index.js';
 import { NetnsPair } from '../../src/testing/netns.js';
-import { describeBpf, sleep } from '../helpers.js';
+import { describeBpf, sleep, tracefsMounted, withTracefs } from '../helpers.js';
 
 const PORT = 5111;
 
@@ -62,13 +62,25 @@ describeBpf('retrans on a lossy link (real kernel)', () => {
     }
   });
 
-  it('agrees with RetransSegs over IPv6 and with the classic tracepoint fallback', async () => {
-    const r = await traced({ remotePort: PORT, hook: 'tracepoint', family: 6 }, pair.addr6B, 10_000_000);
-    expect(r.info.hooks[0].hook).toBe('tracepoint/tcp/tcp_retransmit_skb');
+  it('agrees with RetransSegs over IPv6 and on the raw tracepoint fallback (no tracefs needed)', async () => {
+    const r = await traced({ remotePort: PORT, hook: 'raw_tp', family: 6 }, pair.addr6B, 10_000_000);
+    expect(r.info.hooks[0].hook).toBe('raw_tp/tcp_retransmit_skb');
     expect(r.retransSegs).toBeGreaterThan(10);
     const segs = kernelCounted(r.events);
     expect(segs).toBe(r.retransSegs);
     expect(r.events.every((e) => e.family === 6 && e.daddr === pair.addr6B)).toBe(true);
+  });
+
+  it('the classic tracepoint: agrees with RetransSegs where tracefs is mounted, says what is missing where not', async () => {
+    if (!tracefsMounted()) {
+      await expect(traced({ remotePort: PORT, hook: 'tracepoint' }, pair.addrB, 1_000_000))
+        .rejects.toThrow(/cannot trace retransmits in this environment \(tracepoint\/tcp\/tcp_retransmit_skb: needs tracefs, which is not mounted \(mount -t tracefs/);
+      return;
+    }
+    const r = await traced({ remotePort: PORT, hook: 'tracepoint' }, pair.addrB, 10_000_000);
+    expect(r.info.hooks[0].hook).toBe('tracepoint/tcp/tcp_retransmit_skb');
+    expect(r.retransSegs).toBeGreaterThan(10);
+    expect(kernelCounted(r.events)).toBe(r.retransSegs);
   });
 
   it('filters in the kernel: a remote-port or CIDR filter that excludes the traffic sees nothing', async () => {
@@ -86,7 +98,8 @@ describeBpf('retrans on a lossy link (real kernel)', () => {
   it('sees the same number of tracepoint hits as bpftrace counting tcp:tcp_retransmit_skb', async () => {
     // Only namespace A's sockets: other runs of this suite on the same machine use the same port and addresses.
     const inA = `((struct sock *)args->skaddr)->__sk_common.skc_net.net->ns.inum == ${netnsA}`;
-    const bt = spawn('bpftrace', ['-e', `tracepoint:tcp:tcp_retransmit_skb /args->dport == ${PORT} && ${inA}/ { @hits = count(); }`], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const [cmd, ...argv] = withTracefs(['bpftrace', '-e', `tracepoint:tcp:tcp_retransmit_skb /args->dport == ${PORT} && ${inA}/ { @hits = count(); }`]);
+    const bt = spawn(cmd, argv, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     bt.stdout.on('data', (d) => { out += d; });
     bt.stderr.on('data', (d) => { out += d; });

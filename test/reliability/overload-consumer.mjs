@@ -5,9 +5,9 @@
 import { readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Trace } from '../../dist/index.js';
-import { decodeRetrans, RETRANS_LAYOUT } from '../../dist/tools/retrans.js';
+import { decodeRetrans, RETRANS_LAYOUT } from '../../dist/tools/retrans/index.js';
 import { ClockMapper } from '../../dist/core/record.js';
-import { constU32 } from '../../dist/core/trace.js';
+import { constU32 } from '../../dist/core/rodata.js';
 
 const [pid, ringBytes, pollMs] = process.argv.slice(2).map(Number);
 const clock = new ClockMapper();
@@ -16,7 +16,7 @@ const trace = new Trace({
   objectPath: new URL('../../build/bench/bench.bpf.o', import.meta.url).pathname,
   recordSize: RETRANS_LAYOUT.size,
   constants: { target_pid: constU32(pid), destinations: constU32(256) },
-  hooks: [{ feature: 'getppid records', required: true, alternatives: [{ program: 'handle_getppid', hook: 'tracepoint/syscalls/sys_enter_getppid' }] }],
+  hooks: [{ feature: 'getppid records', required: true, alternatives: [{ kind: 'tp_btf', programs: ['handle_getppid'], hook: 'tp_btf/sys_enter (getppid)' }] }],
   decode: (view, o) => decodeRetrans(view, o, clock),
 }, { ringBufferBytes: ringBytes, pollMs, wakeupBytes: ringBytes });
 let seq = -1;

@@ -2,9 +2,10 @@
  * DropsSummary the event path builds. Runs anywhere (dumps built byte by byte from the shared layouts). */
 import { describe, expect, it } from 'vitest';
 import {
-  decodeDrop, DropReasons, DropsAggregator, KernelDropsReader, DROPS_AGG_KEY_LAYOUT, DROPS_AGG_VALUE_LAYOUT, DROPS_LAYOUT, DROP_F,
+  decodeDrop, DropReasons, DropsAggregator, KernelDropsReader, DROPS_AGG_KEY_LAYOUT, DROPS_AGG_VALUE_LAYOUT, DROPS_LAYOUT, DROP_FLAGS,
   type DropDecodeContext, type DropEvent,
-} from '../../src/tools/drops.js';
+} from '../../src/tools/drops/index.js';
+import { DROP_AGG_CONSTS } from '../../src/tools/drops/bpf.gen.js';
 import { Log2Histogram } from '../../src/core/histogram.js';
 import { ClockMapper } from '../../src/core/record.js';
 
@@ -16,7 +17,7 @@ const PURGE_AT = 0xffffffff81b00020n;
 const symbols = new Map<bigint, string>([[PURGE_AT, 'udp_destruct_common+0x20']]);
 const clock = new ClockMapper();
 const ctx: DropDecodeContext = { clock, reasons, symbolize: (hi, lo) => symbols.get((BigInt(hi) << 32n) | BigInt(lo)) ?? '' };
-const OTHER = 0x80;
+const OTHER = DROP_AGG_CONSTS.DROP_AGG_OTHER;
 
 interface Key { saddr?: number[]; daddr?: number[]; sport?: number; dport?: number; reason: number; flags: number; l4?: number; location?: bigint }
 const v4 = (a: number[]) => [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, ...a];
@@ -35,9 +36,9 @@ function key(k: Key): Buffer {
   return b;
 }
 
-/** One CPU's value as the BPF program leaves it after counting `lens` (times in ns of ktime). */
+/** One CPU's slot of a per-CPU value as the BPF program leaves it after counting `lens` (times in ns of ktime). */
 function cpuValue(lens: number[], firstNs = 1e9, lastNs = 2e9): Buffer {
-  const b = Buffer.alloc(DROPS_AGG_VALUE_LAYOUT.size);
+  const b = Buffer.alloc(DROPS_AGG_VALUE_LAYOUT.stride);
   if (!lens.length) return b;
   b.writeBigUInt64LE(BigInt(lens.length), V.count[0]);
   b.writeBigUInt64LE(BigInt(lens.reduce((a, l) => a + l, 0)), V.bytes[0]);
@@ -70,13 +71,13 @@ function eventOf(k: Key, len: number, timeNs: number): DropEvent {
   r.writeUInt16LE(k.sport ?? 0, E.sport[0]);
   r.writeUInt16LE(k.dport ?? 0, E.dport[0]);
   r.writeUInt8(k.l4 ?? 17, E.l4_proto[0]);
-  r.writeUInt8(k.flags | DROP_F.HEADERS, E.flags[0]);
+  r.writeUInt8(k.flags | DROP_FLAGS.DROP_F_HEADERS, E.flags[0]);
   return decodeDrop(new DataView(r.buffer, r.byteOffset, r.length), 0, ctx);
 }
 
 const sent: Key = { saddr: [10, 0, 0, 1], daddr: [10, 0, 0, 2], sport: 5000, dport: 53, reason: 12, flags: 0 };
-const received: Key = { saddr: [10, 0, 0, 9], daddr: [10, 0, 0, 1], sport: 40000, dport: 80, reason: 3, flags: DROP_F.RECEIVED, l4: 6 };
-const purge: Key = { saddr: [10, 0, 0, 1], daddr: [10, 0, 0, 3], sport: 6000, dport: 7000, reason: 2, flags: DROP_F.SOCK_TUPLE, location: PURGE_AT };
+const received: Key = { saddr: [10, 0, 0, 9], daddr: [10, 0, 0, 1], sport: 40000, dport: 80, reason: 3, flags: DROP_FLAGS.DROP_F_RECEIVED, l4: 6 };
+const purge: Key = { saddr: [10, 0, 0, 1], daddr: [10, 0, 0, 3], sport: 6000, dport: 7000, reason: 2, flags: DROP_FLAGS.DROP_F_SOCK_TUPLE, location: PURGE_AT };
 
 describe('KernelDropsReader (map dumps -> DropsSummary)', () => {
   it('gives the same rows, counts, bytes, histograms and categories as aggregating the events, with per-CPU values summed', () => {

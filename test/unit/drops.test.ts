@@ -2,9 +2,9 @@
  * aggregator, kernel symbol lookup and the kernel-side constants. Runs anywhere (no BPF). */
 import { describe, expect, it } from 'vitest';
 import {
-  decodeDrop, dropCategory, dropsConstants, DropReasons, DropsAggregator, DROPS_LAYOUT, DROP_F, DROP_REASON_UNAVAILABLE,
+  decodeDrop, dropCategory, dropsConstants, DropReasons, DropsAggregator, DROPS_LAYOUT, DROP_FLAGS, DROP_REASON_UNAVAILABLE,
   type DropDecodeContext, type DropEvent,
-} from '../../src/tools/drops.js';
+} from '../../src/tools/drops/index.js';
 import { Kallsyms, kernelAddressKey, kernelAddressKeyFromHex } from '../../src/core/kallsyms.js';
 import { ClockMapper } from '../../src/core/record.js';
 import { NetbpfError } from '../../src/core/errors.js';
@@ -43,7 +43,7 @@ function record(r: Rec): DataView {
   v.setUint8(F.l4_proto[0], r.l4 ?? 6);
   v.setUint8(F.tcp_flags[0], r.tcpFlags ?? 0);
   v.setUint8(F.state[0], r.state ?? 0);
-  v.setUint8(F.flags[0], r.flags ?? DROP_F.HEADERS);
+  v.setUint8(F.flags[0], r.flags ?? DROP_FLAGS.DROP_F_HEADERS);
   return v;
 }
 
@@ -57,7 +57,7 @@ const ctx: DropDecodeContext = {
 
 describe('decodeDrop (synthetic records built from DROPS_LAYOUT)', () => {
   it('decodes a received TCP SYN to a closed port: remote side is the source, flags and reason by name', () => {
-    const e = decodeDrop(record({ saddr: [10, 0, 0, 1], daddr: [10, 0, 0, 2], sport: 40000, dport: 80, tcpFlags: 0x02, flags: DROP_F.HEADERS | DROP_F.RECEIVED, reason: 3, len: 60, location: 0xffffffff81a00010n }), 0, ctx);
+    const e = decodeDrop(record({ saddr: [10, 0, 0, 1], daddr: [10, 0, 0, 2], sport: 40000, dport: 80, tcpFlags: 0x02, flags: DROP_FLAGS.DROP_F_HEADERS | DROP_FLAGS.DROP_F_RECEIVED, reason: 3, len: 60, location: 0xffffffff81a00010n }), 0, ctx);
     expect(e).toMatchObject({
       type: 'drop', family: 4, proto: 'tcp', saddr: '10.0.0.1', sport: 40000, daddr: '10.0.0.2', dport: 80,
       direction: 'received', remoteAddr: '10.0.0.1', remotePort: 40000, addressSource: 'packet',
@@ -66,12 +66,12 @@ describe('decodeDrop (synthetic records built from DROPS_LAYOUT)', () => {
   });
 
   it('orients a packet built on this host toward its destination and reads the socket state', () => {
-    const e = decodeDrop(record({ saddr: [10, 0, 0, 2], daddr: [192, 0, 2, 9], sport: 5000, dport: 443, tcpFlags: 0x18, state: 1, flags: DROP_F.HEADERS | DROP_F.SOCKET, reason: 12 }), 0, ctx);
+    const e = decodeDrop(record({ saddr: [10, 0, 0, 2], daddr: [192, 0, 2, 9], sport: 5000, dport: 443, tcpFlags: 0x18, state: 1, flags: DROP_FLAGS.DROP_F_HEADERS | DROP_FLAGS.DROP_F_SOCKET, reason: 12 }), 0, ctx);
     expect(e).toMatchObject({ direction: 'sent', remoteAddr: '192.0.2.9', remotePort: 443, tcpFlags: 'PSH|ACK', state: 'ESTABLISHED', reason: 'NETFILTER_DROP' });
   });
 
   it('takes local/remote from the socket tuple when the skb had no headers, even if it was received', () => {
-    const e = decodeDrop(record({ saddr: [10, 0, 0, 2], daddr: [10, 0, 0, 1], sport: 22, dport: 51000, flags: DROP_F.SOCK_TUPLE | DROP_F.SOCKET | DROP_F.RECEIVED, state: 8 }), 0, ctx);
+    const e = decodeDrop(record({ saddr: [10, 0, 0, 2], daddr: [10, 0, 0, 1], sport: 22, dport: 51000, flags: DROP_FLAGS.DROP_F_SOCK_TUPLE | DROP_FLAGS.DROP_F_SOCKET | DROP_FLAGS.DROP_F_RECEIVED, state: 8 }), 0, ctx);
     expect(e).toMatchObject({ addressSource: 'socket', remoteAddr: '10.0.0.1', remotePort: 51000, tcpFlags: '', state: 'CLOSE_WAIT' });
   });
 
@@ -81,7 +81,7 @@ describe('decodeDrop (synthetic records built from DROPS_LAYOUT)', () => {
   });
 
   it('drops ports (not addresses) for IP fragments and protocols without ports', () => {
-    const frag = decodeDrop(record({ saddr: [10, 0, 0, 1], daddr: [10, 0, 0, 2], sport: 1, dport: 2, l4: 17, flags: DROP_F.HEADERS | DROP_F.NO_PORTS }), 0, ctx);
+    const frag = decodeDrop(record({ saddr: [10, 0, 0, 1], daddr: [10, 0, 0, 2], sport: 1, dport: 2, l4: 17, flags: DROP_FLAGS.DROP_F_HEADERS | DROP_FLAGS.DROP_F_NO_PORTS }), 0, ctx);
     expect(frag).toMatchObject({ proto: 'udp', saddr: '10.0.0.1', sport: null, dport: null });
     const icmp = decodeDrop(record({ saddr: [10, 0, 0, 1], daddr: [10, 0, 0, 2], l4: 1 }), 0, ctx);
     expect(icmp).toMatchObject({ proto: 'icmp', sport: null, dport: null });
@@ -89,7 +89,7 @@ describe('decodeDrop (synthetic records built from DROPS_LAYOUT)', () => {
 
   it('decodes IPv6 addresses in RFC 5952 form', () => {
     const s = [0xfd, 0, 0, 0x31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1];
-    const e = decodeDrop(record({ family: 10, saddr: s, daddr: [0xfd, 0, 0, 0x31, ...Array(11).fill(0), 2], sport: 1, dport: 2, flags: DROP_F.HEADERS | DROP_F.RECEIVED }), 0, ctx);
+    const e = decodeDrop(record({ family: 10, saddr: s, daddr: [0xfd, 0, 0, 0x31, ...Array(11).fill(0), 2], sport: 1, dport: 2, flags: DROP_FLAGS.DROP_F_HEADERS | DROP_FLAGS.DROP_F_RECEIVED }), 0, ctx);
     expect(e).toMatchObject({ family: 6, saddr: 'fd00:31::1', daddr: 'fd00:31::2', remoteAddr: 'fd00:31::1' });
   });
 

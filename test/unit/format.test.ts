@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { jsonText, safeText } from '../../src/cli/format.js';
+import { jsonText, safeText } from '../../src/core/format.js';
 
 describe('output escaping', () => {
   const hostile = 'a\x1b]0;pwn\x07\ufffd\u009bz\n\u202eevil';

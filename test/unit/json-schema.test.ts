@@ -6,15 +6,15 @@
 import { describe, expect, it } from 'vitest';
 import { SchemaSet } from '../../src/testing/schema.js';
 import { ClockMapper, type Layout } from '../../src/core/record.js';
-import { decodeRetrans, RETRANS_LAYOUT, RetransAggregator } from '../../src/tools/retrans.js';
-import { decodeDrop, DROPS_LAYOUT, DropReasons, DropsAggregator } from '../../src/tools/drops.js';
-import { decodeLife, LIFE_LAYOUT, LifeAggregator } from '../../src/tools/life.js';
-import { decodeConnect, CONNECT_LAYOUT, ConnectAggregator } from '../../src/tools/connect.js';
+import { decodeRetrans, RETRANS_LAYOUT, RetransAggregator } from '../../src/tools/retrans/index.js';
+import { decodeDrop, DROPS_LAYOUT, DropReasons, DropsAggregator } from '../../src/tools/drops/index.js';
+import { decodeLife, LIFE_LAYOUT, LifeAggregator } from '../../src/tools/life/index.js';
+import { decodeConnect, CONNECT_LAYOUT, ConnectAggregator, connectEventJson } from '../../src/tools/connect/index.js';
 import { decodeConntrack, CONNTRACK_LAYOUT, ConntrackAggregator } from '../../src/tools/conntrack.js';
-import { TopAggregator } from '../../src/tools/top.js';
-import { eventJson as retransJson } from '../../src/cli/retrans.js';
-import { dropJson } from '../../src/cli/drops.js';
-import { lifeEventJson } from '../../src/cli/life.js';
+import { TopAggregator } from '../../src/tools/top/index.js';
+import { retransEventJson as retransJson } from '../../src/tools/retrans/index.js';
+import { dropJson } from '../../src/tools/drops/index.js';
+import { lifeEventJson } from '../../src/tools/life/index.js';
 import { eventJson as conntrackJson } from '../../src/cli/conntrack.js';
 
 const schemas = new SchemaSet();
@@ -43,7 +43,7 @@ const tcp4 = { family: 2, saddr: '10.0.0.1', daddr: '10.0.0.2', sport: 40000, dp
 
 describe('JSON lines follow docs/schema', () => {
   it('start and counters lines', () => {
-    valid('retrans', { type: 'start', tool: 'retrans', time: Date.now(), startupMs: 12.5, hooks: [{ feature: 'retransmits', hook: 'tp_btf/tcp_retransmit_skb', program: 'p', skipped: [] }, { feature: 'x', hook: null, program: null, skipped: ['kprobe/x: no kprobes'] }] });
+    valid('retrans', { type: 'start', tool: 'retrans', time: Date.now(), startupMs: 12.5, hooks: [{ feature: 'retransmits', hook: 'tp_btf/tcp_retransmit_skb', program: 'p', programs: ['p'], skipped: [] }, { feature: 'x', hook: null, program: null, programs: [], skipped: ['kprobe/x: no kprobes'], unavailable: 'kernel' }] });
     valid('retrans', { type: 'counters', tool: 'retrans', time: Date.now(), events: 1, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0 });
     expect(schemas.validateLine('retrans', { type: 'counters', tool: 'retrans', time: 1, events: 1.5, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0, extra: 1 })).toEqual(['$.events: expected integer, got number', '$: unexpected field extra']);
   });
@@ -79,19 +79,19 @@ describe('JSON lines follow docs/schema', () => {
     const a = new LifeAggregator();
     a.add(est);
     a.add(closed);
-    valid('life', { ...a.snapshot(), final: true, untracked: 0, lost: 0, recursionMisses: 0 });
+    valid('life', { ...a.snapshot(), final: true, untracked: 0, lost: 0, recursionMisses: 0, droppedByConsumer: 0 });
   });
 
   it('connect: established and failed events and summaries', () => {
     const ok = decodeConnect(record(CONNECT_LAYOUT, { ...tcp4, ts_ns: ns(1), start_ns: ns(2), kind: 1 }), 0, clock);
     const failed = decodeConnect(record(CONNECT_LAYOUT, { ...tcp4, ts_ns: ns(1), start_ns: ns(3001), kind: 2, err: 110, syn_retrans: 2 }), 0, clock);
     expect([ok.type, failed.type]).toEqual(['established', 'failed']);
-    // The connect CLI writes the event with an ISO time (src/cli/connect.ts).
-    for (const e of [ok, failed]) valid('connect', { ...e, time: new Date(e.time).toISOString() });
+    // The connect CLI writes each event through connectEventJson (ISO time, no in-process connId).
+    for (const e of [ok, failed]) valid('connect', connectEventJson(e));
     const a = new ConnectAggregator();
     a.add(ok);
     a.add(failed);
-    valid('connect', { ...a.snapshot(), final: true, lost: 0, recursionMisses: 0 });
+    valid('connect', { ...a.snapshot(), final: true, lost: 0, recursionMisses: 0, droppedByConsumer: 0 });
   });
 
   it('conntrack: new and destroy events, pressure lines and summaries', () => {
@@ -108,8 +108,8 @@ describe('JSON lines follow docs/schema', () => {
     a.add(destroyed);
     const pressure = [{ netns: 4026531840, name: 'a', count: 1, max: 262144, drop: 0, earlyDrop: 0, insertFailed: 0, invalid: 0 }];
     const netlink = { received: { new: 1, destroy: 1 }, lost: { new: 0, destroy: 0 }, retried: 3, duplicates: 0, recoveredAtStop: 0, malformed: 0 };
-    valid('conntrack', { ...a.snapshot(pressure), final: true, lost: 0, recursionMisses: 0, netlink });
-    valid('conntrack', { ...a.snapshot(), final: true, lost: 0, recursionMisses: 0, netlink: null });
+    valid('conntrack', { ...a.snapshot(pressure), final: true, lost: 0, recursionMisses: 0, droppedByConsumer: 0, netlink });
+    valid('conntrack', { ...a.snapshot(), final: true, lost: 0, recursionMisses: 0, droppedByConsumer: 0, netlink: null });
     valid('conntrack', { type: 'counters', tool: 'conntrack', time: Date.now(), events: 2, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0, sourceLost: 0, sourceRetried: 5 });
   });
 

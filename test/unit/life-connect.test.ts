@@ -7,8 +7,8 @@ import {
   decodeConnect, decodeLife, type ConnectEvent, type LifeClosedEvent, type LifeEvent,
 } from '../../src/index.js';
 import { ClockMapper } from '../../src/core/record.js';
-import { csvHeader, csvLine, lifeHeader, lifeLine } from '../../src/cli/life.js';
-import { connectLine } from '../../src/cli/connect.js';
+import { csvHeader, csvLine, lifeHeader, lifeLine } from '../../src/tools/life/index.js';
+import { connectLine } from '../../src/tools/connect/index.js';
 import { main } from '../../src/cli/main.js';
 
 const E = constants.errno;

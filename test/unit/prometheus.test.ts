@@ -1,6 +1,6 @@
 /** Bounded Prometheus label values and the --prometheus listen address. */
 import { describe, expect, it } from 'vitest';
-import { BoundedLabels, parseListenAddress } from '../../src/tools/prometheus.js';
+import { BoundedLabels, parseListenAddress } from '../../src/tools/prometheus/index.js';
 
 describe('prometheus exporter pieces', () => {
   it('keeps the first max label values and folds the rest into "other", counting each folded key once', () => {

@@ -1,12 +1,12 @@
 /** Diagnosis rules, the per-destination correlation of `netbpf top`, its grouping, sorting and rendering. */
 import { describe, expect, it } from 'vitest';
 import { diagnose, type HealthInput } from '../../src/core/diagnosis.js';
-import { destinationKey, parseGroupBy, serviceName, sortRows, TopAggregator } from '../../src/tools/top.js';
-import { renderTop, sparkline } from '../../src/cli/top.js';
-import type { ConnectEvent } from '../../src/tools/connect.js';
-import type { RetransEvent } from '../../src/tools/retrans.js';
-import type { DropEvent } from '../../src/tools/drops.js';
-import type { LifeClosedEvent } from '../../src/tools/life.js';
+import { destinationKey, parseGroupBy, serviceName, sortRows, TopAggregator } from '../../src/tools/top/index.js';
+import { renderTop, sparkline } from '../../src/tools/top/index.js';
+import type { ConnectEvent } from '../../src/tools/connect/index.js';
+import type { RetransEvent } from '../../src/tools/retrans/index.js';
+import type { DropEvent } from '../../src/tools/drops/index.js';
+import type { LifeClosedEvent } from '../../src/tools/life/index.js';
 
 const health = (h: Partial<{ attempts: number; failures: number; refused: number; timeout: number; unreachable: number; segs: number; ratio: number; drops: Record<string, number> }>): HealthInput => ({
   connects: { attempts: h.attempts ?? 0, failures: h.failures ?? 0, refused: h.refused ?? 0, timeout: h.timeout ?? 0, unreachable: h.unreachable ?? 0 },
@@ -74,11 +74,12 @@ describe('top grouping', () => {
   });
 });
 
-const base = { family: 4 as const, saddr: '10.0.0.1', sport: 40000, dport: 80, pid: 1, comm: 'c', netns: 1, cgroupId: 0, synRetrans: 0 };
-const ok = (daddr: string, latencyUs: number, sport = 40000): ConnectEvent => ({ ...base, sport, daddr, time: 1, type: 'established', latencyUs });
+// connId: the records' connection hash; here simply the client port, which names the connection in these tests.
+const base = { family: 4 as const, saddr: '10.0.0.1', sport: 40000, dport: 80, pid: 1, comm: 'c', netns: 1, cgroupId: 0, synRetrans: 0, connId: 40000 };
+const ok = (daddr: string, latencyUs: number, sport = 40000): ConnectEvent => ({ ...base, sport, connId: sport, daddr, time: 1, type: 'established', latencyUs });
 const failed = (daddr: string, failure: 'refused' | 'timeout'): ConnectEvent => ({ ...base, daddr, time: 1, type: 'failed', failure, err: 0, error: '', elapsedUs: 1, rstReceived: failure === 'refused', beforeSyn: false });
 const retr = (daddr: string, segs: number, totalRetrans: number, segsOut: number): RetransEvent => ({
-  ...base, daddr, type: 'retransmit', time: 2, state: 'ESTABLISHED', kind: 'rto', caState: 'Loss', segs, totalRetrans, segsOut, retransmits: 1, srttUs: 100, err: 0, connId: 1,
+  ...base, daddr, type: 'retransmit', time: 2, state: 'ESTABLISHED', kind: 'rto', caState: 'Loss', segs, totalRetrans, segsOut, retransmits: 1, srttUs: 100, err: 0,
 });
 
 describe('TopAggregator', () => {
@@ -91,7 +92,7 @@ describe('TopAggregator', () => {
     a.addRetrans(retr('10.0.0.2', 5, 5, 50));
     a.addRetrans(retr('10.0.0.2', 3, 8, 60));
     // A closed connection's final counters: retransmitted 0 of 40 sent.
-    const closed = { ...base, sport: 40001, daddr: '10.0.0.2', time: 3, type: 'closed', direction: 'connect', established: true, totalRetrans: 0, segsOut: 40 } as unknown as LifeClosedEvent;
+    const closed = { ...base, sport: 40001, connId: 40001, daddr: '10.0.0.2', time: 3, type: 'closed', direction: 'connect', established: true, totalRetrans: 0, segsOut: 40 } as unknown as LifeClosedEvent;
     a.addLife(closed);
     // A packet received from 10.0.0.2 and dropped by nftables here.
     const drop = { type: 'drop', time: 3, reason: 'NETFILTER_DROP', category: 'drop', direction: 'received', saddr: '10.0.0.2', sport: 80, daddr: '10.0.0.1', dport: 40000, remoteAddr: '10.0.0.2', remotePort: 80 } as DropEvent;

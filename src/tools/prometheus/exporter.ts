@@ -6,13 +6,15 @@
  */
 import { createServer, type Server } from 'node:http';
 import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
-import { usageError } from '../core/errors.js';
-import { OTHER_KEY } from '../core/table.js';
-import type { ConnectEvent } from './connect.js';
-import type { DropEvent } from './drops.js';
-import type { LifeEvent } from './life.js';
-import type { RetransEvent } from './retrans.js';
-import { destinationKey, type GroupBy, type TopSession, type TopToolName } from './top.js';
+import { usageError } from '../../core/errors.js';
+import { DropPlacement } from '../../core/placement.js';
+import { OTHER_KEY } from '../../core/table.js';
+import type { TraceCounters } from '../../core/trace.js';
+import type { ConnectEvent } from '../connect/index.js';
+import { dropSides, type DropEvent } from '../drops/index.js';
+import type { LifeEvent } from '../life/index.js';
+import type { RetransEvent } from '../retrans/index.js';
+import { destinationKey, type GroupBy, type TopSession, type TopToolName } from '../top/index.js';
 
 /** Label values for an unbounded key space: the first `max` keys as themselves, the rest as "other". */
 export class BoundedLabels {
@@ -36,7 +38,7 @@ export interface PrometheusExporterOptions {
   by?: GroupBy;
   /** Container id of a cgroup id: adds a `container` label (bounded like destinations). */
   containerOf?: (cgroupId: number) => string | null;
-  /** How long a drop waits for the connect that tells which side is the destination, ms. Default 1000. */
+  /** How long a drop waits for the connect that tells which side is the destination (core/placement.ts), ms. */
   dropHoldMs?: number;
   /** Registry to use (a new one by default). */
   registry?: Registry;
@@ -56,10 +58,8 @@ export class PrometheusExporter {
   private readonly containerOf?: (cgroupId: number) => string | null;
   private readonly m;
   private server: Server | null = null;
-  /** Destinations this host connected to (bounded): drops between local namespaces count for them. */
-  private readonly connected = new Set<string>();
-  private pendingDrops: Array<{ at: number; remote: string; local: string | null; reason: string }> = [];
-  private readonly dropHoldMs: number;
+  /** Which destination each drop counts for: the rule top uses too. Tagged with the drop reason. */
+  private readonly placement: DropPlacement<string>;
   private flushTimer: NodeJS.Timeout | null = null;
 
   constructor(private readonly session: TopSession, opts: PrometheusExporterOptions = {}) {
@@ -67,10 +67,10 @@ export class PrometheusExporter {
     this.destinations = new BoundedLabels(opts.maxSeries ?? 100);
     this.by = opts.by ?? session.aggregator.by;
     this.containerOf = opts.containerOf;
-    this.dropHoldMs = opts.dropHoldMs ?? 1000;
+    this.placement = new DropPlacement({ holdMs: opts.dropHoldMs });
     const registers = [this.registry];
     const withContainer = (labels: string[]) => (this.containerOf ? [...labels, 'container'] : labels);
-    const perTool = (name: string, help: string, pick: (c: { events: number; lost: number; recursionMisses: number }) => number) => {
+    const perTool = (name: string, help: string, pick: (c: TraceCounters) => number) => {
       const last: Record<string, number> = {};
       const session = this.session;
       return new Counter({
@@ -131,42 +131,26 @@ export class PrometheusExporter {
 
   private connect(e: ConnectEvent): void {
     const key = destinationKey(this.by, e.daddr, e.dport);
-    if (this.connected.size < 65536) this.connected.add(key);
+    this.placement.connectedTo(key);
     const destination = this.destinations.label(key);
     const c = this.container(e.cgroupId);
     this.m.connects.inc({ destination, result: e.type === 'established' ? 'ok' : e.failure, ...c });
     if (e.type === 'established') this.m.latency.observe({ destination, ...c }, e.latencyUs / 1e6);
   }
 
-  /**
-   * A drop's destination: its remote side, or its local side when that is a destination connected to (traffic
-   * between namespaces of this host, as in top). The connect event may come a little later than the drop (other
-   * ring buffer, or a dropped SYN before the connect's outcome), so drops are counted after `dropHoldMs`.
-   */
+  /** A drop counts for the destination core/placement.ts's rule gives it (shared with top). */
   private drop(e: DropEvent): void {
     if (e.category === 'purge') { this.m.purges.inc(); return; }
-    if (e.remoteAddr === null) { this.m.drops.inc({ destination: 'unknown', reason: e.reason }); return; }
-    const localAddr = e.direction === 'received' ? e.daddr : e.saddr;
-    const local = localAddr === null ? null : destinationKey(this.by, localAddr, e.direction === 'received' ? e.dport : e.sport);
-    const remote = destinationKey(this.by, e.remoteAddr, e.remotePort);
-    if (this.pendingDrops.length >= 65536) this.placeDrop(remote, local, e.reason);
-    else this.pendingDrops.push({ at: Date.now(), remote, local, reason: e.reason });
+    const sides = dropSides(e);
+    if (sides.remote === null) { this.m.drops.inc({ destination: 'unknown', reason: e.reason }); return; }
+    const local = sides.local === null ? null : destinationKey(this.by, sides.local.addr, sides.local.port);
+    const placed = this.placement.add(destinationKey(this.by, sides.remote.addr, sides.remote.port), local, e.reason, e.time, 1, sides.server);
+    if (placed) this.m.drops.inc({ destination: this.destinations.label(placed.destination), reason: placed.tag }, placed.count);
   }
 
-  private placeDrop(remote: string, local: string | null, reason: string): void {
-    const destination = this.destinations.label(local !== null && this.connected.has(local) && !this.connected.has(remote) ? local : remote);
-    this.m.drops.inc({ destination, reason });
-  }
-
-  /** Counts the drops held for at least dropHoldMs (all of them with force). */
+  /** Counts the drops whose destination is known by now (all of them with force). */
   flushDrops(force = false): void {
-    const cutoff = Date.now() - this.dropHoldMs;
-    let i = 0;
-    for (; i < this.pendingDrops.length && (force || this.pendingDrops[i].at <= cutoff); i++) {
-      const d = this.pendingDrops[i];
-      this.placeDrop(d.remote, d.local, d.reason);
-    }
-    this.pendingDrops.splice(0, i);
+    for (const p of this.placement.flush(Date.now(), force)) this.m.drops.inc({ destination: this.destinations.label(p.destination), reason: p.tag }, p.count);
   }
 
   private life(e: LifeEvent): void {

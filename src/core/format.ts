@@ -1,4 +1,4 @@
-/** Terminal formatting shared by the CLI commands. */
+/** Text and JSON formatting shared by the renderers of every tool and the CLI. */
 
 /** Escapes control characters (and DEL) so process names cannot move the cursor or inject lines. */
 export function safeText(s: string): string {

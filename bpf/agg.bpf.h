@@ -1,0 +1,39 @@
+/* In-kernel aggregation, written once for every tool: a summary key's counters live in a per-CPU hash map
+ * (no record per event, no lock), user space reads the maps at each interval and at exit (src/core/kernel-table.ts)
+ * and takes differences. Maps are bounded: a key that finds its map full is counted under a coarser key in a fold
+ * map instead ("other", kept per reason or kind so totals stay exact), and once a map is full it stays full for
+ * the run, so new keys cost one lookup instead of a failing insert per event. */
+#ifndef NETBPF_AGG_BPF_H
+#define NETBPF_AGG_BPF_H
+
+/* log2 bucket of v: 0 for 0, k for [2^(k-1), 2^k); up to 64 for a u64. */
+static __always_inline __u32 log2_bucket(__u64 v)
+{
+	__u32 r = 0, shift;
+	if (!v)
+		return 0;
+	shift = (v > 0xFFFFFFFFULL) << 5; v >>= shift; r |= shift;
+	shift = (v > 0xFFFF) << 4; v >>= shift; r |= shift;
+	shift = (v > 0xFF) << 3; v >>= shift; r |= shift;
+	shift = (v > 0xF) << 2; v >>= shift; r |= shift;
+	shift = (v > 0x3) << 1; v >>= shift; r |= shift;
+	r |= (v >> 1);
+	return r + 1;
+}
+
+/* The value of `key` in the per-CPU `map`, inserting `zero` when absent; NULL when the map is full (then *full is
+ * set, and later calls for new keys skip the insert). EEXIST from the insert: another CPU inserted the key
+ * meanwhile, and the second lookup finds it. */
+static __always_inline void *agg_slot(void *map, const void *key, const void *zero, volatile __u8 *full)
+{
+	void *v = bpf_map_lookup_elem(map, key);
+	if (v || *full)
+		return v;
+	if (bpf_map_update_elem(map, key, zero, BPF_NOEXIST) == -7 /* -E2BIG: no room */) {
+		*full = 1;
+		return NULL;
+	}
+	return bpf_map_lookup_elem(map, key);
+}
+
+#endif

@@ -1,0 +1,17 @@
+/**
+ * netbpf drops: every packet the kernel drops, with the kernel's own drop reason (bpf/drops.bpf.c), per remote
+ * endpoint x reason and per destination x reason; socket-teardown purges apart from packets lost on the way.
+ * The object, its generated contract (bpf.gen.ts), reasons from BTF, decoder, trace, aggregators (events, or
+ * counts kept in the kernel), renderers.
+ */
+export { DropReasons, DROP_REASON_UNAVAILABLE, PURGE_FUNCTIONS, PURGE_REASONS, dropCategory } from './reasons.js';
+export type { DropCategory } from './reasons.js';
+export { DROPS_LAYOUT, DROP_FLAGS, decodeDrop, dropSides, tcpFlagsText } from './decode.js';
+export type { Direction, DropDecodeContext, DropEvent, DropSide } from './decode.js';
+export { dropReasonsNote, drops, dropsConstants, dropsSpec } from './trace.js';
+export type { DropsOptions } from './trace.js';
+export { DropsAggregator } from './aggregator.js';
+export type { DropBulk, DropRow, DropsAggregatorOptions, DropsSummary, ReasonTotal } from './aggregator.js';
+export { DROPS_AGG_KEY_LAYOUT, DROPS_AGG_VALUE_LAYOUT, dropsSummary, DropsSummaryTrace, KernelDropsReader } from './kernel-summary.js';
+export type { DropsSummaryOptions } from './kernel-summary.js';
+export { DROPS_HEADER, dropJson, dropLine, renderDropsSummary } from './render.js';

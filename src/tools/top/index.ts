@@ -1,0 +1,13 @@
+/**
+ * netbpf top: retrans, drops, connect (and life, conntrack when asked) run together and correlated into one row
+ * per destination: connections, connect failures by class, connect latency, retransmitted/sent segments, drops on
+ * this host by reason, conntrack entries, a per-interval trouble history, and a diagnosis in plain words.
+ */
+export { byText, destinationKey, parseGroupBy, serviceName } from './group-by.js';
+export type { GroupBy } from './group-by.js';
+export { sortRows, TopAggregator, TOP_SORT_KEYS } from './aggregator.js';
+export type { TopAggregatorOptions, TopRow, TopSortKey, TopSummary } from './aggregator.js';
+export { top, TopSession } from './session.js';
+export type { TopOptions, TopStartInfo, TopToolName } from './session.js';
+export { renderTop, sparkline } from './render.js';
+export type { RenderTopOptions } from './render.js';
