@@ -2,8 +2,8 @@
  * typed events, with counters for events seen and lost) plus an aggregator usable on its own. */
 export { retrans, retransSpec, decodeRetrans, countedByKernel, RetransAggregator, RETRANS_LAYOUT, RETRANS_KINDS, RETRANS_HEADER, retransLine, retransEventJson, renderRetransSummary } from './tools/retrans/index.js';
 export type { RetransEvent, RetransKind, RetransOptions, RetransRow, RetransSummary, AggregatorOptions } from './tools/retrans/index.js';
-export { conntrack, conntrackSpec, decodeConntrack, ConntrackTrace, ConntrackAggregator, CONNTRACK_LAYOUT, readConntrackStats, conntrackSysctls, conntrackSnapshot, startNatFeed, netlinkCounts } from './tools/conntrack.js';
-export type { ConntrackEvent, ConntrackEntry, ConntrackOptions, ConntrackRow, ConntrackSummary, ConntrackStats, ConntrackPressure, NetnsChange, NetlinkCounts } from './tools/conntrack.js';
+export { conntrack, conntrackSpec, decodeConntrack, ConntrackTrace, ConntrackAggregator, CONNTRACK_LAYOUT, readConntrackStats, conntrackSysctls, conntrackSnapshot, startNatFeed, netlinkCounts, CONNTRACK_HEADER, conntrackEventJson, conntrackLine, renderConntrackSummary } from './tools/conntrack/index.js';
+export type { ConntrackEvent, ConntrackEntry, ConntrackOptions, ConntrackRow, ConntrackSummary, ConntrackStats, ConntrackPressure, NetnsChange, NetlinkCounts } from './tools/conntrack/index.js';
 export { NatResolver, isDnat } from './core/nat.js';
 export type { NatEntry, NatTarget, CtTuple } from './core/nat.js';
 export { resolveNetns, scanNetns, readNetnsTable } from './core/ctnetlink.js';

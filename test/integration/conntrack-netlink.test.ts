@@ -15,7 +15,7 @@ import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { NetnsPair } from '../../src/testing/netns.js';
 import { packageRoot } from '../../src/core/addon.js';
-import { conntrackSnapshot } from '../../src/tools/conntrack.js';
+import { conntrackSnapshot } from '../../src/tools/conntrack/index.js';
 import { describeBpf, hasCommand, sleep } from '../helpers.js';
 
 const CLI = join(packageRoot, 'bin', 'netbpf.js');

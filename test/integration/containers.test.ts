@@ -72,7 +72,7 @@ describeBpf('container attribution by cgroup id', () => {
       const c = spawn('sh', ['-c', `${script}${port} --conns ${conns}`], { stdio: ['ignore', 'pipe', 'inherit'] });
       let out = '';
       c.stdout.on('data', (d) => { out += d; });
-      c.once('exit', () => resolve(out));
+      c.once('close', () => resolve(out)); // close: after all output was read
     });
     const ok = JSON.parse((await runIn(PORT, 3)).trim());
     const refused = JSON.parse((await runIn(CLOSED, 2)).trim());

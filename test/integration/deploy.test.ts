@@ -75,7 +75,7 @@ describeBpf('deployed as a DaemonSet pod and as a systemd service', () => {
     const c = spawn('sh', ['-c', `echo $$ > ${scope}/cgroup.procs && exec ip netns exec ${p.a} ${process.execPath} ${join(root, 'scripts/tcp-load.mjs')} client --host ${p.addrB} --port ${port} ${argv}`], { stdio: ['ignore', 'pipe', 'inherit'] });
     let out = '';
     c.stdout.on('data', (d) => { out += d; });
-    c.once('exit', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!) as ClientResult) : reject(new Error(`client exited ${code}`))));
+    c.once('close', (code) => (code === 0 ? resolve(JSON.parse(out.trim().split('\n').pop()!) as ClientResult) : reject(new Error(`client exited ${code}`))));
   });
 
   it('in a pod: events, owners and container ids come out right, with the manifest\'s capabilities and no tracefs', async () => {

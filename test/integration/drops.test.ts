@@ -139,7 +139,7 @@ describeBpf('netbpf drops (real kernel, private namespaces)', () => {
       const t = setTimeout(() => reject(new Error(`CLI did not attach: ${stderr}`)), 15000);
       cli.stderr.on('data', (d) => { stderr += d; if (/attached in/.test(stderr)) { clearTimeout(t); resolve(); } });
     });
-    const exited = new Promise<number>((r) => cli.once('exit', (code) => r(code ?? -1)));
+    const exited = new Promise<number>((r) => cli.once('close', (code) => r(code ?? -1))); // close: after all output was read
     try {
       await attached;
       expect(await refusedConnects(pair, pair.addrB, port, 3)).toBe(3);

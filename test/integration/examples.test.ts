@@ -16,7 +16,7 @@ function start(example: string, args: string[], ready: RegExp) {
   let stdout = '', stderr = '';
   c.stdout.on('data', (d) => { stdout += d; });
   c.stderr.on('data', (d) => { stderr += d; });
-  const exited = new Promise<number>((r) => c.once('exit', (code) => r(code ?? -1)));
+  const exited = new Promise<number>((r) => c.once('close', (code) => r(code ?? -1))); // close: after all output was read
   const isReady = async () => { for (const t0 = Date.now(); !ready.test(stderr) && Date.now() - t0 < 10000 && c.exitCode === null; ) await sleep(50); expect(stderr).toMatch(ready); };
   return { child: c, exited, isReady, out: () => stdout, err: () => stderr };
 }

@@ -20,7 +20,8 @@ function run(tool: string): { started: Promise<void>; done: Promise<{ code: numb
   const started = new Promise<void>((r) => { onStart = r; });
   c.stdout.on('data', (d) => { stdout += d; if (stdout.includes('"type":"start"')) onStart(); });
   c.stderr.on('data', (d) => { stderr += d; });
-  const done = new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => c.once('exit', (code) => { onStart(); resolve({ code: code ?? -1, stdout, stderr }); }));
+  // 'close', not 'exit': close comes after all of the child's output was read.
+  const done = new Promise<{ code: number; stdout: string; stderr: string }>((resolve) => c.once('close', (code) => { onStart(); resolve({ code: code ?? -1, stdout, stderr }); }));
   return { started, done };
 }
 

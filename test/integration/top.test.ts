@@ -124,7 +124,7 @@ table inet toptest_f {
     const child = spawn(process.execPath, [join(root, 'bin/netbpf.js'), 'top', '-i', '1', '-d', '6', '--json', '-b', 'endpoint', '-c', '10.231.0.0/24'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     child.stdout.on('data', (d) => { out += d; });
-    const exited = new Promise<number>((r) => child.once('exit', (code) => r(code ?? -1)));
+    const exited = new Promise<number>((r) => child.once('close', (code) => r(code ?? -1))); // close: after all output was read
     for (const t0 = Date.now(); !out.includes('"type":"start"') && Date.now() - t0 < 10000; ) await sleep(100);
     await sleep(300);
     const r = await p.client(p.addrB, LOSSY, { conns: 3, bytes: 2_000_000, parallel: 3 });

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { NatResolver } from '../../src/core/nat.js';
 import { parseConntrackStat, resolveNetns, describeNetns, ownNetns } from '../../src/core/ctnetlink.js';
-import { ConntrackAggregator, CONNTRACK_LAYOUT, decodeConntrack, forEachRecord, netlinkCounts, recordFilter, type ConntrackEvent } from '../../src/tools/conntrack.js';
+import { ConntrackAggregator, CONNTRACK_LAYOUT, decodeConntrack, forEachRecord, netlinkCounts, recordFilter, type ConntrackEvent } from '../../src/tools/conntrack/index.js';
 import { ClockMapper } from '../../src/core/record.js';
 import type { CtnetlinkNetnsStats } from '../../src/core/addon.js';
 

@@ -10,7 +10,7 @@ import { checkConstants, type TraceSpec } from '../../src/core/trace.js';
 import { NETBPF_RODATA } from '../../src/core/netbpf.gen.js';
 import { connectionIdReader } from '../../src/core/record.js';
 import { connectSpec } from '../../src/tools/connect/index.js';
-import { conntrackSpec } from '../../src/tools/conntrack.js';
+import { conntrackSpec } from '../../src/tools/conntrack/index.js';
 import { dropsSpec } from '../../src/tools/drops/index.js';
 import { lifeSpec } from '../../src/tools/life/index.js';
 import { retransSpec } from '../../src/tools/retrans/index.js';

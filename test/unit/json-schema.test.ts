@@ -10,12 +10,12 @@ import { decodeRetrans, RETRANS_LAYOUT, RetransAggregator } from '../../src/tool
 import { decodeDrop, DROPS_LAYOUT, DropReasons, DropsAggregator } from '../../src/tools/drops/index.js';
 import { decodeLife, LIFE_LAYOUT, LifeAggregator } from '../../src/tools/life/index.js';
 import { decodeConnect, CONNECT_LAYOUT, ConnectAggregator, connectEventJson } from '../../src/tools/connect/index.js';
-import { decodeConntrack, CONNTRACK_LAYOUT, ConntrackAggregator } from '../../src/tools/conntrack.js';
+import { decodeConntrack, CONNTRACK_LAYOUT, ConntrackAggregator } from '../../src/tools/conntrack/index.js';
 import { TopAggregator } from '../../src/tools/top/index.js';
 import { retransEventJson as retransJson } from '../../src/tools/retrans/index.js';
 import { dropJson } from '../../src/tools/drops/index.js';
 import { lifeEventJson } from '../../src/tools/life/index.js';
-import { eventJson as conntrackJson } from '../../src/cli/conntrack.js';
+import { conntrackEventJson as conntrackJson } from '../../src/tools/conntrack/index.js';
 
 const schemas = new SchemaSet();
 const valid = (tool: string, line: unknown) => expect(schemas.validateLine(tool, JSON.parse(JSON.stringify(line)))).toEqual([]);

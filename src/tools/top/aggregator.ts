@@ -9,7 +9,7 @@ import { Reservoir } from '../../core/reservoir.js';
 import { RetransRatio } from '../../core/retrans-ratio.js';
 import { BoundedTable, OTHER_KEY } from '../../core/table.js';
 import type { ConnectEvent, FailureClass } from '../connect/index.js';
-import type { ConntrackEvent } from '../conntrack.js';
+import type { ConntrackEvent } from '../conntrack/index.js';
 import { dropSides, type DropEvent } from '../drops/index.js';
 import type { LifeEvent } from '../life/index.js';
 import type { RetransEvent } from '../retrans/index.js';

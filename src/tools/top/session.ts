@@ -3,7 +3,7 @@ import type { FilterOptions } from '../../core/filters.js';
 import type { DiagnosisThresholds } from '../../core/diagnosis.js';
 import type { StartInfo, Trace, TraceCounters } from '../../core/trace.js';
 import { connect, type ConnectEvent } from '../connect/index.js';
-import { conntrack, type ConntrackEvent } from '../conntrack.js';
+import { conntrack, type ConntrackEvent } from '../conntrack/index.js';
 import { drops, type DropEvent } from '../drops/index.js';
 import { life, type LifeEvent } from '../life/index.js';
 import { retrans, type RetransEvent } from '../retrans/index.js';
