@@ -154,13 +154,15 @@ export async function runTool<E, S extends object>(view: ToolView<E, S>, s: RunS
       out.write([...view.summaryText(summary, s.top, final), summaryLossLine(c, extra)].join('\n') + '\n');
     }
   };
+  // Listen for the end before anything starts: a signal that arrives while attaching (or right after the start
+  // report) stops the run cleanly once attached, instead of killing the process with the default action.
+  const stopped = untilStopped(s);
   await view.beforeStart?.();
   try {
     const info = await trace.start();
     reportStart(view.tool, info, s.json);
     for (const note of view.startNotes?.(info) ?? []) process.stderr.write(`netbpf ${view.tool}: ${note}\n`);
     const interval = s.intervalMs ? setInterval(() => printSummary(false), s.intervalMs) : undefined;
-    const stopped = untilStopped(s);
     await view.afterStart?.();
     await stopped;
     if (interval) clearInterval(interval);

@@ -41,13 +41,15 @@ async function runServe(o: ServeCliOptions): Promise<number> {
   const containerOf = containers ? (id: number) => containers.containerOf(id) : undefined;
   const session = top({ ...filterOptions(o), by, life: o.life, conntrack: !!o.conntrack, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf });
   const exporter = new PrometheusExporter(session, { maxSeries, by, containerOf }).attach();
+  // Listen for the end before attaching: a signal during start stops the run cleanly once attached.
+  const ended = untilStopped(s);
   const info = await session.start();
   for (const [tool, i] of Object.entries(info)) reportStart(`serve/${tool}`, i, false);
   try {
     const bound = await exporter.listen(listen.host, listen.port);
     const host = bound.host.includes(':') ? `[${bound.host}]` : bound.host;
     process.stderr.write(`netbpf serve: Prometheus metrics on http://${host}:${bound.port}/metrics\n`);
-    await untilStopped(s);
+    await ended;
   } catch (err) {
     const e = err as NodeJS.ErrnoException;
     if (e.code === 'EADDRINUSE' || e.code === 'EADDRNOTAVAIL' || e.code === 'EACCES') {

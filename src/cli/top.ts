@@ -50,6 +50,8 @@ async function runTop(o: TopCliOptions): Promise<number> {
   });
   const out = process.stdout;
   const interactive = !!out.isTTY && !o.once && !o.snapshots && !s.json;
+  // Listen for the end before attaching: a signal during start stops the run cleanly once attached.
+  const ended = untilStopped(s);
   const info = await session.start();
   for (const [tool, i] of Object.entries(info)) reportStart(`top/${tool}`, i, s.json);
   let sort = o.sort;
@@ -64,7 +66,7 @@ async function runTop(o: TopCliOptions): Promise<number> {
 
   // Signals, --duration and a closed pipe end it as any run (a SIGHUP: the terminal went away); also --once and q.
   const stopped = new Promise<string>((resolve) => {
-    void untilStopped(s).then(resolve);
+    void ended.then(resolve);
     if (o.once && !s.durationMs) setTimeout(() => resolve('once'), intervalMs).unref();
     if (interactive && process.stdin.isTTY) {
       process.stdin.setRawMode(true);
