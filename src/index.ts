@@ -31,7 +31,7 @@ export { top, TopSession, TopAggregator, parseGroupBy, destinationKey, sortRows,
 export type { TopOptions, TopRow, TopSummary, TopSortKey, GroupBy, TopAggregatorOptions, TopStartInfo, TopToolName } from './tools/top/index.js';
 export { diagnose, FIREWALL_REASONS } from './core/diagnosis.js';
 export type { Diagnosis, DiagnosisCode, DiagnosisThresholds, HealthInput, Severity } from './core/diagnosis.js';
-export { PrometheusExporter, BoundedLabels, parseListenAddress } from './tools/prometheus/index.js';
-export type { PrometheusExporterOptions } from './tools/prometheus/index.js';
+export { PrometheusExporter, LabelSlots, NetbpfMetrics, parseListenAddress } from './tools/prometheus/index.js';
+export type { NetbpfMetricsOptions, PrometheusExporterOptions } from './tools/prometheus/index.js';
 export { ContainerResolver, containerFromPath } from './core/containers.js';
 export type { ContainerResolverOptions } from './core/containers.js';

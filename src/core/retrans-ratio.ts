@@ -12,14 +12,29 @@ export class RetransRatio {
 
   constructor(readonly maxConnections = 4096) {}
 
-  /** A connection's counters as the kernel reported them (connId: the record's connection hash). */
-  update(connId: number, retrans: number, sent: number): void {
+  /**
+   * A connection's counters as the kernel reported them (connId: the record's connection hash); returns how much
+   * they grew since the connection's last known values (all of them when it is new; nothing when turned away).
+   */
+  update(connId: number, retrans: number, sent: number): { retrans: number; sent: number } {
     const known = this.conns.get(connId);
     if (known) {
+      const grew = { retrans: Math.max(0, retrans - known[0]), sent: Math.max(0, sent - known[1]) };
       if (retrans > known[0]) known[0] = retrans;
       if (sent > known[1]) known[1] = sent;
-    } else if (this.conns.size < this.maxConnections) this.conns.set(connId, [retrans, sent]);
-    else this.capped = true;
+      return grew;
+    }
+    if (this.conns.size < this.maxConnections) { this.conns.set(connId, [retrans, sent]); return { retrans, sent }; }
+    this.capped = true;
+    return { retrans: 0, sent: 0 };
+  }
+
+  /** A connection's final counters (at its close): how much they grew since its last known values (all of them
+   * when it was never seen or was turned away), and the connection is forgotten. For keepers that count growth. */
+  close(connId: number, retrans: number, sent: number): { retrans: number; sent: number } {
+    const known = this.conns.get(connId);
+    this.conns.delete(connId);
+    return known ? { retrans: Math.max(0, retrans - known[0]), sent: Math.max(0, sent - known[1]) } : { retrans, sent };
   }
 
   /** A connection seen without counters (e.g. an established connect): counted among the connections. */

@@ -13,7 +13,7 @@ import type { ConntrackEvent } from '../conntrack/index.js';
 import { dropSides, type DropEvent } from '../drops/index.js';
 import type { LifeEvent } from '../life/index.js';
 import type { RetransEvent } from '../retrans/index.js';
-import { byText, destinationKey, type GroupBy } from './group-by.js';
+import { byText, connectionKey, destinationKey, type GroupBy } from './group-by.js';
 
 /** One destination, correlated across tools. */
 export interface TopRow {
@@ -160,9 +160,7 @@ export class TopAggregator {
 
   addLife(e: LifeEvent): void {
     if (e.type === 'closed' && !e.established) return; // a failed connect: counted by connect, not a connection
-    // Accepted connections: the remote side is a client; its ephemeral port says nothing, the local port does.
-    const port = e.direction === 'accept' ? (this.by.kind === 'service' ? e.sport : null) : e.dport;
-    const r = this.row(destinationKey(this.by, e.daddr, port), e.time, e.cgroupId);
+    const r = this.row(connectionKey(this.by, e.direction, e.daddr, e.sport, e.dport), e.time, e.cgroupId);
     r.ratio.update(e.connId, e.totalRetrans, e.segsOut);
   }
 

@@ -3,7 +3,7 @@
  * per destination: connections, connect failures by class, connect latency, retransmitted/sent segments, drops on
  * this host by reason, conntrack entries, a per-interval trouble history, and a diagnosis in plain words.
  */
-export { byText, destinationKey, parseGroupBy, serviceName } from './group-by.js';
+export { byText, connectionKey, destinationKey, parseGroupBy, serviceName } from './group-by.js';
 export type { GroupBy } from './group-by.js';
 export { sortRows, TopAggregator, TOP_SORT_KEYS } from './aggregator.js';
 export type { TopAggregatorOptions, TopRow, TopSortKey, TopSummary } from './aggregator.js';

@@ -1,0 +1,120 @@
+/**
+ * Feeds the exporter's series from a top session's events: connect outcomes and latency, retransmitted and sent
+ * segments, drops placed by the rule top uses (core/placement.ts), and connection ends (bytes, lifetime, RTT).
+ * The exporter's own scrape connections are left out (scrape-traffic.ts).
+ */
+import { DropPlacement } from '../../core/placement.js';
+import { RetransRatio } from '../../core/retrans-ratio.js';
+import type { ConnectEvent } from '../connect/index.js';
+import { dropSides, type DropEvent } from '../drops/index.js';
+import type { LifeEvent } from '../life/index.js';
+import { countedByKernel, type RetransEvent } from '../retrans/index.js';
+import { connectionKey, destinationKey, type GroupBy, type TopToolName } from '../top/index.js';
+import { UNKNOWN_DESTINATION, type Direction, type NetbpfMetrics } from './metrics.js';
+import type { ScrapeTraffic } from './scrape-traffic.js';
+
+/** Most open connections whose sent-segment counts are followed between records (the rest count at close). */
+const MAX_FOLLOWED_CONNECTIONS = 65536;
+
+/**
+ * Segments a connection sent for the first time: the kernel's segs_out counts retransmissions too, OutSegs does
+ * not (__tcp_transmit_skb), so retransmitted / sent here is the kernel's RetransSegs / OutSegs per destination.
+ */
+const firstSent = (e: { segsOut: number; totalRetrans: number }) => Math.max(0, e.segsOut - e.totalRetrans);
+
+export interface EventFeedOptions {
+  by: GroupBy;
+  /** Container id of a cgroup id (null: not in a container). */
+  containerOf?: (cgroupId: number) => string | null;
+  /** How long a drop waits for the connect that tells which side is the destination, ms (core/placement.ts). */
+  dropHoldMs?: number;
+}
+
+export class EventFeed {
+  /** The exporter's own scrape connections, once it listens. */
+  scrapes: ScrapeTraffic | null = null;
+  private readonly by: GroupBy;
+  private readonly containerOf?: (cgroupId: number) => string | null;
+  /** Which destination each drop counts for; tagged "reason\0direction". */
+  private readonly placement: DropPlacement<string>;
+  /** Each open connection's segments sent as last reported, so the sent counter grows by what is new. */
+  private readonly sentSoFar = new RetransRatio(MAX_FOLLOWED_CONNECTIONS);
+
+  constructor(private readonly m: NetbpfMetrics, opts: EventFeedOptions) {
+    this.by = opts.by;
+    this.containerOf = opts.containerOf;
+    this.placement = new DropPlacement({ holdMs: opts.dropHoldMs });
+  }
+
+  /** One batch of a tool's events. */
+  add(tool: TopToolName, events: unknown[]): void {
+    if (tool === 'connect') for (const e of events as ConnectEvent[]) this.connect(e);
+    else if (tool === 'retrans') for (const e of events as RetransEvent[]) this.retrans(e);
+    else if (tool === 'drops') for (const e of events as DropEvent[]) this.drop(e);
+    else if (tool === 'life') for (const e of events as LifeEvent[]) this.life(e);
+  }
+
+  private container(cgroupId: number): string | null {
+    return this.containerOf && cgroupId ? this.containerOf(cgroupId) : null;
+  }
+
+  private isScrape(netns: number, localPort: number | null, remoteAddr: string | null, remotePort: number | null): boolean {
+    return this.scrapes !== null && this.scrapes.is(netns, localPort, remoteAddr, remotePort);
+  }
+
+  private connect(e: ConnectEvent): void {
+    if (this.isScrape(e.netns, e.sport, e.daddr, e.dport)) return;
+    const key = destinationKey(this.by, e.daddr, e.dport);
+    this.placement.connectedTo(key);
+    if (e.type === 'established') this.m.connect(key, 'ok', this.container(e.cgroupId), e.latencyUs);
+    else this.m.connect(key, e.failure, this.container(e.cgroupId));
+  }
+
+  private retrans(e: RetransEvent): void {
+    if (this.isScrape(e.netns, e.sport, e.daddr, e.dport)) return;
+    const key = destinationKey(this.by, e.daddr, e.dport);
+    const c = this.container(e.cgroupId);
+    // As RetransSegs: a retransmit the kernel abandoned before sending is not counted there either.
+    if (countedByKernel(e)) this.m.retransmitted(key, e.kind, e.segs, c);
+    const grew = this.sentSoFar.update(e.connId, e.totalRetrans, firstSent(e));
+    if (grew.sent > 0) this.m.sent(key, grew.sent, c);
+  }
+
+  private life(e: LifeEvent): void {
+    if (this.isScrape(e.netns, e.sport, e.daddr, e.dport)) return;
+    const key = connectionKey(this.by, e.direction, e.daddr, e.sport, e.dport);
+    const c = this.container(e.cgroupId);
+    if (e.type === 'established') {
+      const grew = this.sentSoFar.update(e.connId, e.totalRetrans, firstSent(e));
+      if (grew.sent > 0) this.m.sent(key, grew.sent, c);
+      return;
+    }
+    // A failed connect's SYNs were sent too; the connect itself is counted by connect, not as a connection.
+    const grew = this.sentSoFar.close(e.connId, e.totalRetrans, firstSent(e));
+    if (grew.sent > 0) this.m.sent(key, grew.sent, c);
+    if (!e.established) return;
+    this.m.bytes(key, e.txBytes, e.rxBytes, c);
+    this.m.closed(key, e.reason, c, e.durationMs, e.srttUs > 0 ? e.srttUs : null);
+  }
+
+  /** A drop counts for the destination core/placement.ts's rule gives it (shared with top). */
+  private drop(e: DropEvent): void {
+    if (e.category === 'purge') { this.m.purges(1); return; }
+    const sides = dropSides(e);
+    if (this.isScrape(e.netns, sides.local?.port ?? null, sides.remote?.addr ?? null, sides.remote?.port ?? null)) return;
+    if (sides.remote === null) { this.m.drops(UNKNOWN_DESTINATION, e.reason, e.direction, 1, e.len); return; }
+    const local = sides.local === null ? null : destinationKey(this.by, sides.local.addr, sides.local.port);
+    const placed = this.placement.add(destinationKey(this.by, sides.remote.addr, sides.remote.port), local, `${e.reason}\u0000${e.direction}`, e.time, 1, sides.server, e.len);
+    if (placed) this.countDrops(placed.destination, placed.tag, placed.count, placed.bytes);
+  }
+
+  private countDrops(destination: string, tag: string, count: number, bytes: number): void {
+    const [reason, direction] = tag.split('\u0000');
+    this.m.drops(destination, reason, direction as Direction, count, bytes);
+  }
+
+  /** Counts the drops whose destination is known by now (all of them with force). */
+  flushDrops(force = false): void {
+    for (const p of this.placement.flush(Date.now(), force)) this.countDrops(p.destination, p.tag, p.count, p.bytes);
+  }
+}
