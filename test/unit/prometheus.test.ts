@@ -138,11 +138,10 @@ const drop = (direction: 'received' | 'sent', len: number): DropEvent => ({
 });
 
 /** An exporter over a stand-in session that replays the given batches. */
-async function exporterFor(batches: Array<[TopToolName, unknown[]]>, listenFirst = false): Promise<Record<string, number>> {
+async function exporterFor(batches: Array<[TopToolName, unknown[]]>, dropHoldMs = 0): Promise<Record<string, number>> {
   const listeners: Array<(tool: TopToolName, events: unknown[]) => void> = [];
   const session = { aggregator: { by: { kind: 'addr' } }, onEvents: (l: (tool: TopToolName, e: unknown[]) => void) => { listeners.push(l); return session; }, counters: () => ({}) } as unknown as TopSession;
-  const exporter = new PrometheusExporter(session, { processMetrics: false, scrapeIntervalMs: 0, dropHoldMs: 0 }).attach();
-  if (listenFirst) await exporter.listen('127.0.0.1', 0);
+  const exporter = new PrometheusExporter(session, { processMetrics: false, scrapeIntervalMs: 0, dropHoldMs }).attach();
   for (const [tool, events] of batches) for (const l of listeners) l(tool, events);
   await exporter.close();
   return samples(await exporter.metrics());
@@ -161,6 +160,17 @@ describe('the event feed', () => {
     expect(s['netbpf_bytes_total{destination="10.0.0.2",direction="received"}']).toBe(100);
     expect(s['netbpf_rtt_seconds_count{destination="10.0.0.2"}']).toBe(1);
     expect(s['netbpf_connections_closed_total{destination="10.0.0.2",reason="fin"}']).toBe(1);
+  });
+
+  it('counts a connection once when one of its records arrives after its close (tools deliver batches independently)', async () => {
+    const s = await exporterFor([['life', [closed(3, 53)]], ['retrans', [retransmit(2, 30)]]]);
+    expect(s['netbpf_sent_segments_total{destination="10.0.0.2"}']).toBe(50);
+  });
+
+  it('counts SYNs dropped before a connect times out for its destination, known from its SYN retransmits', async () => {
+    const syn: DropEvent = { ...drop('received', 60), saddr: '10.0.0.1', sport: 40000, daddr: '10.0.0.2', dport: 80, remoteAddr: '10.0.0.1', remotePort: 40000, tcpFlags: 'SYN' };
+    const s = await exporterFor([['drops', [syn]], ['retrans', [{ ...retransmit(1, 2), kind: 'syn' }]]], 60_000);
+    expect(s['netbpf_drops_total{destination="10.0.0.2",reason="NETFILTER_DROP",direction="received"}']).toBe(1);
   });
 
   it('counts drops with their direction and bytes', async () => {
