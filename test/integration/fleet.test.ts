@@ -168,7 +168,7 @@ describeBpf('the fleet path: serve, rules and dashboard against a real Prometheu
     const signals: Record<string, string> = {
       NetbpfPathLoss: 'netbpf:retransmit_ratio:rate5m',
       NetbpfPathLossHigh: 'netbpf:retransmit_ratio:rate5m',
-      NetbpfEventsLost: 'sum without (tool) (increase(netbpf_lost_events_total[5m])) + sum without (tool) (increase(netbpf_recursion_misses_total[5m]))',
+      NetbpfEventsLost: 'sum without (tool) (increase(netbpf_lost_events_total[5m]) + increase(netbpf_recursion_misses_total[5m]))',
       NetbpfToolDown: 'netbpf_tool_up',
       NetbpfDestinationsFolded: 'increase(netbpf_destinations_folded_total[1h])',
     };

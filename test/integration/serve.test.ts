@@ -44,7 +44,7 @@ describeBpf('netbpf serve scraped by Prometheus', () => {
     await p.startServer(LOSSY);
     await p.client(p.addrB, LOSSY, { conns: 1 });
     await p.addLoss(10, LOSSY);
-    exporter = spawn(process.execPath, [join(root, 'bin/netbpf.js'), 'serve', '--prometheus', `127.0.0.1:${EXPORTER_PORT}`, '-b', 'endpoint', '-c', '10.231.0.0/24', '--max-series', '20'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    exporter = spawn(process.execPath, [join(root, 'bin/netbpf.js'), 'serve', '--prometheus', `127.0.0.1:${EXPORTER_PORT}`, '-b', 'endpoint', '-c', '10.231.0.0/24', '--max-series', '20', '--scrape-interval', '1'], { stdio: ['ignore', 'ignore', 'pipe'] });
     exporter.stderr!.on('data', (d) => { exporterErr += d; });
     writeFileSync(join(dir, 'prometheus.yml'), `global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: netbpf\n    static_configs:\n      - targets: ['127.0.0.1:${EXPORTER_PORT}']\n`);
     prom = spawn('prometheus', [`--config.file=${join(dir, 'prometheus.yml')}`, `--storage.tsdb.path=${join(dir, 'data')}`, `--web.listen-address=127.0.0.1:${PROM_PORT}`, '--log.level=warn'], { stdio: 'ignore' });

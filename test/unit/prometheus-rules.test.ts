@@ -20,7 +20,7 @@ function promtool(args: string[], input?: string): { status: number | null; out:
 
 /** An exporter whose every netbpf family has a series, as text. */
 async function fullExposition(): Promise<string> {
-  const session = { aggregator: { by: { kind: 'endpoint' } }, onEvents: () => session, counters: () => ({ retrans: { events: 5, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0 }, conntrack: { events: 1, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0, sourceOverruns: 0 } }) } as unknown as TopSession;
+  const session = { aggregator: { by: { kind: 'endpoint' } }, onEvents: () => session, counters: () => ({ retrans: { events: 5, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0 }, conntrack: { events: 1, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0, sourceLost: 0 } }) } as unknown as TopSession;
   const exporter = new PrometheusExporter(session, { scrapeIntervalMs: 0, containerOf: () => 'c0ffee' });
   const m = exporter.series;
   m.connect('10.0.0.2:443', 'ok', 'c0ffee', 250);
@@ -90,22 +90,22 @@ describe('the exporter\'s exposition', () => {
   it('keeps the same series, label names and buckets whatever feeds it (the names docs/prometheus.md documents)', () => {
     const m = new NetbpfMetrics({ by: { kind: 'addr' }, containers: true });
     expect(m.series.families.map((f) => `${f.name} ${f.kind} ${f.labelNames.join(',')}`)).toEqual([
-      'netbpf_connect_attempts_total counter destination,result,container',
-      'netbpf_connect_latency_seconds histogram destination,container',
-      'netbpf_retransmitted_segments_total counter destination,kind,container',
-      'netbpf_sent_segments_total counter destination,container',
-      'netbpf_bytes_total counter destination,direction,container',
+      'netbpf_connect_attempts_total counter destination,result,container_id',
+      'netbpf_connect_latency_seconds histogram destination,container_id',
+      'netbpf_retransmitted_segments_total counter destination,kind,container_id',
+      'netbpf_sent_segments_total counter destination,container_id',
+      'netbpf_bytes_total counter destination,direction,container_id',
       'netbpf_drops_total counter destination,reason,direction',
       'netbpf_dropped_bytes_total counter destination,reason,direction',
       'netbpf_purged_packets_total counter ',
-      'netbpf_connections_closed_total counter destination,reason,container',
+      'netbpf_connections_closed_total counter destination,reason,container_id',
       'netbpf_connection_duration_seconds histogram destination',
       'netbpf_rtt_seconds histogram destination',
       'netbpf_events_total counter tool',
       'netbpf_lost_events_total counter tool',
       'netbpf_recursion_misses_total counter tool',
       'netbpf_malformed_records_total counter tool',
-      'netbpf_source_overruns_total counter tool',
+      'netbpf_source_lost_events_total counter tool',
       'netbpf_destinations_folded_total counter ',
       'netbpf_destinations_evicted_total counter ',
       'netbpf_build_info gauge version,nodejs,kernel',

@@ -23,7 +23,7 @@ export interface PrometheusExporterOptions {
   evictIdleMs?: number;
   /** Grouping of destinations (as for top). Default the session's. */
   by?: GroupBy;
-  /** Container id of a cgroup id: adds a `container` label (bounded like destinations). */
+  /** Container id of a cgroup id: adds a `container_id` label (bounded like destinations). */
   containerOf?: (cgroupId: number) => string | null;
   /** How long a drop waits for the connect that tells which side is the destination (core/placement.ts), ms. */
   dropHoldMs?: number;

@@ -33,7 +33,8 @@ export interface NetbpfMetricsOptions {
   evictIdleMs?: number;
   /** How long a new series stays at zero after its first scrape, ms (one scrape interval). Default 15 s. */
   holdMs?: number;
-  /** Adds a `container` label to per-process series. */
+  /** Adds a `container_id` label to per-process series (not `container`: Kubernetes scrape configs add a target
+   * label of that name, the pod's container name, which would rename ours to exported_container). */
   containers?: boolean;
   now?: () => number;
 }
@@ -77,9 +78,9 @@ export class NetbpfMetrics {
     this.series = new SeriesRegistry(new ZeroHold(opts.holdMs ?? 15000, now));
     const idle = opts.evictIdleMs ?? 600000;
     this.destinations = new LabelSlots(opts.maxSeries ?? 100, idle, (k) => { this.labelCache.delete(k); this.series.deleteWhere('destination', k); }, now, new Set([UNKNOWN_DESTINATION]));
-    this.containerSlots = opts.containers ? new LabelSlots(opts.maxContainers ?? 100, idle, (c) => this.series.deleteWhere('container', c), now) : null;
+    this.containerSlots = opts.containers ? new LabelSlots(opts.maxContainers ?? 100, idle, (c) => this.series.deleteWhere('container_id', c), now) : null;
     const d = this.destNames;
-    const c = opts.containers ? ['container'] : [];
+    const c = opts.containers ? ['container_id'] : [];
     const s = this.series;
     this.f = {
       connects: s.counter('netbpf_connect_attempts_total', 'TCP connect attempts, by destination and result (ok, refused, timeout, unreachable, aborted, other)', [...d, 'result', ...c]),
