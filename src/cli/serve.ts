@@ -1,5 +1,6 @@
 /** `netbpf serve --prometheus [ADDR]`: the top session's events as Prometheus metrics (loopback by default). */
 import { Command } from 'commander';
+import { usageError } from '../core/errors.js';
 import { parseListenAddress, PrometheusExporter } from '../tools/prometheus/index.js';
 import { parseGroupBy, top } from '../tools/top/index.js';
 import type { TraceCounters } from '../core/trace.js';
@@ -15,6 +16,7 @@ interface ServeCliOptions extends CommonCliOptions, ContainerCliOptions {
   scrapeInterval: string;
   linger?: string;
   conntrack?: boolean;
+  netns?: string[];
   life: boolean;
 }
 
@@ -27,7 +29,8 @@ export function serveCommand(): Command {
     .option('--evict-idle <seconds>', 'a destination idle this long gives its label slot (and series) to a new one', '600')
     .option('--scrape-interval <seconds>', 'the scrape interval of your Prometheus: new series show zero for one interval first', '15')
     .option('--linger <seconds>', 'after SIGTERM/SIGINT, keep serving the final values this long (default: one scrape interval)')
-    .option('--conntrack', 'also trace conntrack entries')
+    .option('--conntrack', 'also trace conntrack entries and export table pressure')
+    .option('--netns <ns>', 'with --conntrack: network namespace whose table to watch (a PID, a namespace file, an ip netns name, or "all"; repeatable; default: this one)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--no-life', 'do not trace connection lifetimes')
     .option('-w, --container', 'add a container label (cgroup id -> container id)');
   addCgroupRootOption(cmd);
@@ -48,7 +51,8 @@ async function runServe(o: ServeCliOptions): Promise<number> {
   const by = parseGroupBy(o.by);
   const containers = containerResolver('serve', o);
   const containerOf = containers ? (id: number) => containers.containerOf(id) : undefined;
-  const session = top({ ...filterOptions(o), by, life: o.life, conntrack: !!o.conntrack, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf });
+  if (o.netns && !o.conntrack) throw usageError('--netns names the conntrack tables to watch: give --conntrack too');
+  const session = top({ ...filterOptions(o), by, life: o.life, conntrack: !!o.conntrack, conntrackNetns: o.netns, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf });
   const exporter = new PrometheusExporter(session, { maxSeries, evictIdleMs: evictIdleS * 1000, scrapeIntervalMs: scrapeS * 1000, by, containerOf }).attach();
   // Listen first: the port must be known to tell scrapes from traffic, and a taken port fails before any loading.
   let bound: { host: string; port: number };

@@ -4,7 +4,8 @@
  * between two private namespaces: a lossy transfer, refused, timed-out and unreachable connects, and stray
  * segments to a closed port whose resets a firewall drops. Checked through Prometheus' HTTP API:
  * - the target is up and the retransmit ratio per destination equals RetransSegs / OutSegs of the client
- *   namespace within 5% (the kernel's own counters as the oracle);
+ *   namespace within 5% (the kernel's own counters as the oracle); the conntrack entries of the server's
+ *   namespace equal `conntrack -C` there;
  * - each alert the traffic calls for fires for the right destination, path loss does not (the drops on this
  *   host explain the retransmits), and every rule and every dashboard expression evaluates and returns series;
  * - the exporter's own scrape connection is not a destination (while other loopback traffic is);
@@ -21,7 +22,7 @@ import { describeBpf, hasCommand, sleep } from '../helpers.js';
 import { dashboardTargets, rules, rulesFile, substitute } from '../prometheus-files.js';
 
 const root = new URL('../..', import.meta.url).pathname;
-const LOSSY = 5321, REFUSED = 5322, TIMEOUT = 5323, STRAY = 5324, FINAL = 5325;
+const LOSSY = 5321, REFUSED = 5322, TIMEOUT = 5323, STRAY = 5324, FINAL = 5325, HELD = 5326;
 const STRAY_SPORT = 45678;
 const UNREACHABLE = '10.231.9.9';
 const EXPORTER_PORT = 21000 + (process.pid % 500);
@@ -82,13 +83,15 @@ describeBpf('the fleet path: serve, rules and dashboard against a real Prometheu
     // B: 10% of the lossy port's packets and every SYN to the timeout port dropped. A: no route to the
     // unreachable network, one SYN retry (a timeout in ~3 s), and the resets B sends for stray segments dropped.
     await p.addLoss(10, LOSSY);
-    await p.nft(p.b, `table inet netbpf_fleet {\n chain input { type filter hook input priority 0; tcp dport ${TIMEOUT} tcp flags syn counter drop\n }\n}\n`);
+    await p.startServer(HELD);
+    // B also tracks connections (a conntrack rule makes the namespace's table live): its table is watched by serve.
+    await p.nft(p.b, `table inet netbpf_fleet {\n chain input { type filter hook input priority 0; ct state new counter; tcp dport ${TIMEOUT} tcp flags syn counter drop\n }\n}\n`);
     await p.nft(p.a, `table inet netbpf_fleet {\n chain input { type filter hook input priority 0; tcp sport ${STRAY} tcp flags rst counter drop\n }\n}\n`);
     await p.exec(p.a, ['sysctl', '-qw', 'net.ipv4.tcp_syn_retries=1']);
     await p.exec(p.a, ['ip', 'route', 'add', 'unreachable', `${UNREACHABLE}/32`]);
 
     exporter = spawn(process.execPath, [join(root, 'bin/netbpf.js'), 'serve', '--prometheus', `127.0.0.1:${EXPORTER_PORT}`, '-b', 'endpoint',
-      '-c', '10.231.0.0/16', '-c', '127.0.0.1/32', '--max-series', '200', '--scrape-interval', '1', '--linger', '4'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      '-c', '10.231.0.0/16', '-c', '127.0.0.1/32', '--max-series', '200', '--scrape-interval', '1', '--linger', '4', '--conntrack', '--netns', p.b], { stdio: ['ignore', 'ignore', 'pipe'] });
     exporter.stderr!.on('data', (d) => { exporterErr += d; });
     exporterExit = new Promise((r) => exporter.once('exit', (code) => r(code)));
     // Prometheus starts once the programs are attached, so its scrape connection is made while netbpf watches.
@@ -171,6 +174,8 @@ describeBpf('the fleet path: serve, rules and dashboard against a real Prometheu
       NetbpfEventsLost: 'sum without (tool) (increase(netbpf_lost_events_total[5m]) + increase(netbpf_recursion_misses_total[5m]))',
       NetbpfToolDown: 'netbpf_tool_up',
       NetbpfDestinationsFolded: 'increase(netbpf_destinations_folded_total[1h])',
+      NetbpfConntrackTableFull: 'increase(netbpf_conntrack_stat_drop_total[5m])',
+      NetbpfConntrackTableNearlyFull: 'netbpf_conntrack_entries / (netbpf_conntrack_entries_limit > 0)',
     };
     for (const rule of rules()) {
       const firingNow = rule.alert ? (await query(`ALERTS{alertname="${rule.alert}",alertstate="firing"}`)).length > 0 : false;
@@ -183,6 +188,27 @@ describeBpf('the fleet path: serve, rules and dashboard against a real Prometheu
       expect((await query(expr)).length, `${t.panel} (${t.refId}): ${expr}`).toBeGreaterThan(0);
     }
   }, 120000);
+
+  it('exports the conntrack entries of a watched namespace equal to conntrack -C there, and its limit', async () => {
+    // Connections held open keep the table still while both sides are read.
+    const held = p.client(B, HELD, { conns: 20, parallel: 20, 'hold-ms': 12000 });
+    const count = async () => Number((await p.exec(p.b, ['conntrack', '-C'])).stdout.trim());
+    let seen: [number, number, number] | null = null;
+    for (let i = 0; i < 10 && !seen; i++) {
+      await sleep(1500);
+      const before = await count();
+      await sleep(1200); // one scrape in between
+      const exported = Number((await query(`netbpf_conntrack_entries{netns_name="${p.b}"}`))[0]?.value[1]);
+      const after = await count();
+      if (before === after && exported === after && after >= 20) seen = [before, exported, after];
+    }
+    const limit = Number((await query(`netbpf_conntrack_entries_limit{netns_name="${p.b}"}`))[0]?.value[1]);
+    const max = Number((await p.exec(p.b, ['cat', '/proc/sys/net/netfilter/nf_conntrack_max'])).stdout.trim());
+    console.log(`conntrack -C / exported / conntrack -C: ${seen?.join(' / ')}; limit ${limit} (nf_conntrack_max ${max})`);
+    expect(seen, 'conntrack -C and netbpf_conntrack_entries never agreed on a still table').not.toBeNull();
+    expect(limit).toBe(max);
+    expect((await held).ok).toBe(20);
+  }, 60000);
 
   it('does not count its own scrape connection as a destination, while other loopback traffic is traced', async () => {
     // Loopback connects like the scrape, to another port (Prometheus'), are traced.

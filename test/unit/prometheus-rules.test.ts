@@ -31,6 +31,7 @@ async function fullExposition(): Promise<string> {
   m.drops('10.0.0.2:443', 'NETFILTER_DROP', 'received', 1, 60);
   m.purges(1);
   m.closed('10.0.0.2:443', 'fin', null, 12, 300);
+  m.conntrack([{ netns: 4026531840, name: null, count: 10, max: 262144, drop: 0, earlyDrop: 0, insertFailed: 0, invalid: 2 }]);
   exporter.started({ retrans: { hooks: [{ feature: 'retransmits', hook: 'tp_btf/tcp_retransmit_skb', program: 'p', programs: ['p'], skipped: [] }, { feature: 'x', hook: null, program: null, programs: [], skipped: ['a: no'], unavailable: 'kernel' }], startupMs: 1 }, conntrack: { error: 'no' } });
   const text = await exporter.metrics();
   await exporter.close();
@@ -111,6 +112,12 @@ describe('the exporter\'s exposition', () => {
       'netbpf_build_info gauge version,nodejs,kernel',
       'netbpf_hook_info gauge tool,feature,hook,unavailable',
       'netbpf_tool_up gauge tool',
+      'netbpf_conntrack_entries gauge netns,netns_name',
+      'netbpf_conntrack_entries_limit gauge netns,netns_name',
+      'netbpf_conntrack_stat_drop_total counter netns,netns_name',
+      'netbpf_conntrack_stat_early_drop_total counter netns,netns_name',
+      'netbpf_conntrack_stat_insert_failed_total counter netns,netns_name',
+      'netbpf_conntrack_stat_invalid_total counter netns,netns_name',
     ]);
   });
 });

@@ -111,6 +111,22 @@ describe('netbpf metrics', () => {
   });
 });
 
+describe('conntrack table pressure', () => {
+  it('is exported per watched namespace, and a namespace no longer watched takes its series with it', () => {
+    const m = new NetbpfMetrics({ by: { kind: 'addr' }, holdMs: 0 });
+    const table = (netns: number, name: string | null, count: number) => ({ netns, name, count, max: 1024, drop: 3, earlyDrop: 1, insertFailed: 0, invalid: 0 });
+    m.conntrack([table(11, 'web', 700), table(12, null, 5)]);
+    let s = samples(m.series.expose());
+    expect(s['netbpf_conntrack_entries{netns="11",netns_name="web"}']).toBe(700);
+    expect(s['netbpf_conntrack_entries_limit{netns="12"}']).toBe(1024);
+    expect(s['netbpf_conntrack_stat_drop_total{netns="11",netns_name="web"}']).toBe(3);
+    m.conntrack([table(11, 'web', 650)]);
+    s = samples(m.series.expose());
+    expect(s['netbpf_conntrack_entries{netns="11",netns_name="web"}']).toBe(650);
+    expect(Object.keys(s).filter((k) => k.includes('netns="12"'))).toEqual([]);
+  });
+});
+
 describe('scrape connections', () => {
   it('are the accepted side of the listening port, and connects to it on our loopback or our addresses, nothing else', () => {
     const s = new ScrapeTraffic(4026531840, '0.0.0.0', 9464);

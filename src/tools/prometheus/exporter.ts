@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { collectDefaultMetrics, Registry } from 'prom-client';
 import { packageRoot } from '../../core/addon.js';
 import { usageError } from '../../core/errors.js';
+import { ConntrackTrace } from '../conntrack/index.js';
 import type { GroupBy, TopSession, TopStartInfo } from '../top/index.js';
 import { EventFeed } from './event-feed.js';
 import { NetbpfMetrics } from './metrics.js';
@@ -81,6 +82,7 @@ export class PrometheusExporter {
   /** The metrics in Prometheus text format. */
   async metrics(): Promise<string> {
     for (const [tool, c] of Object.entries(this.session.counters())) if (c) this.series.toolCounters(tool, c);
+    for (const { trace } of this.session.traces ?? []) if (trace instanceof ConntrackTrace) this.series.conntrack(trace.pressure());
     this.series.slotCounters();
     return this.series.series.expose() + (await this.registry.metrics());
   }

@@ -8,9 +8,13 @@ import type { StartInfo, TraceCounters } from '../../core/trace.js';
 import type { RetransKind } from '../retrans/index.js';
 import type { FailureClass } from '../connect/index.js';
 import type { CloseReason } from '../life/index.js';
+import type { ConntrackPressure } from '../conntrack/index.js';
 import type { GroupBy } from '../top/index.js';
 import { LabelSlots } from './label-slots.js';
 import { SeriesRegistry, ZeroHold, type Log2Buckets, type MetricFamily } from './series.js';
+
+/** conntrack series are per network namespace: its inode (as events carry it) and its `ip netns` name, if any. */
+const CONNTRACK_LABELS = ['netns', 'netns_name'];
 
 /** Destination label value for drops whose packet had no usable address. */
 export const UNKNOWN_DESTINATION = 'unknown';
@@ -65,9 +69,11 @@ export class NetbpfMetrics {
   private readonly by: GroupBy;
   private readonly destNames: DestinationLabels;
   private readonly labelCache = new Map<string, string[]>();
+  private conntrackNetns = new Set<string>();
   readonly f: Record<
     'connects' | 'latency' | 'retrans' | 'sent' | 'bytes' | 'drops' | 'droppedBytes' | 'purges' | 'closed' | 'lifetime' | 'rtt' |
-    'events' | 'lost' | 'misses' | 'malformed' | 'sourceLost' | 'folded' | 'evicted' | 'buildInfo' | 'hookInfo' | 'toolUp',
+    'events' | 'lost' | 'misses' | 'malformed' | 'sourceLost' | 'folded' | 'evicted' | 'buildInfo' | 'hookInfo' | 'toolUp' |
+    'ctEntries' | 'ctLimit' | 'ctDrop' | 'ctEarlyDrop' | 'ctInsertFailed' | 'ctInvalid',
     MetricFamily
   >;
 
@@ -104,6 +110,12 @@ export class NetbpfMetrics {
       buildInfo: s.gauge('netbpf_build_info', 'netbpf version, Node.js version and kernel release (value 1)', ['version', 'nodejs', 'kernel']),
       hookInfo: s.gauge('netbpf_hook_info', 'The hook serving each feature of each tool on this host (value 1); hook="" when unavailable, with the cause', ['tool', 'feature', 'hook', 'unavailable']),
       toolUp: s.gauge('netbpf_tool_up', 'Whether each tool is running (1) or could not start (0)', ['tool']),
+      ctEntries: s.gauge('netbpf_conntrack_entries', 'conntrack entries now, per watched network namespace (nf_conntrack_count)', CONNTRACK_LABELS),
+      ctLimit: s.gauge('netbpf_conntrack_entries_limit', 'Most conntrack entries the table takes (nf_conntrack_max), per watched network namespace', CONNTRACK_LABELS),
+      ctDrop: s.counter('netbpf_conntrack_stat_drop_total', 'Packets dropped because no conntrack entry could be made (table full, nothing to evict): "nf_conntrack: table full, dropping packet"', CONNTRACK_LABELS),
+      ctEarlyDrop: s.counter('netbpf_conntrack_stat_early_drop_total', 'conntrack entries evicted to make room for new ones (table full)', CONNTRACK_LABELS),
+      ctInsertFailed: s.counter('netbpf_conntrack_stat_insert_failed_total', 'conntrack entries that could not be inserted (a clash, or the table full at confirm)', CONNTRACK_LABELS),
+      ctInvalid: s.counter('netbpf_conntrack_stat_invalid_total', 'Packets conntrack could not track (invalid)', CONNTRACK_LABELS),
     };
     this.f.folded.inc([], 0);
     this.f.evicted.inc([], 0);
@@ -174,6 +186,22 @@ export class NetbpfMetrics {
   slotCounters(): void {
     this.f.folded.set([], this.destinations.folded);
     this.f.evicted.set([], this.destinations.evicted);
+  }
+
+  /** Table pressure of each watched conntrack table; series of namespaces no longer watched are deleted. */
+  conntrack(tables: readonly ConntrackPressure[]): void {
+    const now = new Set(tables.map((t) => String(t.netns)));
+    for (const netns of this.conntrackNetns) if (!now.has(netns)) this.series.deleteWhere('netns', netns);
+    this.conntrackNetns = now;
+    for (const t of tables) {
+      const l = [String(t.netns), t.name ?? ''];
+      this.f.ctEntries.set(l, t.count);
+      this.f.ctLimit.set(l, t.max);
+      this.f.ctDrop.set(l, t.drop);
+      this.f.ctEarlyDrop.set(l, t.earlyDrop);
+      this.f.ctInsertFailed.set(l, t.insertFailed);
+      this.f.ctInvalid.set(l, t.invalid);
+    }
   }
 
   /** What each tool started with: the hook serving each feature, or why it could not start. */

@@ -16,6 +16,8 @@ export interface TopOptions extends FilterOptions {
   life?: boolean;
   /** Also trace conntrack entries. Default false. */
   conntrack?: boolean;
+  /** Network namespaces whose conntrack tables to watch (as `netbpf conntrack --netns`). Default: this one. */
+  conntrackNetns?: string[];
   maxDestinations?: number;
   historyLength?: number;
   thresholds?: DiagnosisThresholds;
@@ -46,7 +48,7 @@ export class TopSession {
     this.add('drops', drops(common), (e: DropEvent) => a.addDrop(e));
     this.add('connect', connect(common), (e: ConnectEvent) => a.addConnect(e));
     if (opts.life !== false) this.add('life', life(common), (e: LifeEvent) => a.addLife(e));
-    if (opts.conntrack) this.add('conntrack', conntrack(common), (e: ConntrackEvent) => a.addConntrack(e));
+    if (opts.conntrack) this.add('conntrack', conntrack({ ...common, netns: opts.conntrackNetns }), (e: ConntrackEvent) => a.addConntrack(e));
   }
 
   private add<E>(name: TopToolName, trace: Trace<E>, feed: (e: E) => void): void {
