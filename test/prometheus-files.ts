@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { parse } from 'yaml';
 
 export const rulesFile = new URL('../deploy/prometheus/netbpf-rules.yml', import.meta.url).pathname;
+export const exampleConfigFile = new URL('../deploy/prometheus/prometheus.yml', import.meta.url).pathname;
 export const rulesTestFile = new URL('./prometheus/rules.test.yml', import.meta.url).pathname;
 export const dashboardFile = new URL('../deploy/grafana/netbpf-dashboard.json', import.meta.url).pathname;
 

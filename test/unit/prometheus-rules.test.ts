@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import { NetbpfMetrics, PrometheusExporter } from '../../src/tools/prometheus/index.js';
 import type { TopSession } from '../../src/tools/top/index.js';
 import { hasCommand } from '../helpers.js';
-import { dashboard, dashboardTargets, metricNames, rules, rulesFile, rulesTestFile, substitute } from '../prometheus-files.js';
+import { dashboard, dashboardTargets, exampleConfigFile, metricNames, rules, rulesFile, rulesTestFile, substitute } from '../prometheus-files.js';
 
 function promtool(args: string[], input?: string): { status: number | null; out: string } {
   if (!hasCommand('promtool')) throw new Error('promtool is required (apt-get install prometheus; scripts/setup.sh installs it)');
@@ -43,6 +43,12 @@ describe('Prometheus rules (deploy/prometheus/netbpf-rules.yml)', () => {
     const r = promtool(['check', 'rules', rulesFile]);
     expect(r.out).toMatch(/SUCCESS: \d+ rules found/);
     expect(r.status).toBe(0);
+  });
+
+  it('load from the example configuration that ships next to them (promtool check config)', () => {
+    const r = promtool(['check', 'config', exampleConfigFile]);
+    expect(r.out).toContain('SUCCESS');
+    expect(r.status, r.out).toBe(0);
   });
 
   it('fire as their unit tests say and only then (promtool test rules)', () => {
