@@ -144,7 +144,7 @@ describe('scrape connections', () => {
 
 const base = { time: Date.now(), family: 4 as const, saddr: '10.0.0.1', sport: 40000, daddr: '10.0.0.2', dport: 80, pid: 1, comm: 'c', netns: 0, cgroupId: 0, connId: 7 };
 const established: ConnectEvent = { ...base, type: 'established', synRetrans: 0, latencyUs: 90 };
-const retransmit = (totalRetrans: number, segsOut: number, err = 0): RetransEvent => ({ ...base, type: 'retransmit', state: 'ESTABLISHED', kind: 'rto', caState: 'Loss', segs: 1, totalRetrans, segsOut, retransmits: 1, srttUs: 300, err });
+const retransmit = (totalRetrans: number, segsOut: number, err = 0): RetransEvent => ({ ...base, type: 'retransmit', state: 'ESTABLISHED', kind: 'rto', caState: 'loss', segs: 1, totalRetrans, segsOut, retransmits: 1, srttUs: 300, err });
 const lifeBase = { ...base, direction: 'connect' as const, ownerSource: 'connect' as const, txBytes: 5000, rxBytes: 100, bytesAcked: 5002, bytesReceived: 102, segsIn: 20, srttUs: 250 };
 const closed = (totalRetrans: number, segsOut: number, over: Partial<LifeEvent> = {}): LifeEvent => ({ ...lifeBase, type: 'closed', totalRetrans, segsOut, durationMs: 30, established: true, closedFrom: 'FIN_WAIT2', reason: 'fin', skErr: 0, error: '', rstSent: false, rstReceived: false, ...over } as LifeEvent);
 const drop = (direction: 'received' | 'sent', len: number): DropEvent => ({
