@@ -88,6 +88,18 @@ describe('netbpf metrics', () => {
     expect(s['netbpf_connect_attempts_total{destination="[fd00::2]:80",address="fd00::2",port="80",result="refused"}']).toBe(1);
   });
 
+  it('take counts and histograms read in bulk (in-kernel aggregation) into the same series as single events', () => {
+    const one = new NetbpfMetrics({ by: { kind: 'addr' }, holdMs: 0 });
+    const bulk = new NetbpfMetrics({ by: { kind: 'addr' }, holdMs: 0 });
+    const latencies = [40, 90, 3000], durations = [2, 700];
+    for (const l of latencies) one.connect('10.0.0.2', 'ok', null, l);
+    for (const d of durations) one.closed('10.0.0.2', 'fin', null, d, null);
+    const log2 = (vs: number[]) => { const a = new Array<number>(65).fill(0); for (const v of vs) a[32 - Math.clz32(v)]++; return { log2: a, sum: vs.reduce((x, y) => x + y, 0) }; };
+    bulk.connect('10.0.0.2', 'ok', null, log2(latencies), 3);
+    bulk.closed('10.0.0.2', 'fin', null, log2(durations), null, 2);
+    expect(bulk.series.expose()).toBe(one.series.expose());
+  });
+
   it('delete an evicted destination\'s series in every family and count the eviction; other destinations keep theirs', () => {
     let t = 0;
     const m = new NetbpfMetrics({ by: { kind: 'addr' }, maxSeries: 2, evictIdleMs: 1000, holdMs: 0, now: () => t });

@@ -6,4 +6,4 @@ export { CONNECT_LATENCY_BUCKETS, LIFETIME_BUCKETS, NetbpfMetrics, RTT_BUCKETS, 
 export type { ConnectResult, NetbpfMetricsOptions } from './metrics.js';
 export { ScrapeTraffic } from './scrape-traffic.js';
 export { MetricFamily, SeriesRegistry, ZeroHold } from './series.js';
-export type { Log2Buckets } from './series.js';
+export type { Log2Buckets, Log2Counts, Observation } from './series.js';

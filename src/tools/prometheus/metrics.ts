@@ -1,7 +1,8 @@
 /**
  * The series netbpf exports (names, help, labels, buckets: docs/prometheus.md) and the one way to record into
- * them. Whatever feeds the exporter (events today, in-kernel aggregation tables) calls these methods with
- * destination keys as top groups them; label slots, eviction, container labels and the zero hold are handled here.
+ * them. Whatever feeds the exporter (events, or counts read from in-kernel aggregation maps: every method takes a
+ * count, every histogram one value or log2 buckets) calls these methods with destination keys as top groups them;
+ * label slots, eviction, container labels and the zero hold are handled here.
  */
 import { OTHER_KEY } from '../../core/table.js';
 import type { StartInfo, TraceCounters } from '../../core/trace.js';
@@ -11,7 +12,7 @@ import type { CloseReason } from '../life/index.js';
 import type { ConntrackPressure } from '../conntrack/index.js';
 import type { GroupBy } from '../top/index.js';
 import { LabelSlots } from './label-slots.js';
-import { SeriesRegistry, ZeroHold, type Log2Buckets, type MetricFamily } from './series.js';
+import { SeriesRegistry, ZeroHold, type Log2Buckets, type MetricFamily, type Observation } from './series.js';
 
 /** conntrack series are per network namespace: its inode (as events carry it) and its `ip netns` name, if any. */
 const CONNTRACK_LABELS = ['netns', 'netns_name'];
@@ -135,10 +136,11 @@ export class NetbpfMetrics {
     return [container ? this.containerSlots.label(container.slice(0, 12)) : ''];
   }
 
-  connect(key: string, result: ConnectResult, container: string | null, latencyUs?: number): void {
+  /** `count` connects with one result; the latency (us) of successful ones, one value or bucketed. */
+  connect(key: string, result: ConnectResult, container: string | null, latencyUs?: Observation, count = 1): void {
     const d = this.dest(key), c = this.cont(container);
-    this.f.connects.inc([...d, result, ...c]);
-    if (latencyUs !== undefined) this.f.latency.observe([...d, ...c], latencyUs);
+    this.f.connects.inc([...d, result, ...c], count);
+    if (latencyUs !== undefined) this.f.latency.record([...d, ...c], latencyUs);
   }
 
   retransmitted(key: string, kind: RetransKind, segs: number, container: string | null): void {
@@ -165,12 +167,13 @@ export class NetbpfMetrics {
     this.f.purges.inc([], count);
   }
 
-  /** A closed connection: how it ended, its lifetime (ms) and, when it was established, its smoothed RTT (us). */
-  closed(key: string, reason: CloseReason, container: string | null, durationMs: number, srttUs: number | null): void {
+  /** `count` connections closed after their handshake: how they ended, their lifetimes (ms) and smoothed RTTs (us),
+   * each one value or bucketed. */
+  closed(key: string, reason: CloseReason, container: string | null, durationMs: Observation, srttUs: Observation | null, count = 1): void {
     const d = this.dest(key);
-    this.f.closed.inc([...d, reason, ...this.cont(container)]);
-    this.f.lifetime.observe(d, durationMs);
-    if (srttUs !== null) this.f.rtt.observe(d, srttUs);
+    this.f.closed.inc([...d, reason, ...this.cont(container)], count);
+    this.f.lifetime.record(d, durationMs);
+    if (srttUs !== null) this.f.rtt.record(d, srttUs);
   }
 
   /** A tool's counters as its trace reports them (totals since start). */

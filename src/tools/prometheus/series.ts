@@ -23,6 +23,15 @@ export interface Log2Buckets {
 /** Log2 buckets as core/histogram.ts counts them: bucket 0 holds [0, 1), bucket k holds [2^(k-1), 2^k). */
 export const LOG2_BUCKETS = 65;
 
+/** Observations already bucketed (in-kernel aggregation): counts per log2 bucket and the sum of their values. */
+export interface Log2Counts {
+  log2: ArrayLike<number>;
+  sum: number;
+}
+
+/** One value, or many already bucketed, in a histogram's native unit. */
+export type Observation = number | Log2Counts;
+
 type Kind = 'counter' | 'gauge' | 'histogram';
 
 interface SeriesBase {
@@ -113,6 +122,12 @@ export class MetricFamily {
     s.counts[Log2Histogram.bucketOf(value)]++;
     s.count++;
     s.sum += value;
+  }
+
+  /** One value or many already bucketed. */
+  record(labels: readonly string[], o: Observation): void {
+    if (typeof o === 'number') this.observe(labels, o);
+    else this.observeBuckets(labels, o.log2, o.sum);
   }
 
   /** Observations already bucketed (log2, native unit), e.g. a delta read from an in-kernel histogram. */
