@@ -22,7 +22,8 @@ import { describeBpf, hasCommand, sleep } from '../helpers.js';
 import { dashboardTargets, rules, rulesFile, substitute } from '../prometheus-files.js';
 
 const root = new URL('../..', import.meta.url).pathname;
-const LOSSY = 5321, REFUSED = 5322, TIMEOUT = 5323, STRAY = 5324, FINAL = 5325, HELD = 5326;
+// Ports no other test uses: every NetnsPair has the same addresses, and the agent sees every namespace.
+const LOSSY = 5461, REFUSED = 5462, TIMEOUT = 5463, STRAY = 5464, FINAL = 5465, HELD = 5466;
 const STRAY_SPORT = 45678;
 const UNREACHABLE = '10.231.9.9';
 const EXPORTER_PORT = 21000 + (process.pid % 500);

@@ -83,10 +83,9 @@ describeBpf('netbpf serve scraped by Prometheus', () => {
     expect(p99).toBeGreaterThan(0);
     // The loss rule may drop a SYN too (retransmitted after 1 s, then 3 s): plausible, not tight.
     expect(p99!).toBeLessThan(8);
-    // Every packet the nft rule dropped; all of them for the lossy endpoint except SYNs dropped before their
-    // connect's outcome was known (those count for the client side).
-    expect(await value('sum(netbpf_drops_total{reason="NETFILTER_DROP"})', (v) => v === dropped)).toBe(dropped);
-    expect(await value(`netbpf_drops_total{destination="10.231.0.2:${LOSSY}",reason="NETFILTER_DROP"}`, (v) => v > 0)).toBeGreaterThan(0);
+    // Every packet the nft rule dropped, all for the lossy endpoint (a dropped SYN names its server side). Summed
+    // for that endpoint only: other tests on this host use the same addresses in their own namespaces.
+    expect(await value(`sum(netbpf_drops_total{destination="10.231.0.2:${LOSSY}",reason="NETFILTER_DROP"})`, (v) => v === dropped)).toBe(dropped);
     expect(await value(`sum(netbpf_retransmitted_segments_total{destination="10.231.0.2:${LOSSY}"})`, (v) => v > 0)).toBeGreaterThan(0);
     expect(await value(`sum(netbpf_connections_closed_total{destination="10.231.0.2:${LOSSY}",reason="fin"})`, (v) => v === 3)).toBe(3);
     // Lost events and recursion misses are exported per tool; process metrics come from prom-client.
