@@ -26,6 +26,8 @@ export type { LifeEvent, LifeEstablishedEvent, LifeClosedEvent, LifeOptions, Lif
 export { life as connections } from './tools/life/index.js';
 export { connect, connectSpec, decodeConnect, classifyFailure, ConnectAggregator, CONNECT_LAYOUT, FAILURE_CLASSES, CONNECT_HEADER, connectEventJson, connectLine, renderConnectSummary } from './tools/connect/index.js';
 export type { ConnectEvent, ConnectEstablishedEvent, ConnectFailedEvent, ConnectOptions, ConnectRow, ConnectSummary, FailureClass, ConnectAggregatorOptions } from './tools/connect/index.js';
+export { SocketReader, decodeSocket, decodeSockets, SOCKETS_LAYOUT } from './tools/sockets/index.js';
+export type { SocketInfo } from './tools/sockets/index.js';
 export { Reservoir } from './core/reservoir.js';
 export { top, TopSession, TopAggregator, parseGroupBy, destinationKey, sortRows, serviceName, TOP_SORT_KEYS } from './tools/top/index.js';
 export type { TopOptions, TopRow, TopSummary, TopSortKey, GroupBy, TopAggregatorOptions, TopStartInfo, TopToolName } from './tools/top/index.js';
