@@ -27,6 +27,15 @@ describeBpf('failure scenarios reproduce what they are named after', () => {
     show('appTimeout', r);
     expect(r.client.curlExit).toBe(28); // curl: operation timed out
     expect(r.a['TcpExt.TCPSynRetrans']).toBeGreaterThanOrEqual(1);
+    // Every SYN (first and retransmits) was discarded by the relay, outside both kernels.
+    expect(r.oracle.relaySynDiscarded).toBe(1 + r.a['TcpExt.TCPSynRetrans']);
+    expect(r.b['Tcp.InSegs'] ?? 0).toBe(0);
+  });
+
+  scenario('appTimeoutLocalFirewall', async () => {
+    const r = await s.appTimeoutLocalFirewall(p);
+    show('appTimeoutLocalFirewall', r);
+    expect(r.client.curlExit).toBe(28);
     expect(r.oracle.nftDropped).toBe(1 + r.a['TcpExt.TCPSynRetrans']);
   });
 

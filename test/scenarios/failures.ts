@@ -6,7 +6,7 @@
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import type { NetnsPair } from '../../src/testing/netns.js';
-import { conntrackStat, counters, delta, peer, peerClient, sockets, type Counters } from './lab.js';
+import { conntrackStat, counters, delta, peer, peerClient, sockets, type Counters, type Peer } from './lab.js';
 
 export const SCENARIO_PORTS = {
   appTimeout: 6001, portExhaustion: 6002, rejectReset: 6003, rejectIcmp: 6004, noListener: 6005,
@@ -48,8 +48,8 @@ async function withNft<T>(p: NetnsPair, ns: string, table: string, rules: string
   }
 }
 
-/** A client that gives up before the kernel: curl --connect-timeout 2 to a port whose SYNs B drops. */
-export async function appTimeout(p: NetnsPair): Promise<ScenarioResult> {
+/** The same client while a firewall rule on this host (in B) drops the SYNs: the drops are seen here. */
+export async function appTimeoutLocalFirewall(p: NetnsPair): Promise<ScenarioResult> {
   const port = SCENARIO_PORTS.appTimeout;
   return withNft(p, p.b, 'nb_apptimeout', `  chain input { type filter hook input priority 0; policy accept;
     tcp dport ${port} counter drop
@@ -196,36 +196,77 @@ export async function zeroWindow(p: NetnsPair, seconds = 3, during?: During): Pr
   }
 }
 
+/** Two TUN devices, in A and B, joined by a relay process (peers.py relay): a path outside this host's kernel. */
+export interface TunPath {
+  addrA: string;
+  addrB: string;
+  relay: Peer;
+  /** Stops the relay (if still running) and removes the devices. */
+  close(): Promise<void>;
+}
+
+/** Sets up a TUN path between A and B in the pair's own 10.X.1.0/24; relay options as peers.py takes them. */
+export async function tunPath(p: NetnsPair, relayArgs: Record<string, string | number>): Promise<TunPath> {
+  const tunA = `nbtA${p.a.slice(-6, -2)}`, tunB = `nbtB${p.b.slice(-6, -2)}`;
+  const net = p.addrA.split('.').slice(0, 2).join('.');
+  const addrA = `${net}.1.1`, addrB = `${net}.1.2`;
+  await p.exec(p.a, ['ip', 'tuntap', 'add', 'dev', tunA, 'mode', 'tun']);
+  await p.exec(p.b, ['ip', 'tuntap', 'add', 'dev', tunB, 'mode', 'tun']);
+  const close = async () => {
+    await relay?.result().catch(() => undefined);
+    await p.exec(p.a, ['ip', 'link', 'del', tunA]).catch(() => undefined);
+    await p.exec(p.b, ['ip', 'link', 'del', tunB]).catch(() => undefined);
+  };
+  let relay: Peer | undefined;
+  try {
+    for (const [ns, dev, local, remote] of [[p.a, tunA, addrA, addrB], [p.b, tunB, addrB, addrA]]) {
+      await p.exec(ns, ['ip', 'addr', 'add', local, 'peer', remote, 'dev', dev]);
+      await p.exec(ns, ['ip', 'link', 'set', dev, 'up']);
+    }
+    relay = await peer(p, p.a, 'relay', { 'ns-a': p.a, 'tun-a': tunA, 'ns-b': p.b, 'tun-b': tunB, seconds: 60, ...relayArgs }).ready();
+    return { addrA, addrB, relay, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}
+
+/** A client that gives up before the kernel: curl --connect-timeout 2 to a host whose SYNs are lost outside
+ * this host (the relay discards them: no kernel on this host sees a drop). */
+export async function appTimeout(p: NetnsPair): Promise<ScenarioResult> {
+  const port = SCENARIO_PORTS.appTimeout;
+  const path = await tunPath(p, { loss: 0, 'drop-syn-port': port });
+  try {
+    return await measured(p, async () => {
+      const t0 = Date.now();
+      const r = await p.exec(p.a, ['curl', '-sS', '--connect-timeout', '2', `http://${path.addrB}:${port}/`]).then(() => 0, (e: { code?: number }) => e.code ?? -1);
+      const elapsedMs = Date.now() - t0;
+      const relay = await path.relay.result();
+      return { addr: path.addrB, port, client: { curlExit: r, elapsedMs, relay }, oracle: { relaySynDiscarded: Number(relay.syn_discarded) } };
+    });
+  } finally {
+    await path.close();
+  }
+}
+
 /**
  * Loss outside this host: A and B talk over two TUN devices joined by a user-space relay that discards
  * `lossPercent`% of the A->B packets carrying TCP payload. The kernels see every packet consumed, none dropped.
  */
 export async function pathLoss(p: NetnsPair, lossPercent = 5, bytes = 400_000, conns = 3, seed = 1): Promise<ScenarioResult> {
   const port = SCENARIO_PORTS.pathLoss;
-  const tunA = `nbtA${p.a.slice(-6, -2)}`, tunB = `nbtB${p.b.slice(-6, -2)}`;
-  // A /24 of the pair's own 10.X.0.0/16 that its veth does not use.
-  const net = p.addrA.split('.').slice(0, 2).join('.');
-  const addrA = `${net}.1.1`, addrB = `${net}.1.2`;
-  await p.exec(p.a, ['ip', 'tuntap', 'add', 'dev', tunA, 'mode', 'tun']);
-  await p.exec(p.b, ['ip', 'tuntap', 'add', 'dev', tunB, 'mode', 'tun']);
-  for (const [ns, dev, local, remote] of [[p.a, tunA, addrA, addrB], [p.b, tunB, addrB, addrA]]) {
-    await p.exec(ns, ['ip', 'addr', 'add', local, 'peer', remote, 'dev', dev]);
-    await p.exec(ns, ['ip', 'link', 'set', dev, 'up']);
-  }
-  const relay = await peer(p, p.a, 'relay', { 'ns-a': p.a, 'tun-a': tunA, 'ns-b': p.b, 'tun-b': tunB, loss: lossPercent, seed, seconds: 60 }).ready();
+  const path = await tunPath(p, { loss: lossPercent, seed });
   const server = await p.startServer(port, ['--reply', '1000']);
   try {
     return await measured(p, async () => {
-      const client = await p.client(addrB, port, { conns, bytes, parallel: conns });
+      const client = await p.client(path.addrB, port, { conns, bytes, parallel: conns });
       await p.waitQuiet(p.a, port);
-      const r = await relay.result();
-      return { addr: addrB, port, client: { ...client, relay: r }, oracle: { relayDiscarded: Number(r.discarded), relayPayloadPackets: Number(r.payload_a_to_b) } };
+      const r = await path.relay.result();
+      return { addr: path.addrB, port, client: { ...client, relay: r }, oracle: { relayDiscarded: Number(r.discarded), relayPayloadPackets: Number(r.payload_a_to_b) } };
     });
   } finally {
     server.kill('SIGKILL');
-    await relay.result();
-    await p.exec(p.a, ['ip', 'link', 'del', tunA]).catch(() => undefined);
-    await p.exec(p.b, ['ip', 'link', 'del', tunB]).catch(() => undefined);
+    await path.close();
   }
 }
 

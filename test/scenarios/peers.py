@@ -10,9 +10,10 @@ each bounded by --seconds. Run inside a namespace (`ip netns exec NS python3 pee
              client: connect, send N bytes without a FIN, wait W ms for an answer (a reset, a reply or nothing)
   flood      --host H --port P --seconds S
              client: one connection, write as fast as the peer takes it for S seconds, then close
-  relay      --ns-a A --tun-a T --ns-b B --tun-b U --loss PCT --seed S
+  relay      --ns-a A --tun-a T --ns-b B --tun-b U --loss PCT --seed S [--drop-syn-port P]
              copy IP packets between two TUN devices in two namespaces, discarding PCT% of the A->B packets
-             that carry TCP payload: loss outside this host's kernel (it sees every packet consumed)
+             that carry TCP payload (and every SYN to port P): loss outside this host's kernel (it sees every
+             packet consumed)
 
 Servers print one line "ready" once listening. On SIGTERM, or after --seconds, every mode prints one JSON line
 of what it did (accepted, discarded, ...) and exits 0."""
@@ -179,8 +180,15 @@ elif mode == 'relay':
     b = tun_in(opt['ns-b'], opt['tun-b'])
     loss = float(opt.get('loss', '5')) / 100
     rng = random.Random(int(opt.get('seed', '1')))
-    stats.update({'a_to_b': 0, 'b_to_a': 0, 'discarded': 0, 'payload_a_to_b': 0})
+    syn_port = int(opt.get('drop-syn-port', '0'))
+    stats.update({'a_to_b': 0, 'b_to_a': 0, 'discarded': 0, 'payload_a_to_b': 0, 'syn_discarded': 0})
     print('ready', flush=True)
+
+    def syn_to(p, port):
+        if len(p) < 40 or p[0] >> 4 != 4 or p[9] != 6:
+            return False
+        ihl = (p[0] & 15) * 4
+        return struct.unpack('!H', p[ihl + 2:ihl + 4])[0] == port and p[ihl + 13] & 0x12 == 0x02
 
     def carries_tcp_payload(p):
         if len(p) < 20 or p[0] >> 4 != 4 or p[9] != 6:
@@ -199,6 +207,9 @@ elif mode == 'relay':
                 except BlockingIOError:
                     break
                 if fd == a:
+                    if syn_port and syn_to(p, syn_port):
+                        stats['syn_discarded'] += 1
+                        continue
                     if carries_tcp_payload(p):
                         stats['payload_a_to_b'] += 1
                         if rng.random() < loss:
