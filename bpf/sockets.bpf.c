@@ -13,7 +13,8 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-const struct socket_record *unused_socket_record __attribute__((unused));
+/* The record contract with src/tools/sockets/bpf.gen.ts (see NETBPF_CONTRACT). */
+NETBPF_CONTRACT(struct socket_record);
 
 SEC("iter/task_file")
 int dump_task_file(struct bpf_iter__task_file *ctx)

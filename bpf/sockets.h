@@ -28,7 +28,7 @@ struct socket_record {
 	__u8 state;         /* TCP state (TCP_LISTEN, TCP_CLOSE_WAIT, ...) */
 	__u8 probes_out;    /* unanswered zero-window or keepalive probes */
 	char comm[NETBPF_COMM_LEN];
-	__u32 pad;          /* explicit: no implicit padding, every byte written */
+	__u32 pad[2];       /* explicit: no implicit padding, every byte written */
 };
 
 #endif

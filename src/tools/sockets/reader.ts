@@ -10,24 +10,16 @@
  * sock_diag and iter/tcp both see only the caller's namespace. The iterator cannot see sockets no process
  * holds (TIME_WAIT, orphans), which none of its uses needs.
  */
-import { AF_INET, type Family } from '../core/address.js';
-import { addon, bpfObjectPath, type NativeBpfObject } from '../core/addon.js';
-import { NetbpfError } from '../core/errors.js';
-import { filterConstants, type FilterOptions } from '../core/filters.js';
-import { readAddress, readCString, readU64, type Layout } from '../core/record.js';
-import { tcpStateName, type TcpState } from '../core/tcp.js';
+import { AF_INET, type Family } from '../../core/address.js';
+import { addon, bpfObjectPath, type NativeBpfObject } from '../../core/addon.js';
+import { NetbpfError } from '../../core/errors.js';
+import { filterConstants, type FilterOptions } from '../../core/filters.js';
+import { readAddress, readCString, readU64 } from '../../core/record.js';
+import { tcpStateName, type TcpState } from '../../core/tcp.js';
+import { SOCKET_RECORD_LAYOUT } from './bpf.gen.js';
 
 /** struct socket_record (bpf/sockets.h): [offset, size] of each field. */
-export const SOCKETS_LAYOUT = {
-  struct: 'socket_record',
-  size: 128,
-  fields: {
-    sk: [0, 8], idle_us: [8, 8], cgroup_id: [16, 8], saddr: [24, 16], daddr: [40, 16], netns: [56, 4], pid: [60, 4],
-    fd: [64, 4], rx_queue: [68, 4], tx_queue: [72, 4], rcv_wnd: [76, 4], snd_wnd: [80, 4], drops: [84, 4],
-    copied_seq: [88, 4], rcvbuf: [92, 4], family: [96, 2], sport: [98, 2], dport: [100, 2], state: [102, 1],
-    probes_out: [103, 1], comm: [104, 16], pad: [120, 4],
-  },
-} as const satisfies Layout;
+export { SOCKET_RECORD_LAYOUT as SOCKETS_LAYOUT };
 
 /** One TCP socket held by a process, as the kernel has it now. */
 export interface SocketInfo {
@@ -63,7 +55,7 @@ export interface SocketInfo {
   idleMs: number;
 }
 
-const F = SOCKETS_LAYOUT.fields;
+const F = SOCKET_RECORD_LAYOUT.fields;
 
 export function decodeSocket(view: DataView, o: number): SocketInfo {
   const family = view.getUint16(o + F.family[0], true);
@@ -94,11 +86,11 @@ export function decodeSocket(view: DataView, o: number): SocketInfo {
 
 /** Decodes a read of the iterator; a socket held through several fds or processes is listed once. */
 export function decodeSockets(buf: Buffer): SocketInfo[] {
-  if (buf.length % SOCKETS_LAYOUT.size !== 0) throw new NetbpfError('runtime', `socket iterator returned ${buf.length} bytes, not a whole number of ${SOCKETS_LAYOUT.size}-byte records`);
+  if (buf.length % SOCKET_RECORD_LAYOUT.size !== 0) throw new NetbpfError('runtime', `socket iterator returned ${buf.length} bytes, not a whole number of ${SOCKET_RECORD_LAYOUT.size}-byte records`);
   const view = new DataView(buf.buffer, buf.byteOffset, buf.length);
   const seen = new Set<string>();
   const out: SocketInfo[] = [];
-  for (let o = 0; o < buf.length; o += SOCKETS_LAYOUT.size) {
+  for (let o = 0; o < buf.length; o += SOCKET_RECORD_LAYOUT.size) {
     const s = decodeSocket(view, o);
     if (seen.has(s.id)) continue;
     seen.add(s.id);
@@ -108,7 +100,7 @@ export function decodeSockets(buf: Buffer): SocketInfo[] {
 }
 
 /** Most bytes one read returns (8 MiB: 65,536 sockets); past it the read says it was cut short. */
-const MAX_READ = SOCKETS_LAYOUT.size * 65536;
+const MAX_READ = SOCKET_RECORD_LAYOUT.size * 65536;
 
 /** Reads every TCP socket processes hold: `const r = new SocketReader(); r.open(); r.read(); r.close()`. */
 export class SocketReader {
@@ -125,6 +117,8 @@ export class SocketReader {
     const obj = new (addon().BpfObject)(bpfObjectPath('sockets'));
     try {
       for (const [name, value] of Object.entries(filterConstants(this.filters))) obj.setConst(name, value);
+      // The shared header's event ring buffer is not used by an iterator: the smallest size the kernel takes.
+      obj.setMapMaxEntries('events', 4096);
       obj.load();
       this.link = obj.attach('dump_task_file');
     } catch (err) {
@@ -140,7 +134,7 @@ export class SocketReader {
     if (!this.obj) this.open();
     const buf = this.obj!.readIter(this.link, MAX_READ);
     this.truncated = buf.length >= MAX_READ;
-    return decodeSockets(buf.subarray(0, buf.length - (buf.length % SOCKETS_LAYOUT.size)));
+    return decodeSockets(buf.subarray(0, buf.length - (buf.length % SOCKET_RECORD_LAYOUT.size)));
   }
 
   close(): void {
