@@ -4,7 +4,7 @@
  * sockets in CLOSE_WAIT, and a receiver that stopped reading.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { SocketReader, type SocketInfo } from '../../src/tools/sockets.js';
+import { SocketReader, type SocketInfo } from '../../src/tools/sockets/index.js';
 import { NetnsPair } from '../../src/testing/netns.js';
 import { describeBpf } from '../helpers.js';
 import { backlogOverflow, closeWaitLeak, zeroWindow } from '../scenarios/failures.js';
