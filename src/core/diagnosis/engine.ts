@@ -9,6 +9,11 @@
  * reading, other local drops). What no cause claims is then reported as what it looks like from here
  * (refused, timing out, loss on the path, reset by the peer), with a lower confidence where other causes look
  * the same. Diagnoses are ordered by how many units they explain. Pure: no I/O.
+ *
+ * Retransmits are claimed whole by a cause that drops packets of the destination on this host: how many
+ * segments one drop costs varies too much to split them (a fast retransmit resends one, a timeout the whole
+ * window, a dropped GRO packet carries many), so loss on the path on top of local drops to the same destination
+ * is not told apart (docs/top.md).
  */
 import type { CloseWaitEvidence, ConntrackEvidence, DestinationEvidence, Evidence, FreeCount, HostEvidence, ListenerEvidence, StalledWindowEvidence } from './evidence.js';
 import { freeKind, type FreeKind } from './frees.js';
@@ -106,22 +111,17 @@ function serves(l: { addr: string; port: number }, d: DestinationEvidence): bool
   return d.addr === null || l.addr === d.addr || l.addr === '0.0.0.0' || l.addr === '::' || l.addr === `::ffff:${d.addr}`;
 }
 
-/** Bytes per segment when estimating the segments a dropped packet carried (a 1500-byte MTU). */
-const SEGMENT_BYTES = 1500;
-
 /** Frees of a destination by kind, with the reasons behind each kind. */
 class Frees {
-  readonly byKind = new Map<FreeKind, { count: number; bytes: number; unknownBytes: boolean; byReason: Map<string, { count: number; fn: string }> }>();
+  readonly byKind = new Map<FreeKind, { count: number; byReason: Map<string, { count: number; fn: string }> }>();
   constructor(frees: FreeCount[], conntrackNetns: ReadonlySet<number>) {
     for (const f of frees) {
       let kind = freeKind(f.reason, f.location);
       // A netfilter hook's drop in a namespace whose conntrack dropped packets for want of an entry: conntrack's.
       if (kind === 'netfilter-hook' && !conntrackNetns.has(f.netns)) kind = 'firewall-rule';
       let k = this.byKind.get(kind);
-      if (!k) this.byKind.set(kind, (k = { count: 0, bytes: 0, unknownBytes: false, byReason: new Map() }));
+      if (!k) this.byKind.set(kind, (k = { count: 0, byReason: new Map() }));
       k.count += f.count;
-      k.bytes += f.bytes;
-      if (f.bytes <= 0) k.unknownBytes = true;
       const fn = f.location.split('+')[0];
       const r = k.byReason.get(f.reason);
       if (r) r.count += f.count;
@@ -130,16 +130,6 @@ class Frees {
   }
   count(kind: FreeKind): number {
     return this.byKind.get(kind)?.count ?? 0;
-  }
-  /**
-   * Data segments these drops may have cost: a dropped GSO/GRO packet carries up to len / MTU segments, so each
-   * 1500 bytes counts as one (an overestimate on links with a larger MTU, which errs towards explaining
-   * retransmits locally rather than blaming the path); unlimited when lengths are unknown.
-   */
-  segments(kind: FreeKind): number {
-    const k = this.byKind.get(kind);
-    if (!k) return 0;
-    return k.unknownBytes ? Infinity : Math.max(k.count, Math.ceil(k.bytes / SEGMENT_BYTES));
   }
   evidence(kind: FreeKind, what: string): EvidenceItem[] {
     return [...(this.byKind.get(kind)?.byReason ?? [])].map(([reason, r]) => ({ count: r.count, what, source: SOURCES.drops(reason, r.fn) }));
@@ -212,7 +202,7 @@ export function diagnoseDestination(d: DestinationEvidence, host: HostEvidence, 
     const ct = host.conntrack.filter((x) => x.drops > 0);
     const table = ct.map((x) => `${x.count}/${x.max} entries`).join(', ');
     const unanswered = left.takeUnanswered();
-    const retrans = left.take('retrans', frees.segments('netfilter-hook'));
+    const retrans = left.take('retrans');
     add({
       code: 'conntrack-full', severity: 'critical', confidence: 'high', explains: ctDrops + unanswered + retrans,
       text: `conntrack table full: ${plural(ctDrops, 'packet')} to it dropped for want of an entry (${table}; ${ct.reduce((n, x) => n + x.drops, 0)} dropped in all)`,
@@ -272,7 +262,7 @@ export function diagnoseDestination(d: DestinationEvidence, host: HostEvidence, 
 
   if (fwRule > 0) {
     const unanswered = left.takeUnanswered();
-    const retrans = left.take('retrans', frees.segments('firewall-rule'));
+    const retrans = left.take('retrans');
     const ratio = d.retrans.sent > 0 ? d.retrans.segs / d.retrans.sent : 0;
     add({
       code: 'local-firewall', severity: retrans > 0 || unanswered > 0 ? 'critical' : 'warning', confidence: 'high', explains: fwRule + unanswered + retrans,
@@ -316,7 +306,7 @@ export function diagnoseDestination(d: DestinationEvidence, host: HostEvidence, 
   for (const kind of ['receiver', 'drop'] as const) {
     const n = frees.count(kind);
     if (n === 0) continue;
-    const retrans = left.take('retrans', frees.segments(kind));
+    const retrans = left.take('retrans');
     const top = frees.topReason(kind);
     add({
       code: kind === 'receiver' ? 'receiver-drops' : 'local-drops', severity: 'warning', confidence: 'high', explains: n + retrans,
@@ -391,16 +381,13 @@ export function diagnoseDestination(d: DestinationEvidence, host: HostEvidence, 
   if (left.retrans >= minSegs && d.retrans.sent > 0) {
     const ratio = left.retrans / d.retrans.sent;
     if (ratio >= (t.lossRatio ?? 0.01)) {
-      const local = d.retrans.segs - left.retrans;
       const n = left.take('retrans');
       add({
         code: 'path-loss', severity: ratio >= (t.criticalLossRatio ?? 0.05) ? 'critical' : 'warning', confidence: 'medium', explains: n,
-        text: local > 0
-          ? `loss on the path (${pct(ratio)} retransmitted beyond what drops on this host explain: ${n} of ${d.retrans.segs} segments)`
-          : `loss on the path (${pct(ratio)} retransmitted, no drops on this host)`,
+        text: `loss on the path (${pct(ratio)} retransmitted, no drops on this host)`,
         action: 'packets are lost between this host and the destination (a link, a router, the far host): compare with other destinations on the same path',
         evidence: [
-          { count: n, what: 'segments retransmitted that no drop on this host explains', source: SOURCES.retrans },
+          { count: n, what: 'segments retransmitted', source: SOURCES.retrans },
           { count: d.retrans.sent, what: 'segments sent', source: SOURCES.retrans },
         ],
       });
