@@ -253,8 +253,7 @@ export async function appTimeout(p: NetnsPair): Promise<ScenarioResult> {
  * Loss outside this host: A and B talk over two TUN devices joined by a user-space relay that discards
  * `lossPercent`% of the A->B packets carrying TCP payload. The kernels see every packet consumed, none dropped.
  */
-export async function pathLoss(p: NetnsPair, lossPercent = 5, bytes = 400_000, conns = 3, seed = 1): Promise<ScenarioResult> {
-  const port = SCENARIO_PORTS.pathLoss;
+export async function pathLoss(p: NetnsPair, lossPercent = 5, bytes = 400_000, conns = 3, seed = 1, port: number = SCENARIO_PORTS.pathLoss): Promise<ScenarioResult> {
   const path = await tunPath(p, { loss: lossPercent, seed });
   const server = await p.startServer(port, ['--reply', '1000']);
   try {
@@ -286,8 +285,7 @@ export async function closeWaitLeak(p: NetnsPair, conns = 5): Promise<ScenarioRe
 }
 
 /** A healthy workload: short connections with replies, clean closes, TIME_WAIT on the client. */
-export async function healthy(p: NetnsPair, conns = 20): Promise<ScenarioResult> {
-  const port = SCENARIO_PORTS.healthy;
+export async function healthy(p: NetnsPair, conns = 20, port: number = SCENARIO_PORTS.healthy): Promise<ScenarioResult> {
   const server = await p.startServer(port, ['--reply', '2000']);
   try {
     return await measured(p, async () => {

@@ -29,7 +29,7 @@ export interface TopRun { lines: Array<Record<string, unknown>>; final: TopSnaps
  * (e.g. ['nsenter', '--net=/run/netns/X']). `settleMs` after the work lets late events arrive.
  */
 export async function topAround<T>(cidr: string, work: () => Promise<T>, opts: { args?: string[]; prefix?: string[]; settleMs?: number } = {}): Promise<{ top: TopRun; result: T }> {
-  const argv = [...(opts.prefix ?? []), process.execPath, BIN, 'top', '--json', '-i', '1', '-b', 'endpoint', '-c', cidr, ...(opts.args ?? [])];
+  const argv = [...(opts.prefix ?? []), process.execPath, BIN, 'top', '--json', '-i', '1', '-b', 'endpoint', '--top', '1000', '-c', cidr, ...(opts.args ?? [])];
   const child = spawn(argv[0], argv.slice(1), { stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '', err = '';
   child.stdout.setEncoding('utf8').on('data', (d: string) => { out += d; });

@@ -105,10 +105,11 @@ function order(list: Diagnosis[]): Diagnosis[] {
   return list.sort((a, b) => b.explains - a.explains || SEVERITY_RANK[b.severity] - SEVERITY_RANK[a.severity] || CONFIDENCE_RANK[b.confidence] - CONFIDENCE_RANK[a.confidence]);
 }
 
-/** A listener serves a destination when the ports are equal and it listens on the address or on all of them. */
+/** A listener serves a destination when it listens on its port (any, when the row is a whole address) and on its
+ * address or all of them. A row whose address is not known (a network, a service) matches no host evidence. */
 function serves(l: { addr: string; port: number }, d: DestinationEvidence): boolean {
-  if (d.port === null || l.port !== d.port) return false;
-  return d.addr === null || l.addr === d.addr || l.addr === '0.0.0.0' || l.addr === '::' || l.addr === `::ffff:${d.addr}`;
+  if (d.addr === null || (d.port !== null && l.port !== d.port)) return false;
+  return l.addr === d.addr || l.addr === '0.0.0.0' || l.addr === '::' || l.addr === `::ffff:${d.addr}`;
 }
 
 /** Frees of a destination by kind, with the reasons behind each kind. */
@@ -200,12 +201,13 @@ export function diagnoseDestination(d: DestinationEvidence, host: HostEvidence, 
   const ctDrops = frees.count('netfilter-hook');
   if (ctDrops > 0) {
     const ct = host.conntrack.filter((x) => x.drops > 0);
-    const table = ct.map((x) => `${x.count}/${x.max} entries`).join(', ');
+    const all = ct.reduce((n, x) => n + x.drops, 0);
+    const table = ct.map((x) => `${x.count} entries now, limit ${x.max}`).join('; ');
     const unanswered = left.takeUnanswered();
     const retrans = left.take('retrans');
     add({
       code: 'conntrack-full', severity: 'critical', confidence: 'high', explains: ctDrops + unanswered + retrans,
-      text: `conntrack table full: ${plural(ctDrops, 'packet')} to it dropped for want of an entry (${table}; ${ct.reduce((n, x) => n + x.drops, 0)} dropped in all)`,
+      text: `conntrack table full: ${plural(ctDrops, 'packet')} to it dropped for want of an entry (conntrack's drop counter +${all}; ${table})`,
       action: 'raise net.netfilter.nf_conntrack_max (and nf_conntrack_buckets), shorten conntrack timeouts, or exempt this traffic from tracking (notrack)',
       evidence: [
         ...frees.evidence('netfilter-hook', 'packets dropped by a netfilter hook that is not an nftables rule'),
@@ -330,13 +332,6 @@ export function diagnoseDestination(d: DestinationEvidence, host: HostEvidence, 
         ...frees.evidence('no-socket', 'SYNs for no socket on this host (its kernel sent the RST)'),
       ],
     });
-  } else if (noSocket > 0) {
-    add({
-      code: 'local-drops', severity: 'warning', confidence: 'medium', explains: noSocket,
-      text: `packets for closed sockets: ${plural(noSocket, 'packet')} arrived for no socket on this host (late segments after a close, or a port scan)`,
-      action: 'usually harmless late segments; many of them mean a peer keeps sending after this host closed',
-      evidence: frees.evidence('no-socket', 'packets for no socket'),
-    });
   }
   if (left.timedOut > 0) {
     const n = left.take('timedOut');
@@ -409,7 +404,7 @@ export function diagnoseDestination(d: DestinationEvidence, host: HostEvidence, 
 function stalledFor(s: StalledWindowEvidence, d: DestinationEvidence): boolean {
   const [addr, port] = s.side === 'sender' ? [s.remoteAddr, s.remotePort] : [s.localAddr, s.localPort];
   const plain = addr.startsWith('::ffff:') ? addr.slice(7) : addr;
-  return (d.addr === null || d.addr === plain || d.addr === addr) && (d.port === null || d.port === port);
+  return d.addr !== null && (d.addr === plain || d.addr === addr) && (d.port === null || d.port === port);
 }
 
 function listenerName(l: ListenerEvidence): string {
@@ -461,7 +456,7 @@ function conntrackFull(ct: ConntrackEvidence): Diagnosis[] {
   if (ct.drops <= 0) return [];
   return [{
     code: 'conntrack-full', subject: `conntrack (netns ${ct.netns})`, severity: 'critical', confidence: 'high', explains: ct.drops,
-    text: `conntrack table full: ${plural(ct.drops, 'packet')} dropped for want of an entry (${ct.count}/${ct.max} entries${ct.earlyDrops ? `, ${ct.earlyDrops} evicted` : ''}) ("nf_conntrack: table full, dropping packet")`,
+    text: `conntrack table full in netns ${ct.netns}: ${plural(ct.drops, 'packet')} dropped for want of an entry (conntrack's drop counter +${ct.drops}${ct.earlyDrops ? `, ${ct.earlyDrops} entries evicted` : ''}; ${ct.count} entries now, limit ${ct.max} net.netfilter.nf_conntrack_max)`,
     action: 'raise net.netfilter.nf_conntrack_max (and nf_conntrack_buckets), shorten conntrack timeouts, or exempt busy traffic from tracking (notrack)',
     evidence: [
       { count: ct.drops, what: 'packets dropped, no conntrack entry could be allocated', source: SOURCES.conntrack },

@@ -16,7 +16,8 @@ export type FreeKind =
   /** A netfilter hook other than an nftables rule dropped it (freed in nf_hook_slow): conntrack (table full,
    * invalid) or an iptables-legacy rule. */
   | 'netfilter-hook'
-  /** A segment for which no socket exists (a connect to a closed port, or a late segment after a close). */
+  /** A segment for no connection: nothing listens on its port (a refused connect), or its connection is gone (a
+   * late segment after a close, answered with a RST). Evidence for "refused", no trouble on its own. */
   | 'no-socket'
   /** The receiving socket could not take it: its buffer or window was full, or memory ran out. */
   | 'receiver'
@@ -56,6 +57,9 @@ const FIREWALL_REASONS: ReadonlySet<string> = new Set(['NETFILTER_DROP', 'IPTABL
 /** Reasons that mean the receiving socket could not take the packet (buffer, window or memory). */
 const RECEIVER_REASONS: ReadonlySet<string> = new Set(['SOCKET_RCVBUFF', 'SOCKET_BACKLOG', 'PROTO_MEM', 'TCP_ZEROWINDOW', 'TCP_OFO_QUEUE_PRUNE', 'TCP_OFO_DROP', 'TCP_OVERWINDOW']);
 
+/** Where a segment refused by tcp_rcv_state_process (with a RST in answer) is freed. */
+const STRAY_FUNCTIONS: ReadonlySet<string> = new Set(['tcp_v4_do_rcv', 'tcp_v6_do_rcv']);
+
 /** The function name of a kfree_skb location ("nf_hook_slow+0x9c" -> "nf_hook_slow"). */
 export function freeingFunction(location: string): string {
   const plus = location.indexOf('+');
@@ -78,6 +82,9 @@ export function freeKind(reason: string, location: string): FreeKind {
   if (reason === 'NETFILTER_DROP') return freeingFunction(location) === 'nf_hook_slow' ? 'netfilter-hook' : 'firewall-rule';
   if (FIREWALL_REASONS.has(reason)) return 'firewall-rule';
   if (reason === 'NO_SOCKET') return 'no-socket';
+  // A listener (or a closed socket) that got an ACK for a connection it no longer has: tcp_rcv_state_process
+  // refuses it (TCP_FLAGS) and tcp_v{4,6}_do_rcv answers with a RST (seen here: a late ACK after a close).
+  if (reason === 'TCP_FLAGS' && STRAY_FUNCTIONS.has(freeingFunction(location))) return 'no-socket';
   if (RECEIVER_REASONS.has(reason)) return 'receiver';
   return 'drop';
 }

@@ -95,7 +95,8 @@ class DestinationStats {
   /** Connections this host closed first (they sit in TIME_WAIT for 60 s), per second over the last minute. */
   readonly activeCloses = new Array<number>(TIME_WAIT_S).fill(0);
   activeClosesAt = 0;
-  openConnects = 0;
+  /** Connections this host opened to it that closed (life), to tell how many are still open. */
+  connectCloses = 0;
   conntrack = 0;
   trouble = 0;
   history: number[] = [];
@@ -185,7 +186,6 @@ export class TopAggregator {
     if (e.type === 'established') {
       r.successes++;
       c.successes++;
-      r.openConnects++;
       r.latency.add(e.latencyUs);
       r.ratio.touch(e.connId);
       return;
@@ -233,23 +233,24 @@ export class TopAggregator {
     if (e.type === 'closed' && !e.established) return; // a failed connect: counted by connect, not a connection
     // Accepted connections: the remote side is a client; its ephemeral port says nothing, the local port does.
     const port = e.direction === 'accept' ? (this.by.kind === 'service' ? e.sport : null) : e.dport;
-    let r = this.row(destinationKey(this.by, e.daddr, port), e.time, e.cgroupId);
+    const r = this.row(destinationKey(this.by, e.daddr, port), e.time, e.cgroupId);
     r.ratio.update(e.connId, e.totalRetrans, e.segsOut);
     if (e.type !== 'closed') return;
     if (e.direction === 'connect') {
-      r.openConnects = Math.max(0, r.openConnects - 1);
+      r.connectCloses++;
       if (e.reason === 'fin' && ACTIVE_CLOSE_FROM.has(e.closedFrom)) r.closedActively(e.time, 1);
     }
     const closes = r.evidence.closes;
     closes.closed++;
     if (e.reason === 'reset-received') { closes.resetReceived++; r.trouble++; }
     else if (e.rstUnread) {
-      // This host's server reset a client's connection: it belongs to the destination the client connects to
-      // when that client is on this host (the same rule as for drops, core/placement.ts).
-      const local = destinationKey(this.by, unmapped(e.saddr), e.sport);
-      if (e.direction === 'accept' && this.placement.isDestination(local)) r = this.row(local, e.time);
-      r.evidence.closes.resetUnread++;
-      r.trouble++;
+      // This host's server reset a client's connection: it belongs to the destination the client connects to when
+      // that client is on this host. The same rule as for drops (core/placement.ts), which also waits for the
+      // client's connect (another ring buffer) to be seen.
+      const remote = destinationKey(this.by, unmapped(e.daddr), e.direction === 'accept' ? null : e.dport);
+      const local = e.direction === 'accept' ? destinationKey(this.by, unmapped(e.saddr), e.sport) : null;
+      const placed = this.placement.add(remote, local, RESET_UNREAD_TAG, e.time);
+      if (placed) this.countDrop(placed.destination, placed.tag, placed.time, placed.count, placed.bytes);
     } else if (e.reason === 'reset-sent') { closes.resetSentOther++; r.trouble++; }
   }
 
@@ -269,6 +270,7 @@ export class TopAggregator {
     const r = this.row(key, time);
     if (tag === 'purge') { r.purges += n; return; }
     if (tag === 'housekeeping') { r.housekeeping += n; return; }
+    if (tag === RESET_UNREAD_TAG) { r.evidence.closes.resetUnread += n; r.trouble += n; return; }
     const [reason, fn, netns] = tag.split('\u0001');
     r.drops[reason] = (r.drops[reason] ?? 0) + n;
     r.dropTotal += n;
@@ -327,7 +329,7 @@ export class TopAggregator {
       frees: [...s.frees.values()].map((f) => ({ ...f })),
       closes: { ...s.evidence.closes },
       portRange: s.evidence.portRange ? { ...s.evidence.portRange } : null,
-      portsHeld: s.evidence.connects.noLocalPort > 0 ? s.openConnects + s.timeWaitAt(Math.floor(t / 1000)) : null,
+      portsHeld: s.evidence.connects.noLocalPort > 0 ? Math.max(0, s.successes - s.connectCloses) + s.timeWaitAt(Math.floor(t / 1000)) : null,
     };
     const diagnoses = diagnoseDestination(evidence, host, this.opts.thresholds);
     const rate = intervalS > 0 ? (s.retransSegs - s.retransAtLastSnapshot) / intervalS : 0;
@@ -353,6 +355,9 @@ export class TopAggregator {
 
 /** An IPv4-mapped IPv6 address (a dual-stack socket's view of an IPv4 peer) as the IPv4 address it is. */
 const unmapped = (addr: string) => (/^::ffff:\d+\.\d+\.\d+\.\d+$/i.test(addr) ? addr.slice(7) : addr);
+
+/** The placement tag of a reset this host sent for a close with unread data (placed like a drop). */
+const RESET_UNREAD_TAG = 'reset-unread';
 
 /** The placement tag of a drop that hurts: reason, freeing function and namespace (split again when counted). */
 const dropTag = (reason: string, fn: string, netns: number) => `${reason}\u0001${fn}\u0001${netns}`;

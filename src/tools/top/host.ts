@@ -44,6 +44,10 @@ export function kernelConntrackSource(): ConntrackSource {
   };
 }
 
+/** States in which a socket receives data, and in which it sends data. */
+const RECEIVING: ReadonlySet<string> = new Set(['ESTABLISHED', 'FIN_WAIT1', 'FIN_WAIT2']);
+const SENDING: ReadonlySet<string> = new Set(['ESTABLISHED', 'CLOSE_WAIT']);
+
 /** Most entries of each kind kept over a run (the worst ones stay). */
 const MAX_KEPT = 256;
 
@@ -142,8 +146,9 @@ export class HostEvidenceCollector {
 
   /** A receiver with its window at 0, data queued and its read position frozen; a sender facing a 0 window. */
   private window(s: SocketInfo, now: number): void {
-    const receiver = s.rcvWnd === 0 && s.rxQueue > 0;
-    const sender = s.sndWnd === 0 && s.txQueue > 0;
+    // Only where data flows: a SYN in flight (SYN_SENT) also shows a window of 0 and one byte queued.
+    const receiver = RECEIVING.has(s.state) && s.rcvWnd === 0 && s.rxQueue > 0;
+    const sender = SENDING.has(s.state) && s.sndWnd === 0 && s.txQueue > 0;
     const st = this.stalls.get(s.id);
     if (!receiver && !sender) {
       if (st) this.endStall(s.id, st);
