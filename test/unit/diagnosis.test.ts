@@ -192,7 +192,7 @@ describe('diagnoses of the classic failures', () => {
       Object.assign(x.connects, { attempts: 3, successes: 3 });
       x.retrans = { segs: 51, sent: 900 };
       // Housekeeping, and a late ACK to the listener after a close (answered with a RST): no drop that hurts.
-      x.frees = [free('NOT_SPECIFIED', 'tcp_rcv_state_process+0x4c', 3), free('TCP_OLD_DATA', 'tcp_rcv_established', 1), free('TCP_OLD_SEQUENCE', 'tcp_validate_incoming', 1), free('NOT_SPECIFIED', 'tcp_v4_rcv+0x5', 1), free('TCP_FLAGS', 'tcp_v4_do_rcv+0x1f0', 1)];
+      x.frees = [free('NOT_SPECIFIED', 'tcp_rcv_state_process+0x4c', 3), free('TCP_OLD_DATA', 'tcp_rcv_established', 1), free('TCP_OLD_SEQUENCE', 'tcp_validate_incoming', 1), free('NOT_SPECIFIED', 'tcp_v4_rcv+0x5', 1), free('TCP_FLAGS', 'tcp_v4_do_rcv+0x1f0', 1), free('TCP_OFOMERGE', 'tcp_data_queue+0x3e1', 1)];
     });
     const r = diagnoseDestination(d, noHostEvidence());
     expect(r.map((x) => x.code)).toEqual(['path-loss']);

@@ -36,6 +36,7 @@ export interface HarmlessFree {
 /** The frees that never count as drops that hurt. */
 export const HARMLESS_FREES: readonly HarmlessFree[] = [
   { reason: 'TCP_OLD_DATA', kind: 'housekeeping', why: 'a retransmitted segment whose data had already arrived (the retransmit was spurious or crossed the ACK); the receiver acknowledges it again (DSACK); the retransmit itself is counted on the sender' },
+  { reason: 'TCP_OFOMERGE', kind: 'housekeeping', why: 'a segment whose data was already in the out-of-order queue (a retransmit of data that had arrived, seen under loss on the path); the data is there, nothing more is lost' },
   { reason: 'TCP_OLD_SEQUENCE', kind: 'housekeeping', why: 'a segment below the window: zero-window probes and keepalives are sent with an old sequence number on purpose; the receiver answers with an ACK' },
   { reason: 'TCP_OLD_ACK', kind: 'housekeeping', why: 'an ACK older than one already processed (reordered or duplicate ACK); it carries nothing new' },
   { reason: 'TCP_TOO_OLD_ACK', kind: 'housekeeping', why: 'an ACK for data acknowledged long ago (a late duplicate); it carries nothing new' },
