@@ -20,8 +20,8 @@ describe('DropPlacement', () => {
   });
   it('holds a drop until a connect tells its side, or for holdMs, then places it on its remote side', () => {
     const p = new DropPlacement<string>({ holdMs: 1000 });
-    expect(p.add('10.0.0.1', '10.0.0.2', 'R', 100, 1, 1500)).toBeNull();
-    expect(p.add('10.0.0.1', '10.0.0.2', 'R', 150, 1, 60)).toBeNull();
+    expect(p.add('10.0.0.1', '10.0.0.2', 'R', 100, 1, null, 1500)).toBeNull();
+    expect(p.add('10.0.0.1', '10.0.0.2', 'R', 150, 1, null, 60)).toBeNull();
     expect(p.add('10.0.0.9', '10.0.0.8', 'R', 150)).toBeNull();
     p.connectedTo('10.0.0.2');
     expect(p.flush(200)).toEqual([{ destination: '10.0.0.2', tag: 'R', count: 2, bytes: 1560, time: 100 }]);
