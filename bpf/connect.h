@@ -15,6 +15,7 @@ enum connect_flags {
 	CONNECT_RST_RECEIVED = 1,   /* tcp:tcp_receive_reset while in SYN_SENT (refused) */
 	CONNECT_BEFORE_SYN = 2,     /* connect() returned an error before the socket left CLOSE (no route, ...) */
 	CONNECT_ERROR_REPORTED = 4, /* err came from sock:inet_sk_error_report, not sk_err at close */
+	CONNECT_IN_SYSCALL = 8,     /* failed inside connect() after SYN_SENT but before any SYN (no local port): errno from its exit */
 };
 
 struct connect_event {
@@ -33,6 +34,9 @@ struct connect_event {
 	__u8 kind;          /* enum connect_kind */
 	__u8 flags;         /* enum connect_flags */
 	char comm[NETBPF_COMM_LEN];
+	__u16 ports_low;    /* the namespace's net.ipv4.ip_local_port_range, for a failure inside connect() (EADDRNOTAVAIL) */
+	__u16 ports_high;
+	__u32 pad;          /* explicit: no implicit padding, every byte written */
 };
 
 #endif

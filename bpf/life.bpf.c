@@ -112,6 +112,24 @@ static __always_inline void emit(const struct sock *sk, const struct birth *b, _
 	submit_event(e);
 }
 
+/* RCV_SHUTDOWN | SEND_SHUTDOWN (include/net/sock.h): what close() sets before it tears the connection down. */
+#define NB_SHUTDOWN_MASK 3
+
+/* Inside its owner's close() (both directions shut down) with received bytes not read: __tcp_close() counts them
+ * (the peer's FIN aside), moves the socket to CLOSE and then sends a RST (TCPAbortOnClose). copied_seq is not
+ * advanced when close() frees the unread data, so rcv_nxt - copied_seq still shows it here. */
+static __always_inline bool closed_with_unread_data(const struct sock *sk)
+{
+	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) != NB_SHUTDOWN_MASK)
+		return false;
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u32 unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
+	/* A FIN received and not read by the application takes one sequence number but is no data. */
+	if (unread && BPF_CORE_READ(sk, __sk_common.skc_flags) & (1ULL << bpf_core_enum_value(enum sock_flags, SOCK_DONE)))
+		unread--;
+	return unread > 0;
+}
+
 static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate)
 {
 	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
@@ -148,6 +166,14 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 		return 0;
 	}
 	if (newstate == TCP_CLOSE) {
+		/* A close() with received data unread resets the connection, but the kernel moves the socket to CLOSE
+		 * first and sends the RST after (tcp:tcp_send_reset comes too late for this record): decide it here,
+		 * by the condition __tcp_close() itself tests. */
+		if ((oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT) && closed_with_unread_data(sk)) {
+			b->flags |= LIFE_RST_SENT | LIFE_RST_UNREAD;
+			if (b->owner_source == LIFE_OWNER_NONE)
+				capture_owner(b, LIFE_OWNER_CLOSE);
+		}
 		emit(sk, b, LIFE_CLOSED, oldstate, now);
 		bpf_map_delete_elem(&births, &key);
 	}

@@ -30,6 +30,7 @@ enum life_flags {
 	LIFE_RST_SENT = 1,     /* tcp:tcp_send_reset for this socket */
 	LIFE_RST_RECEIVED = 2, /* tcp:tcp_receive_reset for this socket */
 	LIFE_FIN_RECEIVED = 4, /* SOCK_DONE at close: the peer's FIN was received (counted in bytes_received) */
+	LIFE_RST_UNREAD = 8,   /* closed by its owner with received data unread: the kernel resets it (TCPAbortOnClose) */
 };
 
 struct life_event {

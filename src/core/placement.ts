@@ -20,7 +20,7 @@ export interface PlacedDrops<T> {
   /** What the caller attached to the drop (e.g. its reason), passed through. */
   tag: T;
   count: number;
-  /** Their bytes (as the caller gave them; 0 when not given). */
+  /** Their bytes (0 when the caller does not give them). */
   bytes: number;
   /** Time of the first of them (the caller's clock, ms). */
   time: number;
@@ -39,6 +39,11 @@ export class DropPlacement<T> {
     if (this.destinations.size < (this.opts.maxDestinations ?? 65536)) this.destinations.add(destination);
   }
 
+  /** Whether a connect to this destination key was seen (e.g. to place a reset this host sent as a server). */
+  isDestination(destination: string): boolean {
+    return this.destinations.has(destination);
+  }
+
   /** The destination of a drop now, or null while it must wait. */
   private decide(remote: string, local: string | null, expired: boolean): string | null {
     if (local !== null && this.destinations.has(local) && !this.destinations.has(remote)) return local;
@@ -47,9 +52,9 @@ export class DropPlacement<T> {
   }
 
   /**
-   * Takes `count` drops (`bytes` in all) between `remote` and `local` (destination keys, local null when unknown) at `time`; `server`
-   * when the packet itself says which side is the server. Returns them placed at once, or null when they wait for
-   * flush(). Past maxPending waiting groups, drops are placed now.
+   * Takes `count` drops between `remote` and `local` (destination keys, local null when unknown) at `time`; `server`
+   * when the packet itself says which side is the server; `bytes` their length (carried through). Returns them
+   * placed at once, or null when they wait for flush(). Past maxPending waiting groups, drops are placed now.
    */
   add(remote: string, local: string | null, tag: T, time: number, count = 1, server: 'remote' | 'local' | null = null, bytes = 0): PlacedDrops<T> | null {
     if (server === 'local' && local !== null) return { destination: local, tag, count, bytes, time };
@@ -59,8 +64,10 @@ export class DropPlacement<T> {
     if (destination !== null) return { destination, tag, count, bytes, time };
     const k = `${remote}\u0000${local ?? ''}\u0000${String(tag)}`;
     const p = this.pending.get(k);
-    if (p) { p.count += count; p.bytes += bytes; }
-    else this.pending.set(k, { remote, local, tag, time, count, bytes });
+    if (p) {
+      p.count += count;
+      p.bytes += bytes;
+    } else this.pending.set(k, { remote, local, tag, time, count, bytes });
     return null;
   }
 

@@ -20,13 +20,18 @@ describe('DropPlacement', () => {
   });
   it('holds a drop until a connect tells its side, or for holdMs, then places it on its remote side, with its bytes', () => {
     const p = new DropPlacement<string>({ holdMs: 1000 });
-    expect(p.add('10.0.0.1', '10.0.0.2', 'R', 100, 1, null, 60)).toBeNull();
-    expect(p.add('10.0.0.1', '10.0.0.2', 'R', 150, 1, null, 1500)).toBeNull();
+    expect(p.add('10.0.0.1', '10.0.0.2', 'R', 100, 1, null, 1500)).toBeNull();
+    expect(p.add('10.0.0.1', '10.0.0.2', 'R', 150, 1, null, 60)).toBeNull();
     expect(p.add('10.0.0.9', '10.0.0.8', 'R', 150)).toBeNull();
     p.connectedTo('10.0.0.2');
     expect(p.flush(200)).toEqual([{ destination: '10.0.0.2', tag: 'R', count: 2, bytes: 1560, time: 100 }]);
     expect(p.flush(1149)).toEqual([]);
     expect(p.flush(1150)).toEqual([{ destination: '10.0.0.9', tag: 'R', count: 1, bytes: 0, time: 150 }]);
+  });
+  it('says which keys are connect destinations (where a reset sent by a server on this host belongs)', () => {
+    const p = new DropPlacement<string>();
+    p.connectedTo('10.0.0.2:80');
+    expect([p.isDestination('10.0.0.2:80'), p.isDestination('10.0.0.1')]).toEqual([true, false]);
   });
   it('places a drop whose packet names the server (SYN, SYN-ACK) on that side at once', () => {
     const p = new DropPlacement<string>();

@@ -4,8 +4,8 @@ import type { Layout } from '../../core/record.js';
 /** struct connect_event: byte offset and size of each field; stride steps its copies in a per-CPU map value. */
 export const CONNECT_EVENT_LAYOUT = {
   struct: 'connect_event',
-  size: 96,
-  stride: 96,
+  size: 104,
+  stride: 104,
   fields: {
     ts_ns: [0, 8],
     start_ns: [8, 8],
@@ -22,6 +22,9 @@ export const CONNECT_EVENT_LAYOUT = {
     kind: [78, 1],
     flags: [79, 1],
     comm: [80, 16],
+    ports_low: [96, 2],
+    ports_high: [98, 2],
+    pad: [100, 4],
   },
   arrays: {
     saddr: [1, 16],
@@ -35,6 +38,7 @@ export const CONNECT_FLAGS = {
   CONNECT_RST_RECEIVED: 1,
   CONNECT_BEFORE_SYN: 2,
   CONNECT_ERROR_REPORTED: 4,
+  CONNECT_IN_SYSCALL: 8,
 } as const;
 
 /** enum connect_kind. */

@@ -54,6 +54,7 @@ export const LIFE_FLAGS = {
   LIFE_RST_SENT: 1,
   LIFE_RST_RECEIVED: 2,
   LIFE_FIN_RECEIVED: 4,
+  LIFE_RST_UNREAD: 8,
 } as const;
 
 /** enum life_kind. */

@@ -1,13 +1,15 @@
 /** netbpf top, the session: runs the tools top correlates and feeds one TopAggregator. */
 import type { FilterOptions } from '../../core/filters.js';
-import type { DiagnosisThresholds } from '../../core/diagnosis.js';
+import type { DiagnosisThresholds } from '../../core/diagnosis/index.js';
 import type { StartInfo, Trace, TraceCounters } from '../../core/trace.js';
 import { connect, type ConnectEvent } from '../connect/index.js';
 import { conntrack, type ConntrackEvent } from '../conntrack/index.js';
 import { drops, type DropEvent } from '../drops/index.js';
 import { life, type LifeEvent } from '../life/index.js';
 import { retrans, type RetransEvent } from '../retrans/index.js';
+import { SocketReader } from '../sockets/index.js';
 import { TopAggregator, type TopSummary } from './aggregator.js';
+import { HostEvidenceCollector } from './host.js';
 import type { GroupBy } from './group-by.js';
 
 export interface TopOptions extends FilterOptions {
@@ -18,6 +20,9 @@ export interface TopOptions extends FilterOptions {
   conntrack?: boolean;
   /** Network namespaces whose conntrack tables to watch (as `netbpf conntrack --netns`). Default: this one. */
   conntrackNetns?: string[];
+  /** Read every process's TCP sockets each interval (listener overflows, CLOSE_WAIT leaks, stalled windows) with
+   * a BPF iterator. Default true. */
+  sockets?: boolean;
   maxDestinations?: number;
   historyLength?: number;
   thresholds?: DiagnosisThresholds;
@@ -38,6 +43,8 @@ export class TopSession {
   readonly traces: Array<{ name: TopToolName; trace: Trace<unknown> }> = [];
   private readonly listeners: Array<(tool: TopToolName, events: unknown[]) => void> = [];
   private running: TopToolName[] = [];
+  /** Host evidence (sockets, conntrack of namespaces where a netfilter hook dropped), read at each snapshot. */
+  readonly host: HostEvidenceCollector;
 
   constructor(opts: TopOptions = {}) {
     this.aggregator = new TopAggregator({ by: opts.by, maxDestinations: opts.maxDestinations, historyLength: opts.historyLength, thresholds: opts.thresholds, containerOf: opts.containerOf, conntrack: !!opts.conntrack });
@@ -49,6 +56,7 @@ export class TopSession {
     this.add('connect', connect(common), (e: ConnectEvent) => a.addConnect(e));
     if (opts.life !== false) this.add('life', life(common), (e: LifeEvent) => a.addLife(e));
     if (opts.conntrack) this.add('conntrack', conntrack({ ...common, netns: opts.conntrackNetns }), (e: ConntrackEvent) => a.addConntrack(e));
+    this.host = new HostEvidenceCollector(opts.sockets === false ? null : new SocketReader(filters));
   }
 
   private add<E>(name: TopToolName, trace: Trace<E>, feed: (e: E) => void): void {
@@ -79,6 +87,7 @@ export class TopSession {
       }
     }
     if (!this.running.length) throw firstError;
+    this.host.start();
     return info;
   }
 
@@ -94,12 +103,15 @@ export class TopSession {
     return out;
   }
 
+  /** Rows and diagnoses now, with the host evidence read at this moment. */
   snapshot(): TopSummary {
-    return this.aggregator.snapshot();
+    this.host.update(this.aggregator.hookDropNetns());
+    return this.aggregator.snapshot(this.host.evidence(), this.host.socketsError);
   }
 
   async stop(): Promise<void> {
     await Promise.all(this.traces.map(({ trace }) => trace.stop()));
+    this.host.close();
   }
 }
 
