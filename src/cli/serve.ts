@@ -3,6 +3,7 @@ import { Command } from 'commander';
 import { usageError } from '../core/errors.js';
 import { parseListenAddress, PrometheusExporter } from '../tools/prometheus/index.js';
 import { parseGroupBy, top } from '../tools/top/index.js';
+import { SocketReader } from '../tools/sockets/index.js';
 import type { TraceCounters } from '../core/trace.js';
 import { reportStart, sessionCountersLine, untilStopped } from './run.js';
 import { addCgroupRootOption, containerResolver, type ContainerCliOptions } from './containers.js';
@@ -17,6 +18,8 @@ interface ServeCliOptions extends CommonCliOptions, ContainerCliOptions {
   linger?: string;
   conntrack?: boolean;
   netns?: string[];
+  diagnosisWindow: string;
+  sockets: boolean;
   life: boolean;
 }
 
@@ -32,6 +35,8 @@ export function serveCommand(): Command {
     .option('--conntrack', 'also trace conntrack entries and export table pressure')
     .option('--netns <ns>', 'with --conntrack: network namespace whose table to watch (a PID, a namespace file, an ip netns name, or "all"; repeatable; default: this one)', (v: string, prev: string[] = []) => [...prev, v])
     .option('--no-life', 'do not trace connection lifetimes')
+    .option('--diagnosis-window <seconds>', 'publish what top would diagnose over windows this long (netbpf_diagnosis; 0: none)', '60')
+    .option('--no-sockets', 'no socket iterator for the diagnoses (listener overflows, CLOSE_WAIT leaks, stalled windows)')
     .option('-w, --container', 'add a container label (cgroup id -> container id)');
   addCgroupRootOption(cmd);
   addCommonOptions(cmd);
@@ -47,13 +52,17 @@ async function runServe(o: ServeCliOptions): Promise<number> {
   const maxSeries = positiveNumber(o.maxSeries, '--max-series', { integer: true })!;
   const evictIdleS = positiveNumber(o.evictIdle, '--evict-idle', { allowZero: true })!;
   const scrapeS = positiveNumber(o.scrapeInterval, '--scrape-interval', { allowZero: true })!;
+  const windowS = positiveNumber(o.diagnosisWindow, '--diagnosis-window', { allowZero: true })!;
   const lingerS = positiveNumber(o.linger, '--linger', { allowZero: true }) ?? scrapeS;
   const by = parseGroupBy(o.by);
   const containers = containerResolver('serve', o);
   const containerOf = containers ? (id: number) => containers.containerOf(id) : undefined;
   if (o.netns && !o.conntrack) throw usageError('--netns names the conntrack tables to watch: give --conntrack too');
-  const session = top({ ...filterOptions(o), by, life: o.life, conntrack: !!o.conntrack, conntrackNetns: o.netns, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf });
-  const exporter = new PrometheusExporter(session, { maxSeries, evictIdleMs: evictIdleS * 1000, scrapeIntervalMs: scrapeS * 1000, by, containerOf }).attach();
+  const filters = filterOptions(o);
+  // The exporter diagnoses over windows with its own socket reader; the session's run-long host evidence is for top.
+  const session = top({ ...filters, by, life: o.life, conntrack: !!o.conntrack, conntrackNetns: o.netns, sockets: false, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf });
+  const sockets = o.sockets && windowS > 0 ? new SocketReader(filters) : null;
+  const exporter = new PrometheusExporter(session, { maxSeries, evictIdleMs: evictIdleS * 1000, scrapeIntervalMs: scrapeS * 1000, diagnosisWindowMs: windowS * 1000, sockets, by, containerOf }).attach();
   // Listen first: the port must be known to tell scrapes from traffic, and a taken port fails before any loading.
   let bound: { host: string; port: number };
   try {
@@ -73,6 +82,7 @@ async function runServe(o: ServeCliOptions): Promise<number> {
     const info = await session.start();
     for (const [tool, i] of Object.entries(info)) reportStart(`serve/${tool}`, i, false);
     exporter.started(info);
+    if (exporter.socketsError) process.stderr.write(`netbpf serve: diagnoses without socket evidence (listeners, CLOSE_WAIT, windows): ${exporter.socketsError}\n`);
     const host = bound.host.includes(':') ? `[${bound.host}]` : bound.host;
     process.stderr.write(`netbpf serve: Prometheus metrics on http://${host}:${bound.port}/metrics\n`);
     await ended;

@@ -44,6 +44,11 @@ export class DropPlacement<T> {
     return this.destinations.has(destination);
   }
 
+  /** Every destination a connect was seen to (e.g. to start another placement with what this one knows). */
+  knownDestinations(): IterableIterator<string> {
+    return this.destinations.values();
+  }
+
   /** The destination of a drop now, or null while it must wait. */
   private decide(remote: string, local: string | null, expired: boolean): string | null {
     if (local !== null && this.destinations.has(local) && !this.destinations.has(remote)) return local;

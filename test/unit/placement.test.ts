@@ -70,7 +70,7 @@ describe('top and the Prometheus exporter place the same drop against the same d
     const top = new TopAggregator({ now: () => now + 10_000 });
     const listeners: Array<(tool: TopToolName, events: unknown[]) => void> = [];
     const session = { aggregator: top, onEvents: (l: (tool: TopToolName, e: unknown[]) => void) => { listeners.push(l); return session; }, counters: () => ({}) } as unknown as TopSession;
-    const exporter = new PrometheusExporter(session, { processMetrics: false, scrapeIntervalMs: 0 }).attach();
+    const exporter = new PrometheusExporter(session, { processMetrics: false, scrapeIntervalMs: 0, sockets: null }).attach();
     for (const [tool, e] of events) {
       if (tool === 'connect') top.addConnect(e);
       else top.addDrop(e);

@@ -7,10 +7,13 @@
  */
 import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { NetbpfMetrics, PrometheusExporter } from '../../src/tools/prometheus/index.js';
-import type { TopSession } from '../../src/tools/top/index.js';
+import type { TopRow, TopSession } from '../../src/tools/top/index.js';
+import { DIAGNOSIS_CODES, noHostEvidence, type Diagnosis, type DiagnosisCode } from '../../src/core/diagnosis/index.js';
 import { hasCommand } from '../helpers.js';
-import { dashboard, dashboardTargets, exampleConfigFile, metricNames, rules, rulesFile, rulesTestFile, substitute } from '../prometheus-files.js';
+import { dashboard, dashboardFile, dashboardTargets, exampleConfigFile, metricNames, repoRoot, rules, rulesFile, rulesTestFile, substitute } from '../prometheus-files.js';
 
 function promtool(args: string[], input?: string): { status: number | null; out: string } {
   if (!hasCommand('promtool')) throw new Error('promtool is required (apt-get install prometheus; scripts/setup.sh installs it)');
@@ -21,7 +24,7 @@ function promtool(args: string[], input?: string): { status: number | null; out:
 /** An exporter whose every netbpf family has a series, as text. */
 async function fullExposition(): Promise<string> {
   const session = { aggregator: { by: { kind: 'endpoint' } }, onEvents: () => session, counters: () => ({ retrans: { events: 5, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0 }, conntrack: { events: 1, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0, sourceLost: 0 } }) } as unknown as TopSession;
-  const exporter = new PrometheusExporter(session, { scrapeIntervalMs: 0, containerOf: () => 'c0ffee' });
+  const exporter = new PrometheusExporter(session, { scrapeIntervalMs: 0, containerOf: () => 'c0ffee', sockets: null });
   const m = exporter.series;
   m.connect('10.0.0.2:443', 'ok', 'c0ffee', 250);
   m.connect('[fd00::2]:80', 'refused', null);
@@ -32,6 +35,8 @@ async function fullExposition(): Promise<string> {
   m.purges(1);
   m.closed('10.0.0.2:443', 'fin', null, 12, 300);
   m.conntrack([{ netns: 4026531840, name: null, count: 10, max: 262144, drop: 0, earlyDrop: 0, insertFailed: 0, invalid: 2 }]);
+  const diagnosis = (code: DiagnosisCode, subject: string): Diagnosis => ({ code, subject, severity: 'critical', confidence: 'high', text: '', action: '', evidence: [], explains: 2 });
+  m.diagnoses({ rows: [{ key: '[fd00::2]:80', diagnoses: [diagnosis('refused', '[fd00::2]:80')] } as TopRow], host: { diagnoses: [diagnosis('close-wait-leak', 'srv (pid 7)')], evidence: noHostEvidence(), unavailable: null } });
   exporter.started({ retrans: { hooks: [{ feature: 'retransmits', hook: 'tp_btf/tcp_retransmit_skb', program: 'p', programs: ['p'], skipped: [] }, { feature: 'x', hook: null, program: null, programs: [], skipped: ['a: no'], unavailable: 'kernel' }], startupMs: 1 }, conntrack: { error: 'no' } });
   const text = await exporter.metrics();
   await exporter.close();
@@ -57,6 +62,15 @@ describe('Prometheus rules (deploy/prometheus/netbpf-rules.yml)', () => {
     expect(r.status, r.out).toBe(0);
   });
 
+  it('alert on every diagnosis code top\'s engine has, one alert per code, with the engine\'s severity', () => {
+    const byCode = new Map<string, string[]>();
+    for (const r of rules()) for (const m of r.expr.matchAll(/netbpf_(?:host_)?diagnosis\{code="([^"]+)"\}/g)) byCode.set(m[1], [...new Set([...(byCode.get(m[1]) ?? []), r.alert!])]);
+    expect([...byCode.keys()].sort()).toEqual([...DIAGNOSIS_CODES].sort());
+    for (const [code, alerts] of byCode) expect(alerts, code).toHaveLength(1);
+    // The severity is the engine's (a label of the series), never overridden by the rule.
+    for (const r of rules()) if (/netbpf_(host_)?diagnosis\{/.test(r.expr)) expect(r.labels?.severity, r.alert).toBeUndefined();
+  });
+
   it('read only series the exporter makes, and every alert has a severity, a summary and a description', async () => {
     expect(metricNames('sum without (kind) (rate(netbpf_a_total{kind!~"syn|synack"}[5m])) / on (instance) (sum by (d) (rate(b:c[1m])) > 0.01) unless max(d)')).toEqual(['netbpf_a_total', 'b:c', 'd']);
     const known = knownNames(await fullExposition());
@@ -64,7 +78,7 @@ describe('Prometheus rules (deploy/prometheus/netbpf-rules.yml)', () => {
       for (const name of metricNames(rule.expr)) expect(known.has(name), `${rule.alert ?? rule.record} reads ${name}`).toBe(true);
       if (rule.alert) {
         expect(rule.alert).toMatch(/^Netbpf[A-Z]\w+$/);
-        expect(['critical', 'warning', 'info']).toContain(rule.labels?.severity);
+        if (!/netbpf_(host_)?diagnosis\{/.test(rule.expr)) expect(['critical', 'warning', 'info']).toContain(rule.labels?.severity);
         expect(rule.annotations?.summary).toBeTruthy();
         expect(rule.annotations?.description).toBeTruthy();
       }
@@ -124,11 +138,19 @@ describe('the exporter\'s exposition', () => {
       'netbpf_conntrack_stat_early_drop_total counter netns,netns_name',
       'netbpf_conntrack_stat_insert_failed_total counter netns,netns_name',
       'netbpf_conntrack_stat_invalid_total counter netns,netns_name',
+      'netbpf_diagnosis gauge destination,code,severity,confidence',
+      'netbpf_host_diagnosis gauge code,subject,severity,confidence',
     ]);
   });
 });
 
 describe('Grafana dashboard (deploy/grafana/netbpf-dashboard.json)', () => {
+  it('is what scripts/gen-dashboard.py writes (regenerate it there)', () => {
+    const r = spawnSync('python3', [join(repoRoot, 'scripts/gen-dashboard.py')], { encoding: 'utf8' });
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toBe(readFileSync(dashboardFile, 'utf8'));
+  });
+
   it('is one dashboard with unique panel ids, a Prometheus datasource variable, and panels that do not overlap', () => {
     const d = dashboard();
     expect(d.uid).toBe('netbpf-tcp');

@@ -2,7 +2,7 @@
  * endpoint labels, the scrape connections left out, sent segments as OutSegs counts them, and the listen address. */
 import { describe, expect, it } from 'vitest';
 import { statSync } from 'node:fs';
-import { LabelSlots, NetbpfMetrics, parseListenAddress, PrometheusExporter, ScrapeTraffic, SeriesRegistry, ZeroHold } from '../../src/tools/prometheus/index.js';
+import { DiagnosisWindow, LabelSlots, NetbpfMetrics, parseListenAddress, PrometheusExporter, ScrapeTraffic, SeriesRegistry, ZeroHold } from '../../src/tools/prometheus/index.js';
 import type { TopSession, TopToolName } from '../../src/tools/top/index.js';
 import type { ConnectEvent } from '../../src/tools/connect/index.js';
 import type { LifeEvent } from '../../src/tools/life/index.js';
@@ -123,6 +123,23 @@ describe('netbpf metrics', () => {
   });
 });
 
+describe('diagnoses', () => {
+  it('are what top\'s engine says about each window, published when it closes; an empty window clears them', () => {
+    const m = new NetbpfMetrics({ by: { kind: 'endpoint' }, holdMs: 0 });
+    const w = new DiagnosisWindow({ by: { kind: 'endpoint' }, sockets: null });
+    const refused: ConnectEvent = { ...base, type: 'failed', failure: 'refused', err: 111, error: 'ECONNREFUSED', elapsedUs: 80, rstReceived: true, beforeSyn: false, localPorts: null, synRetrans: 0 };
+    w.addConnect(refused);
+    w.addConnect({ ...refused, sport: 40001, connId: 8 });
+    m.diagnoses(w.close());
+    const s = samples(m.series.expose());
+    const key = Object.keys(s).find((k) => k.startsWith('netbpf_diagnosis{'));
+    expect(key).toMatch(/^netbpf_diagnosis\{destination="10\.0\.0\.2:80",address="10\.0\.0\.2",port="80",code="refused",severity="critical",confidence="(high|medium)"\}$/);
+    expect(s[key!]).toBe(2);
+    m.diagnoses(w.close());
+    expect(Object.keys(samples(m.series.expose())).filter((k) => k.includes('diagnosis'))).toEqual([]);
+  });
+});
+
 describe('conntrack table pressure', () => {
   it('is exported per watched namespace, and a namespace no longer watched takes its series with it', () => {
     const m = new NetbpfMetrics({ by: { kind: 'addr' }, holdMs: 0 });
@@ -169,7 +186,7 @@ const drop = (direction: 'received' | 'sent', len: number): DropEvent => ({
 async function exporterFor(batches: Array<[TopToolName, unknown[]]>, dropHoldMs = 0): Promise<Record<string, number>> {
   const listeners: Array<(tool: TopToolName, events: unknown[]) => void> = [];
   const session = { aggregator: { by: { kind: 'addr' } }, onEvents: (l: (tool: TopToolName, e: unknown[]) => void) => { listeners.push(l); return session; }, counters: () => ({}) } as unknown as TopSession;
-  const exporter = new PrometheusExporter(session, { processMetrics: false, scrapeIntervalMs: 0, dropHoldMs }).attach();
+  const exporter = new PrometheusExporter(session, { processMetrics: false, scrapeIntervalMs: 0, dropHoldMs, sockets: null }).attach();
   for (const [tool, events] of batches) for (const l of listeners) l(tool, events);
   await exporter.close();
   return samples(await exporter.metrics());
@@ -213,7 +230,7 @@ describe('the event feed', () => {
     // The accepted side of a scrape: local port = the exporter's (found after listen: port 0 is chosen by the kernel).
     const listeners: Array<(tool: TopToolName, events: unknown[]) => void> = [];
     const session = { aggregator: { by: { kind: 'addr' } }, onEvents: (l: (tool: TopToolName, e: unknown[]) => void) => { listeners.push(l); return session; }, counters: () => ({}) } as unknown as TopSession;
-    const exporter = new PrometheusExporter(session, { processMetrics: false, scrapeIntervalMs: 0 }).attach();
+    const exporter = new PrometheusExporter(session, { processMetrics: false, scrapeIntervalMs: 0, sockets: null }).attach();
     const { port } = await exporter.listen('127.0.0.1', 0);
     const scrapeAccepted = closed(0, 4, { direction: 'accept', netns, saddr: '127.0.0.1', sport: port, daddr: '127.0.0.1', dport: 50123 });
     const scrapeConnect: ConnectEvent = { ...established, netns, saddr: '127.0.0.1', sport: 50123, daddr: '127.0.0.1', dport: port };

@@ -1,7 +1,8 @@
 /**
  * Feeds the exporter's series from a top session's events: connect outcomes and latency, retransmitted and sent
  * segments, drops placed by the rule top uses (core/placement.ts), and connection ends (bytes, lifetime, RTT).
- * The exporter's own scrape connections are left out (scrape-traffic.ts).
+ * The exporter's own scrape connections are left out (scrape-traffic.ts); the rest also goes to the diagnosis
+ * window (diagnoses.ts).
  */
 import { DropPlacement } from '../../core/placement.js';
 import { RetransRatio } from '../../core/retrans-ratio.js';
@@ -12,6 +13,8 @@ import { countedByKernel, type RetransEvent } from '../retrans/index.js';
 import { connectionKey, destinationKey, type GroupBy, type TopToolName } from '../top/index.js';
 import { UNKNOWN_DESTINATION, type Direction, type NetbpfMetrics } from './metrics.js';
 import type { ScrapeTraffic } from './scrape-traffic.js';
+import type { DiagnosisWindow } from './diagnoses.js';
+import type { ConntrackEvent } from '../conntrack/index.js';
 
 /** Most open connections whose sent-segment counts are followed between records (the rest count at close). */
 const MAX_FOLLOWED_CONNECTIONS = 65536;
@@ -33,6 +36,8 @@ export interface EventFeedOptions {
 export class EventFeed {
   /** The exporter's own scrape connections, once it listens. */
   scrapes: ScrapeTraffic | null = null;
+  /** Where the events (scrapes left out) also go to be diagnosed, when the exporter diagnoses. */
+  window: DiagnosisWindow | null = null;
   private readonly by: GroupBy;
   private readonly containerOf?: (cgroupId: number) => string | null;
   /** Which destination each drop counts for; tagged "reason\0direction". */
@@ -52,6 +57,7 @@ export class EventFeed {
     else if (tool === 'retrans') for (const e of events as RetransEvent[]) this.retrans(e);
     else if (tool === 'drops') for (const e of events as DropEvent[]) this.drop(e);
     else if (tool === 'life') for (const e of events as LifeEvent[]) this.life(e);
+    else if (tool === 'conntrack' && this.window) for (const e of events as ConntrackEvent[]) this.window.addConntrack(e);
   }
 
   private container(cgroupId: number): string | null {
@@ -64,6 +70,7 @@ export class EventFeed {
 
   private connect(e: ConnectEvent): void {
     if (this.isScrape(e.netns, e.sport, e.daddr, e.dport)) return;
+    this.window?.addConnect(e);
     const key = destinationKey(this.by, e.daddr, e.dport);
     this.placement.connectedTo(key);
     if (e.type === 'established') this.m.connect(key, 'ok', this.container(e.cgroupId), e.latencyUs);
@@ -72,6 +79,7 @@ export class EventFeed {
 
   private retrans(e: RetransEvent): void {
     if (this.isScrape(e.netns, e.sport, e.daddr, e.dport)) return;
+    this.window?.addRetrans(e);
     const key = destinationKey(this.by, e.daddr, e.dport);
     const c = this.container(e.cgroupId);
     // As RetransSegs: a retransmit the kernel abandoned before sending is not counted there either.
@@ -82,6 +90,7 @@ export class EventFeed {
 
   private life(e: LifeEvent): void {
     if (this.isScrape(e.netns, e.sport, e.daddr, e.dport)) return;
+    this.window?.addLife(e);
     const key = connectionKey(this.by, e.direction, e.daddr, e.sport, e.dport);
     const c = this.container(e.cgroupId);
     if (e.type === 'established') {
@@ -99,9 +108,10 @@ export class EventFeed {
 
   /** A drop counts for the destination core/placement.ts's rule gives it (shared with top). */
   private drop(e: DropEvent): void {
-    if (e.category === 'purge') { this.m.purges(1); return; }
+    if (e.category === 'purge') { this.m.purges(1); this.window?.addDrop(e); return; }
     const sides = dropSides(e);
     if (this.isScrape(e.netns, sides.local?.port ?? null, sides.remote?.addr ?? null, sides.remote?.port ?? null)) return;
+    this.window?.addDrop(e);
     if (sides.remote === null) { this.m.drops(UNKNOWN_DESTINATION, e.reason, e.direction, 1, e.len); return; }
     const local = sides.local === null ? null : destinationKey(this.by, sides.local.addr, sides.local.port);
     const placed = this.placement.add(destinationKey(this.by, sides.remote.addr, sides.remote.port), local, `${e.reason}\u0000${e.direction}`, e.time, 1, sides.server, e.len);
@@ -111,6 +121,11 @@ export class EventFeed {
   private countDrops(destination: string, tag: string, count: number, bytes: number): void {
     const [reason, direction] = tag.split('\u0000');
     this.m.drops(destination, reason, direction as Direction, count, bytes);
+  }
+
+  /** Destinations connects were seen to (for the diagnosis windows' placement). */
+  knownDestinations(): Iterable<string> {
+    return this.placement.knownDestinations();
   }
 
   /** Counts the drops whose destination is known by now (all of them with force). */

@@ -2,7 +2,8 @@
  * A Prometheus exporter over a TopSession: netbpf's series (metrics.ts, fed by event-feed.ts) and the process
  * metrics of prom-client, served over HTTP. Per-destination labels are bounded and stay useful over days
  * (label-slots.ts), new series start at zero (series.ts), the exporter's own scrape connections are not
- * destinations (scrape-traffic.ts), and at shutdown the final values stay served for a last scrape (finish()).
+ * destinations (scrape-traffic.ts), top's diagnoses are published per window (diagnoses.ts), and at shutdown the
+ * final values stay served for a last scrape (finish()).
  */
 import { createServer, type Server } from 'node:http';
 import { readFileSync } from 'node:fs';
@@ -12,8 +13,11 @@ import { collectDefaultMetrics, Registry } from 'prom-client';
 import { packageRoot } from '../../core/addon.js';
 import { usageError } from '../../core/errors.js';
 import { ConntrackTrace } from '../conntrack/index.js';
-import type { GroupBy, TopSession, TopStartInfo } from '../top/index.js';
+import type { GroupBy, SocketSource, TopSession, TopStartInfo } from '../top/index.js';
 import { EventFeed } from './event-feed.js';
+import { DiagnosisWindow } from './diagnoses.js';
+import { SocketReader } from '../sockets/index.js';
+import type { DiagnosisThresholds } from '../../core/diagnosis/index.js';
 import { NetbpfMetrics } from './metrics.js';
 import { ownNetns, ScrapeTraffic } from './scrape-traffic.js';
 
@@ -33,7 +37,17 @@ export interface PrometheusExporterOptions {
   scrapeIntervalMs?: number;
   /** Process metrics (CPU, memory, file descriptors, event loop lag, heap, GC). Default true. */
   processMetrics?: boolean;
+  /** Diagnoses (netbpf_diagnosis, netbpf_host_diagnosis) over windows of this length, ms; 0: none. Default 60 s. */
+  diagnosisWindowMs?: number;
+  /** Where the diagnoses' host evidence reads sockets (listeners, CLOSE_WAIT, stalled windows): a SocketReader
+   * (opened and closed by the exporter), or null for none. Default: a SocketReader without filters. */
+  sockets?: SocketSource | null;
+  /** Diagnosis thresholds (as for top). */
+  thresholds?: DiagnosisThresholds;
 }
+
+/** How often host evidence is read within a diagnosis window at most, ms (a stalled window needs several readings). */
+const HOST_READ_MS = 5000;
 
 /** prom-client's default metrics that `promtool check metrics` rejects: gauges named _total (their labelled
  * siblings carry the same numbers by type; sum() gives the totals). */
@@ -54,11 +68,21 @@ export class PrometheusExporter {
   private readonly feed: EventFeed;
   private server: Server | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
+  private readonly window: DiagnosisWindow | null;
+  private readonly windowMs: number;
+  private readonly sockets: SocketSource | null;
+  private windowTimers: NodeJS.Timeout[] = [];
+  /** Why the diagnoses have no socket evidence (the iterator could not load; known after started()), or null. */
+  socketsError: string | null = null;
 
   constructor(private readonly session: TopSession, opts: PrometheusExporterOptions = {}) {
     const by = opts.by ?? session.aggregator.by;
     this.series = new NetbpfMetrics({ by, maxSeries: opts.maxSeries, evictIdleMs: opts.evictIdleMs, holdMs: opts.scrapeIntervalMs, containers: !!opts.containerOf });
     this.feed = new EventFeed(this.series, { by, containerOf: opts.containerOf, dropHoldMs: opts.dropHoldMs });
+    this.windowMs = opts.diagnosisWindowMs ?? 60000;
+    this.sockets = this.windowMs > 0 ? (opts.sockets === undefined ? new SocketReader() : opts.sockets) : null;
+    this.window = this.windowMs > 0 ? new DiagnosisWindow({ by, sockets: this.sockets, thresholds: opts.thresholds, dropHoldMs: opts.dropHoldMs, knownDestinations: () => this.feed.knownDestinations() }) : null;
+    this.feed.window = this.window;
     if (opts.processMetrics !== false) {
       collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
       for (const name of MISNAMED_DEFAULT_METRICS) this.registry.removeSingleMetric(PREFIX + name);
@@ -69,15 +93,37 @@ export class PrometheusExporter {
   attach(): this {
     this.flushTimer = setInterval(() => this.feed.flushDrops(), 250);
     this.flushTimer.unref();
+    const w = this.window;
+    if (w) {
+      this.windowTimers = [
+        setInterval(() => w.tick(), Math.min(HOST_READ_MS, this.windowMs / 4)),
+        setInterval(() => this.series.diagnoses(w.close()), this.windowMs),
+      ];
+      for (const t of this.windowTimers) t.unref();
+    }
     this.session.onEvents((tool, events) => this.feed.add(tool, events));
     return this;
   }
 
   /** What the session started with (netbpf_build_info, netbpf_hook_info, netbpf_tool_up). */
   started(info: TopStartInfo): this {
-    this.series.startInfo(packageVersion(), release(), info);
+    const all: TopStartInfo = { ...info };
+    if (this.sockets instanceof SocketReader) {
+      // The diagnoses' socket iterator: in netbpf_hook_info and netbpf_tool_up like the tools.
+      const feature = 'sockets of every process (listeners, CLOSE_WAIT, windows)';
+      try {
+        this.sockets.open();
+        all.sockets = { hooks: [{ feature, hook: 'iter/task_file', program: 'dump_task_file', programs: ['dump_task_file'], skipped: [] }], startupMs: 0 };
+      } catch (err) {
+        all.sockets = { error: (err as Error).message };
+        this.socketsError = (err as Error).message;
+      }
+    }
+    this.series.startInfo(packageVersion(), release(), all);
+    this.window?.tick(); // host evidence baselines, now that the tools see everything
     return this;
   }
+
 
   /** The metrics in Prometheus text format. */
   async metrics(): Promise<string> {
@@ -124,12 +170,17 @@ export class PrometheusExporter {
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.flushTimer = null;
     this.feed.flushDrops(true);
+    for (const t of this.windowTimers) clearInterval(t);
+    // The last, partial window: its diagnoses (a failure just before the stop) are the ones the last scrape shows.
+    if (this.windowTimers.length && this.window) this.series.diagnoses(this.window.close());
+    this.windowTimers = [];
     this.series.series.hold.released = true;
   }
 
   /** Stops serving (after finish(), which it calls if needed). */
   async close(): Promise<void> {
     this.finish();
+    this.sockets?.close();
     const s = this.server;
     this.server = null;
     if (s) await new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections?.(); });

@@ -5,5 +5,7 @@ export { LabelSlots } from './label-slots.js';
 export { CONNECT_LATENCY_BUCKETS, LIFETIME_BUCKETS, NetbpfMetrics, RTT_BUCKETS, UNKNOWN_DESTINATION } from './metrics.js';
 export type { ConnectResult, NetbpfMetricsOptions } from './metrics.js';
 export { ScrapeTraffic } from './scrape-traffic.js';
+export { DiagnosisWindow } from './diagnoses.js';
+export type { DiagnosisWindowOptions } from './diagnoses.js';
 export { MetricFamily, SeriesRegistry, ZeroHold } from './series.js';
 export type { Log2Buckets, Log2Counts, Observation } from './series.js';

@@ -10,7 +10,7 @@ import type { RetransKind } from '../retrans/index.js';
 import type { FailureClass } from '../connect/index.js';
 import type { CloseReason } from '../life/index.js';
 import type { ConntrackPressure } from '../conntrack/index.js';
-import type { GroupBy } from '../top/index.js';
+import type { GroupBy, TopSummary } from '../top/index.js';
 import { LabelSlots } from './label-slots.js';
 import { SeriesRegistry, ZeroHold, type Log2Buckets, type MetricFamily, type Observation } from './series.js';
 
@@ -74,7 +74,7 @@ export class NetbpfMetrics {
   readonly f: Record<
     'connects' | 'latency' | 'retrans' | 'sent' | 'bytes' | 'drops' | 'droppedBytes' | 'purges' | 'closed' | 'lifetime' | 'rtt' |
     'events' | 'lost' | 'misses' | 'malformed' | 'sourceLost' | 'folded' | 'evicted' | 'buildInfo' | 'hookInfo' | 'toolUp' |
-    'ctEntries' | 'ctLimit' | 'ctDrop' | 'ctEarlyDrop' | 'ctInsertFailed' | 'ctInvalid',
+    'ctEntries' | 'ctLimit' | 'ctDrop' | 'ctEarlyDrop' | 'ctInsertFailed' | 'ctInvalid' | 'diagnosis' | 'hostDiagnosis',
     MetricFamily
   >;
 
@@ -117,6 +117,8 @@ export class NetbpfMetrics {
       ctEarlyDrop: s.counter('netbpf_conntrack_stat_early_drop_total', 'conntrack entries evicted to make room for new ones (table full)', CONNTRACK_LABELS),
       ctInsertFailed: s.counter('netbpf_conntrack_stat_insert_failed_total', 'conntrack entries that could not be inserted (a clash, or the table full at confirm)', CONNTRACK_LABELS),
       ctInvalid: s.counter('netbpf_conntrack_stat_invalid_total', 'Packets conntrack could not track (invalid)', CONNTRACK_LABELS),
+      diagnosis: s.gauge('netbpf_diagnosis', 'What top would diagnose for the destination over the last diagnosis window (code as in docs/top.md); the value is the units of trouble it explains', [...d, 'code', 'severity', 'confidence']),
+      hostDiagnosis: s.gauge('netbpf_host_diagnosis', 'What top would diagnose about this host over the last diagnosis window: a listener, a process, a namespace (subject); the value is the units of trouble it explains', ['code', 'subject', 'severity', 'confidence']),
     };
     this.f.folded.inc([], 0);
     this.f.evicted.inc([], 0);
@@ -205,6 +207,18 @@ export class NetbpfMetrics {
       this.f.ctInsertFailed.set(l, t.insertFailed);
       this.f.ctInvalid.set(l, t.invalid);
     }
+  }
+
+  /** The diagnoses of a window (DiagnosisWindow.close()): they replace the previous window's. */
+  diagnoses(summary: Pick<TopSummary, 'rows' | 'host'>): void {
+    this.f.diagnosis.clear();
+    this.f.hostDiagnosis.clear();
+    for (const row of summary.rows) {
+      if (!row.diagnoses.length) continue;
+      const d = this.dest(row.key);
+      for (const g of row.diagnoses) this.f.diagnosis.set([...d, g.code, g.severity, g.confidence], g.explains);
+    }
+    for (const g of summary.host.diagnoses) this.f.hostDiagnosis.set([g.code, g.subject, g.severity, g.confidence], g.explains);
   }
 
   /** What each tool started with: the hook serving each feature, or why it could not start. */

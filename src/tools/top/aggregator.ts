@@ -138,6 +138,9 @@ export interface TopAggregatorOptions {
   containerOf?: (cgroupId: number) => string | null;
   /** Longest time a drop waits to learn which side is the destination (core/placement.ts), ms. Default DROP_HOLD_MS. */
   dropHoldMs?: number;
+  /** Destinations connects were seen to before this aggregator started (a window of a longer run): drops of their
+   * connections are placed on them at once. */
+  knownDestinations?: Iterable<string>;
   /** Whether conntrack is traced (rows then report entries, else null). */
   conntrack?: boolean;
   now?: () => number;
@@ -163,6 +166,7 @@ export class TopAggregator {
     this.startedAt = this.lastSnapshotAt = this.now();
     this.historyLength = opts.historyLength ?? 30;
     this.placement = new DropPlacement<string>({ holdMs: opts.dropHoldMs });
+    for (const d of opts.knownDestinations ?? []) this.placement.connectedTo(d);
     this.table = new BoundedTable(opts.maxDestinations ?? 4096, (k) => new DestinationStats(k));
   }
 
