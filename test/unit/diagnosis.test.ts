@@ -141,6 +141,15 @@ describe('diagnoses of the classic failures', () => {
     expect(codes(d)).toEqual(['local-firewall']);
   });
 
+  it('conntrack table nearly full: a warning with the count, the limit and the sysctl before anything drops', () => {
+    const near = (count: number) => diagnose({ destinations: [], host: { ...noHostEvidence(), conntrack: [{ netns: NS_A, count, max: 1000, drops: 0, earlyDrops: 0, insertFailed: 0 }] } }).host;
+    expect(near(899)).toEqual([]);
+    const [d] = near(950);
+    expect(d).toMatchObject({ code: 'conntrack-near-full', severity: 'warning' });
+    expect(d.text).toBe(`conntrack table nearly full in netns ${NS_A}: 950 entries of a limit of 1000 (95%); at the limit new connections' packets are dropped`);
+    expect(d.action).toMatch(/net\.netfilter\.nf_conntrack_max/);
+  });
+
   it('accept queue overflow: the listener, its queue and limit, its drops; not "filtered or host down"', () => {
     const host = { ...noHostEvidence(), listeners: [{ addr: '::', port: 6007, pid: 4242, comm: 'python3', netns: NS_B, queue: 2, limit: 1, drops: 18 }] };
     const d = dest(6007, (x) => {

@@ -22,12 +22,12 @@ import { freeKind, type FreeKind } from './frees.js';
 export type DiagnosisCode =
   | 'port-exhaustion' | 'conntrack-full' | 'firewall-reject' | 'listen-overflow' | 'local-firewall' | 'reset-unread'
   | 'zero-window' | 'receiver-drops' | 'local-drops' | 'refused' | 'timeout' | 'app-connect-timeout' | 'unreachable'
-  | 'connect-error' | 'path-loss' | 'peer-reset' | 'close-wait-leak';
+  | 'connect-error' | 'path-loss' | 'peer-reset' | 'close-wait-leak' | 'conntrack-near-full';
 
 export const DIAGNOSIS_CODES: readonly DiagnosisCode[] = [
   'port-exhaustion', 'conntrack-full', 'firewall-reject', 'listen-overflow', 'local-firewall', 'reset-unread', 'zero-window',
   'receiver-drops', 'local-drops', 'refused', 'timeout', 'app-connect-timeout', 'unreachable', 'connect-error', 'path-loss',
-  'peer-reset', 'close-wait-leak',
+  'peer-reset', 'close-wait-leak', 'conntrack-near-full',
 ];
 
 export type Severity = 'critical' | 'warning';
@@ -71,6 +71,8 @@ export interface DiagnosisThresholds {
   closeWaitCriticalIdleMs?: number;
   /** How long a window must stay closed without progress to be a stalled receiver, ms. Default 1000. */
   stallMs?: number;
+  /** conntrack entries / limit from which a table is reported as nearly full (before it drops). Default 0.9. */
+  conntrackNearFull?: number;
 }
 
 /** Diagnoses per destination key and for the host, each list ordered by how much it explains. */
@@ -428,7 +430,7 @@ export function diagnoseHost(host: HostEvidence, t: DiagnosisThresholds = {}): D
     });
   }
   for (const w of host.closeWait) out.push(...closeWaitLeak(w, t));
-  for (const ct of host.conntrack) out.push(...conntrackFull(ct));
+  for (const ct of host.conntrack) out.push(...conntrackFull(ct, t));
   for (const s of host.stalled) {
     if (s.side !== 'receiver' || s.stalledMs < (t.stallMs ?? 1000)) continue;
     out.push({
@@ -452,8 +454,19 @@ function closeWaitLeak(w: CloseWaitEvidence, t: DiagnosisThresholds): Diagnosis[
   }];
 }
 
-function conntrackFull(ct: ConntrackEvidence): Diagnosis[] {
-  if (ct.drops <= 0) return [];
+function conntrackFull(ct: ConntrackEvidence, t: DiagnosisThresholds): Diagnosis[] {
+  if (ct.drops <= 0) {
+    // Not dropping yet: worth a warning while there is time to raise the limit.
+    const near = t.conntrackNearFull ?? 0.9;
+    if (!(ct.max > 0 && ct.count >= near * ct.max)) return [];
+    const pct = Math.floor((100 * ct.count) / ct.max);
+    return [{
+      code: 'conntrack-near-full', subject: `conntrack (netns ${ct.netns})`, severity: 'warning', confidence: 'high', explains: 0,
+      text: `conntrack table nearly full in netns ${ct.netns}: ${ct.count} entries of a limit of ${ct.max} (${pct}%); at the limit new connections' packets are dropped`,
+      action: 'raise net.netfilter.nf_conntrack_max (and nf_conntrack_buckets) before it fills, shorten conntrack timeouts, or exempt busy traffic from tracking (notrack)',
+      evidence: [{ count: ct.count, what: `entries now (limit ${ct.max} net.netfilter.nf_conntrack_max)`, source: SOURCES.conntrack }],
+    }];
+  }
   return [{
     code: 'conntrack-full', subject: `conntrack (netns ${ct.netns})`, severity: 'critical', confidence: 'high', explains: ct.drops,
     text: `conntrack table full in netns ${ct.netns}: ${plural(ct.drops, 'packet')} dropped for want of an entry (conntrack's drop counter +${ct.drops}${ct.earlyDrops ? `, ${ct.earlyDrops} entries evicted` : ''}; ${ct.count} entries now, limit ${ct.max} net.netfilter.nf_conntrack_max)`,

@@ -50,6 +50,10 @@ const SENDING: ReadonlySet<string> = new Set(['ESTABLISHED', 'CLOSE_WAIT']);
 
 /** Most entries of each kind kept over a run (the worst ones stay). */
 const MAX_KEPT = 256;
+/** How often every namespace's conntrack table is read for fill (ms), and the fill kept as evidence (the
+ * diagnosis decides with its own threshold, DiagnosisThresholds.conntrackNearFull, default 0.9). */
+const FILL_CHECK_MS = 10_000;
+const NEAR_FULL_KEPT = 0.5;
 
 interface Stall { side: 'receiver' | 'sender'; since: number; copiedSeq: number; evidence: StalledWindowEvidence }
 
@@ -129,6 +133,11 @@ export class HostEvidenceCollector {
     // A socket gone ends its stall.
     for (const [id, st] of this.stalls) if (!live.has(id)) this.endStall(id, st);
     if (hookDropNetns.size) this.readConntrack(hookDropNetns);
+    // Every namespace's table now and then: one nearly full is worth a warning before it drops anything.
+    if (now - this.lastFillCheck >= FILL_CHECK_MS) {
+      this.lastFillCheck = now;
+      this.readConntrack(new Set(this.conntrackSource().namespaces()), NEAR_FULL_KEPT);
+    }
   }
 
   private listener(s: SocketInfo): void {
@@ -179,17 +188,20 @@ export class HostEvidenceCollector {
     }
   }
 
+  private lastFillCheck = -Infinity;
   private ct: ConntrackSource | null = null;
   private conntrackSource(): ConntrackSource {
     this.ct ??= this.opts.conntrack ?? kernelConntrackSource();
     return this.ct;
   }
 
-  private readConntrack(netnsSet: ReadonlySet<number>): void {
+  /** Reads the tables of `netnsSet`; with `minFill`, keeps only those at least that full (or already kept). */
+  private readConntrack(netnsSet: ReadonlySet<number>, minFill = 0): void {
     const ct = this.conntrackSource();
     for (const netns of netnsSet) {
       const st = ct.read(netns);
       if (!st) continue;
+      if (minFill > 0 && !this.conntrack.has(netns) && !(st.max > 0 && st.count >= minFill * st.max)) continue;
       // A namespace not seen at the start was created since: its counters started at zero.
       const base = this.ctBaseline.get(netns)?.stat ?? {};
       const d = (k: string) => Math.max(0, (st.stat[k] ?? 0) - (base[k] ?? 0));
