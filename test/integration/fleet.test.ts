@@ -213,7 +213,6 @@ describeBpf('the fleet path: serve, rules and dashboard against a real Prometheu
         NetbpfToolDown: 'netbpf_tool_up',
         NetbpfDestinationsFolded: 'increase(netbpf_destinations_folded_total[1h])',
         NetbpfConntrackTableFull: 'increase(netbpf_conntrack_stat_drop_total[5m])',
-        NetbpfConntrackTableNearlyFull: 'netbpf_conntrack_entries / (netbpf_conntrack_entries_limit > 0)',
       };
       const notMade: string[] = [];
       for (const rule of rules()) {
