@@ -119,7 +119,9 @@ describeBpf('the fleet path: serve, rules and dashboard against a real Prometheu
   }, 90000);
 
   afterAll(async () => {
-    for (const c of [exporter, prom]) if (c && c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+    // SIGTERM: `timeout` passes it on to Prometheus (a SIGKILL would leave Prometheus running without it).
+    if (exporter && exporter.exitCode === null && exporter.signalCode === null) exporter.kill('SIGKILL');
+    if (prom && prom.exitCode === null && prom.signalCode === null) prom.kill('SIGTERM');
     await Promise.all([exporter, prom].map((c) => (c && c.exitCode === null && c.signalCode === null ? new Promise((r) => c.once('exit', r)) : undefined)));
     await p?.destroy();
     if (dir) rmSync(dir, { recursive: true, force: true });
