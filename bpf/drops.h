@@ -41,29 +41,29 @@ struct drop_event {
 	__u8 flags;         /* enum drop_flags */
 };
 
-/* Summary-only runs (aggregate_in_kernel): no records, one per-CPU map entry per summary key instead. */
+/* Summary-only runs (aggregate_in_kernel): no records; each view of the summary is counted in its own map. */
 enum drop_agg_consts {
 	DROP_AGG_LEN_BUCKETS = 33, /* log2 buckets of a u32 length: 0 for 0, k for [2^(k-1), 2^k) */
 	DROP_AGG_FLAGS = DROP_F_RECEIVED | DROP_F_SOCK_TUPLE | DROP_F_NO_PORTS, /* what decides orientation */
-	DROP_AGG_OTHER = 0x80,     /* drop_agg_key.flags: a drop folded into "other" (the key map was full) */
+	DROP_AGG_OTHER = 0x80,     /* drop_view_key.flags: a drop folded into "other" (the destination map was full) */
+	DROP_TOP_SLOTS = 4,        /* slots per bucket of the top-talker maps (space-saving per bucket, topk.bpf.h) */
 };
 
-/* Exactly what the summary tables group by: remote endpoint/address and packet destination (from the
- * addresses, ports and orientation flags) x reason; location only where it decides purge vs drop. */
-struct drop_agg_key {
-	__u8 saddr[NETBPF_ADDR_LEN];
-	__u8 daddr[NETBPF_ADDR_LEN];
+/* One row of a view: an address and port (the packet's destination, or its remote side), the reason, and what
+ * decides the row's meaning: orientation flags, protocol (whether the ports are known) and, for
+ * SKB_DROP_REASON_NOT_SPECIFIED, the freeing function (purge or drop). Compared as bytes: padding is explicit. */
+struct drop_view_key {
+	__u8 addr[NETBPF_ADDR_LEN];
 	__u64 location;     /* freeing function for SKB_DROP_REASON_NOT_SPECIFIED (purge or drop), else 0 */
 	__u32 reason;
-	__u16 family;
-	__u16 sport;
-	__u16 dport;
+	__u16 family;       /* 0 with DROP_AGG_OTHER */
+	__u16 port;
 	__u8 l4_proto;
-	__u8 flags;         /* drop_flags & DROP_AGG_FLAGS, or DROP_AGG_OTHER (addresses and ports zero) */
-	__u32 pad;          /* explicit: keys are compared as bytes */
+	__u8 flags;         /* drop_flags & DROP_AGG_FLAGS, or DROP_AGG_OTHER (address and port zero) */
+	__u8 pad[6];
 };
 
-/* Cumulative per CPU; user space sums the CPUs and takes differences between reads. */
+/* Destination view (`drop_dest`, exact): cumulative per CPU; user space sums the CPUs and takes differences. */
 struct drop_agg_value {
 	__u64 count;
 	__u64 bytes;
@@ -72,6 +72,23 @@ struct drop_agg_value {
 	__u32 min_len;
 	__u32 max_len;
 	__u64 len_log2[DROP_AGG_LEN_BUCKETS];
+};
+
+/* Remote views (`drop_top_endpoint`, `drop_top_address`): one space-saving slot (topk.bpf.h), the rest of it (the
+ * counts and key hashes of a bucket sit together in its first cache line, so a miss reads one line). count - err
+ * drops were counted since the key took the slot, with their bytes and times; count bounds its drops from above. */
+struct drop_top_slot {
+	struct drop_view_key key;
+	__u64 err;
+	__u64 bytes;        /* of the count - err drops since the key took the slot */
+	__u64 first_ns;     /* when the key took the slot, and its last drop */
+	__u64 last_ns;
+};
+
+struct drop_top_bucket {
+	__u64 count[DROP_TOP_SLOTS];
+	__u32 hash[DROP_TOP_SLOTS];   /* each slot's key hash: keys are compared only where it matches */
+	struct drop_top_slot slots[DROP_TOP_SLOTS];
 };
 
 #endif

@@ -1,14 +1,19 @@
 /**
- * netbpf drops, summaries counted in the kernel: summary-only runs keep a per-CPU map entry per summary key
- * instead of sending a record per drop; this reads those maps and feeds the same aggregator as the event path.
+ * netbpf drops, summaries counted in the kernel: summary-only runs count each view in its own per-CPU map instead
+ * of sending a record per drop: destinations exactly (`drop_dest`, folding into `drop_dest_other` when full), remote
+ * endpoints and addresses as top talkers (`drop_top_endpoint`, `drop_top_address`: space-saving, core/top-k.ts).
+ * This reads those maps and feeds the same aggregator as the event path.
  */
 import { addon, type MapDump, type NativeBpfObject } from '../../core/addon.js';
 import { KernelTable } from '../../core/kernel-table.js';
+import { TopKTable, type TopKRead } from '../../core/top-k.js';
 import { usageError } from '../../core/errors.js';
 import { ClockMapper } from '../../core/record.js';
 import { Trace, type StartInfo } from '../../core/trace.js';
-import { DROP_AGG_CONSTS, DROP_AGG_KEY_LAYOUT, DROP_AGG_VALUE_LAYOUT, DROP_EVENT_LAYOUT } from './bpf.gen.js';
-import { DropsAggregator, type DropsAggregatorOptions, type DropsSummary } from './aggregator.js';
+import {
+  DROP_AGG_CONSTS, DROP_AGG_VALUE_LAYOUT, DROP_EVENT_LAYOUT, DROP_TOP_BUCKET_LAYOUT, DROP_TOP_SLOT_LAYOUT, DROP_VIEW_KEY_LAYOUT,
+} from './bpf.gen.js';
+import { DropsAggregator, type DropsAggregatorOptions, type DropsSummary, type RemoteView } from './aggregator.js';
 import { decodeDrop, type DropDecodeContext, type DropEvent } from './decode.js';
 import { DropReasons } from './reasons.js';
 import { dropsSpec, type DropsOptions } from './trace.js';
@@ -16,19 +21,26 @@ import { dropsSpec, type DropsOptions } from './trace.js';
 const { DROP_AGG_OTHER } = DROP_AGG_CONSTS;
 const F = DROP_EVENT_LAYOUT.fields;
 
-/** struct drop_agg_key (bpf/drops.h): the in-kernel summary key of summary-only runs. */
-export { DROP_AGG_KEY_LAYOUT as DROPS_AGG_KEY_LAYOUT };
-/** struct drop_agg_value (bpf/drops.h): one CPU's cumulative counts for a key. */
+/** struct drop_view_key (bpf/drops.h): a row of one view (destination, remote endpoint or address) x reason. */
+export { DROP_VIEW_KEY_LAYOUT as DROPS_VIEW_KEY_LAYOUT };
+/** struct drop_agg_value (bpf/drops.h): one CPU's cumulative counts for a destination key. */
 export { DROP_AGG_VALUE_LAYOUT as DROPS_AGG_VALUE_LAYOUT };
-const AK = DROP_AGG_KEY_LAYOUT.fields;
+/** struct drop_top_bucket / drop_top_slot (bpf/drops.h): one CPU's bucket of top talkers. */
+export { DROP_TOP_BUCKET_LAYOUT as DROPS_TOP_BUCKET_LAYOUT, DROP_TOP_SLOT_LAYOUT as DROPS_TOP_SLOT_LAYOUT };
+const AK = DROP_VIEW_KEY_LAYOUT.fields;
+
+/** The kernel's map of each remote view. */
+export const DROPS_TOP_MAPS: Readonly<Record<RemoteView, string>> = { endpoints: 'drop_top_endpoint', addresses: 'drop_top_address' };
 
 /**
- * Turns dumps of the kernel's cumulative `drop_agg` / `drop_agg_other` maps into DropsAggregator input: per
- * key, what was added since the previous dump. The key is decoded by decodeDrop itself (written into a
- * drop_event), so orientation, names and purge/drop category are exactly those of the event path.
+ * Turns dumps of the kernel's cumulative maps into DropsAggregator input: destinations (`drop_dest` /
+ * `drop_dest_other`) as what each key gained since the previous dump, remote views (`drop_top_*`) as their
+ * current top talkers. Keys are decoded by decodeDrop itself (written into a drop_event), so names and the
+ * purge/drop category are exactly those of the event path.
  */
 export class KernelDropsReader {
-  private readonly table = new KernelTable(DROP_AGG_KEY_LAYOUT, DROP_AGG_VALUE_LAYOUT);
+  private readonly table = new KernelTable(DROP_VIEW_KEY_LAYOUT, DROP_AGG_VALUE_LAYOUT);
+  private readonly top = new TopKTable(DROP_TOP_BUCKET_LAYOUT, DROP_TOP_SLOT_LAYOUT);
   private readonly events_ = new Map<string, DropEvent>();
   private readonly scratch = Buffer.alloc(DROP_EVENT_LAYOUT.size);
   /** Drops counted in the kernel as of the last dump. */
@@ -36,32 +48,42 @@ export class KernelDropsReader {
 
   constructor(private readonly agg: DropsAggregator, private readonly ctx: DropDecodeContext) {}
 
-  /** The event a key stands for (time and length are per drop, so they come from the value instead). */
+  /** The event a key stands for, with the key's address and port on both sides (so daddr:dport and the remote
+   * endpoint both read as the key's): time and length are per drop, so they come from the value instead. */
   keyEvent(key: Buffer): DropEvent {
     const r = this.scratch;
     r.fill(0);
-    key.copy(r, F.saddr[0], AK.saddr[0], AK.saddr[0] + AK.saddr[1]);
-    key.copy(r, F.daddr[0], AK.daddr[0], AK.daddr[0] + AK.daddr[1]);
+    key.copy(r, F.saddr[0], AK.addr[0], AK.addr[0] + AK.addr[1]);
+    key.copy(r, F.daddr[0], AK.addr[0], AK.addr[0] + AK.addr[1]);
     key.copy(r, F.location[0], AK.location[0], AK.location[0] + AK.location[1]);
     r.writeUInt32LE(key.readUInt32LE(AK.reason[0]), F.reason[0]);
     r.writeUInt16LE(key.readUInt16LE(AK.family[0]), F.family[0]);
-    r.writeUInt16LE(key.readUInt16LE(AK.sport[0]), F.sport[0]);
-    r.writeUInt16LE(key.readUInt16LE(AK.dport[0]), F.dport[0]);
+    r.writeUInt16LE(key.readUInt16LE(AK.port[0]), F.sport[0]);
+    r.writeUInt16LE(key.readUInt16LE(AK.port[0]), F.dport[0]);
     r.writeUInt8(key.readUInt8(AK.l4_proto[0]), F.l4_proto[0]);
     r.writeUInt8(key.readUInt8(AK.flags[0]) & ~DROP_AGG_OTHER, F.flags[0]);
     r.writeInt32LE(-1, F.stack_id[0]);
     return decodeDrop(new DataView(r.buffer, r.byteOffset, r.length), 0, this.ctx);
   }
 
-  /** Feeds one dump (packed keys and per-CPU values, as mapDump returns them) into the aggregator. */
+  /** The event of a key, decoded once per key (the cache is bounded: past it keys are decoded each time). */
+  private eventOf(key: Buffer): DropEvent {
+    const id = key.toString('latin1');
+    let event = this.events_.get(id);
+    if (!event) {
+      event = this.keyEvent(key);
+      if (this.events_.size < 65536) this.events_.set(id, event);
+    }
+    return event;
+  }
+
+  /** Feeds one dump of a destination map (packed keys and per-CPU values, as mapDump returns them). */
   ingest(dump: MapDump, cpus: number): void {
     for (const { key, total, delta } of this.table.readDump(dump, cpus)) {
       const added = delta.count as number;
       if (added <= 0) continue;
-      const id = key.toString('latin1');
-      let event = this.events_.get(id);
-      if (!event) this.events_.set(id, (event = this.keyEvent(key)));
-      this.agg.addBulk(event, {
+      const event = this.eventOf(key);
+      this.agg.addDestinationBulk(event, {
         count: added, bytes: delta.bytes as number, lenLog2: delta.len_log2 as Float64Array,
         minLen: total.min_len as number, maxLen: total.max_len as number,
         firstSeen: this.ctx.clock.toEpochMs(total.first_ns as number), lastSeen: this.ctx.clock.toEpochMs(total.last_ns as number),
@@ -69,12 +91,32 @@ export class KernelDropsReader {
       this.events += added;
     }
   }
+
+  /** Feeds one dump of a remote view's top-talker map: the view then shows those keys (cumulative). */
+  ingestTop(view: RemoteView, dump: MapDump, cpus: number): TopKRead {
+    const read = this.top.readDump(dump, cpus);
+    const clock = this.ctx.clock;
+    this.agg.setRemoteCounts(view, {
+      total: read.total,
+      rows: read.rows.filter((r) => r.count > 0).map((r) => ({
+        event: this.eventOf(r.key), count: r.count, countMax: r.countMax, bytes: r.values.bytes,
+        firstSeen: clock.toEpochMs(r.values.first_ns), lastSeen: clock.toEpochMs(r.values.last_ns),
+      })),
+    });
+    return read;
+  }
 }
 
 export interface DropsSummaryOptions extends DropsOptions, DropsAggregatorOptions {
-  /** Keys the kernel map holds before drops fold into "other"; default 4 x maxDestinations. */
+  /** Destinations the kernel map holds before they fold into "other"; default 4 x maxDestinations. */
   kernelKeys?: number;
+  /** Buckets of each kernel top-talker map (rounded up to a power of two; DROP_TOP_SLOTS keys each, per CPU);
+   * default maxDestinations / 16, at least 64. */
+  topBuckets?: number;
 }
+
+/** The power of two at or above n (at least 1). */
+const pow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
 /**
  * Per-destination drop summaries aggregated in the kernel: no record per drop, so a drop flood costs a map
@@ -92,11 +134,13 @@ export class DropsSummaryTrace {
     if (opts.stack) throw usageError('kernel-aggregated summaries have no per-drop events: --stack needs the event path');
     const maxDestinations = opts.maxDestinations ?? 4096;
     const keys = opts.kernelKeys ?? Math.max(1024, 4 * maxDestinations);
+    const topBuckets = pow2(opts.topBuckets ?? Math.max(64, maxDestinations / 16));
     this.aggregator = new DropsAggregator({ maxDestinations, now: opts.now });
     this.reader = new KernelDropsReader(this.aggregator, { clock: new ClockMapper(), reasons: DropReasons.kernel() });
     this.cpus = addon().numPossibleCpus;
     const spec = dropsSpec(opts, undefined, {
       keys,
+      topBuckets,
       beforeClose: (obj) => this.read(obj),
       events: () => this.reader.events,
     });
@@ -117,8 +161,9 @@ export class DropsSummaryTrace {
   }
 
   private read(obj: NativeBpfObject): void {
-    this.reader.ingest(obj.mapDump('drop_agg'), this.cpus);
-    this.reader.ingest(obj.mapDump('drop_agg_other'), this.cpus);
+    this.reader.ingest(obj.mapDump('drop_dest'), this.cpus);
+    this.reader.ingest(obj.mapDump('drop_dest_other'), this.cpus);
+    for (const [view, map] of Object.entries(DROPS_TOP_MAPS) as Array<[RemoteView, string]>) this.reader.ingestTop(view, obj.mapDump(map), this.cpus);
   }
 }
 

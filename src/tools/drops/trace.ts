@@ -7,6 +7,7 @@ import { fentry, kprobe, tracepoint, type HookAlternative, type HookPreference }
 import { Kallsyms, kernelAddressKey } from '../../core/kallsyms.js';
 import type { NativeBpfObject } from '../../core/addon.js';
 import { ClockMapper } from '../../core/record.js';
+import { randomBytes } from 'node:crypto';
 import { constU32 } from '../../core/rodata.js';
 import { Trace, type StartInfo, type TraceOptions, type TraceSpec } from '../../core/trace.js';
 import { DROPS_RODATA, DROP_EVENT_LAYOUT, DROP_REASON_CONSTS } from './bpf.gen.js';
@@ -28,8 +29,9 @@ export interface DropsOptions extends FilterOptions, TraceOptions {
 
 const STACK_ENTRIES = 16384;
 
-/** The constants of bpf/drops.bpf.c for these options (reasons resolved via the kernel's BTF). */
-export function dropsConstants(opts: DropsOptions, reasons: DropReasons, aggregateInKernel = false): Record<string, Buffer> {
+/** The constants of bpf/drops.bpf.c for these options (reasons resolved via the kernel's BTF); `topBuckets`: buckets
+ * of the top-talker maps when aggregating in the kernel (a power of two). */
+export function dropsConstants(opts: DropsOptions, reasons: DropReasons, aggregateInKernel = false, topBuckets = 1): Record<string, Buffer> {
   const codes = reasons.resolve(opts.reasons ?? []);
   const bitmap = Buffer.alloc(DROP_REASON_FILTER_BITS / 8);
   for (const c of codes) bitmap[c >> 3] |= 1 << (c & 7); // little-endian u64 words == byte-wise bits
@@ -40,20 +42,25 @@ export function dropsConstants(opts: DropsOptions, reasons: DropReasons, aggrega
     filter_reason_count: constU32(codes.length),
     filter_reasons: bitmap,
     aggregate_in_kernel: Buffer.from([aggregateInKernel ? 1 : 0]),
+    top_bucket_mask: constU32(topBuckets - 1),
+    // A fresh seed per run: which sources share a bucket cannot be chosen from outside.
+    top_hash_seed: randomBytes(8),
   };
 }
 
 /** How a summary-only run aggregates in the kernel (see dropsSummary). */
 export interface KernelAggregation {
-  /** Keys of the `drop_agg` map before drops fold into "other". */
+  /** Keys of the `drop_dest` map before destinations fold into "other". */
   keys: number;
+  /** Buckets of each top-talker map (`drop_top_endpoint`, `drop_top_address`): a power of two. */
+  topBuckets: number;
   /** The last read of the maps before the object closes. */
   beforeClose(obj: NativeBpfObject): void;
   /** Drops counted in the kernel so far (as of the last read). */
   events(): number;
 }
 
-/** Keys of the kernel's "other" map: one per reason (x freeing function for NOT_SPECIFIED). */
+/** Keys of the kernel's destination "other" map: one per reason (x freeing function for NOT_SPECIFIED). */
 const AGG_OTHER_KEYS = 1024;
 
 export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) => string[], kernel?: KernelAggregation): TraceSpec<DropEvent> {
@@ -68,9 +75,15 @@ export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) =>
   return {
     tool: 'drops',
     recordSize: DROP_EVENT_LAYOUT.size,
-    constants: dropsConstants(opts, reasons, !!kernel),
+    constants: dropsConstants(opts, reasons, !!kernel, kernel?.topBuckets ?? 1),
     rodata: DROPS_RODATA,
-    mapSizes: { stacks: opts.stack ? STACK_ENTRIES : 1, drop_agg: kernel ? kernel.keys : 1, drop_agg_other: kernel ? AGG_OTHER_KEYS : 1 },
+    mapSizes: {
+      stacks: opts.stack ? STACK_ENTRIES : 1,
+      drop_dest: kernel ? kernel.keys : 1,
+      drop_dest_other: kernel ? AGG_OTHER_KEYS : 1,
+      drop_top_endpoint: kernel?.topBuckets ?? 1,
+      drop_top_address: kernel?.topBuckets ?? 1,
+    },
     hooks: [{ feature: 'packet drops', required: true, alternatives }],
     disabledPrograms: auto.filter((a) => !alternatives.includes(a)).flatMap((a) => a.programs),
     decode: (view, o) => decodeDrop(view, o, ctx),
