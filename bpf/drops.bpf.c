@@ -24,6 +24,7 @@ NETBPF_CONTRACT(struct drop_view_key);
 NETBPF_CONTRACT(struct drop_agg_value);
 NETBPF_CONTRACT(struct drop_top_slot);
 NETBPF_CONTRACT(struct drop_top_bucket);
+NETBPF_CONTRACT(struct drop_dest_state);
 NETBPF_CONTRACT(enum drop_flags);
 NETBPF_CONTRACT(enum drop_reason_consts);
 NETBPF_CONTRACT(enum drop_agg_consts);
@@ -264,14 +265,23 @@ static __always_inline bool reason_wanted(__u32 reason)
 	return filter_reasons[word] & (1ULL << (reason % 64));
 }
 
-/* Set when drop_dest / drop_dest_other found no room (agg.bpf.h): new keys then cost one lookup, no insert. */
-volatile __u8 drop_dest_full = 0;
-volatile __u8 drop_dest_other_full = 0;
+/* Set when drop_dest / drop_dest_other found no room (agg.bpf.h): new keys then cost one lookup, no insert.
+ * In a map rather than .bss so user space can read it by name (tests, the "map full" note). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct drop_dest_state);
+} drop_dest_state SEC(".maps");
 
 /* The destination view: exact per key while `drop_dest` has room, then per reason in `drop_dest_other`. */
 static __always_inline void count_destination(struct drop_view_key *k, __u32 len, __u64 now)
 {
-	struct drop_agg_value *v = agg_slot(&drop_dest, k, &agg_zero, &drop_dest_full);
+	struct drop_agg_value *v = bpf_map_lookup_elem(&drop_dest, k);
+	__u32 zero = 0;
+	struct drop_dest_state *st = v ? NULL : bpf_map_lookup_elem(&drop_dest_state, &zero);
+	if (st)
+		v = agg_slot(&drop_dest, k, &agg_zero, &st->dest_full);
 	if (!v) {
 		/* Full: fold into "other" for this reason, never lose the drop silently. */
 		__builtin_memset(k->addr, 0, NETBPF_ADDR_LEN);
@@ -279,10 +289,10 @@ static __always_inline void count_destination(struct drop_view_key *k, __u32 len
 		k->port = 0;
 		k->l4_proto = 0;
 		k->flags = DROP_AGG_OTHER;
-		v = agg_slot(&drop_dest_other, k, &agg_zero, &drop_dest_other_full);
+		if (st)
+			v = agg_slot(&drop_dest_other, k, &agg_zero, &st->other_full);
 		if (!v) {
 			/* Both maps full (over 1024 reason x location folds): counted as lost, reported as such. */
-			__u32 zero = 0;
 			__u64 *lost_count = bpf_map_lookup_elem(&lost, &zero);
 			if (lost_count)
 				__sync_fetch_and_add(lost_count, 1);

@@ -74,6 +74,13 @@ struct drop_agg_value {
 	__u64 len_log2[DROP_AGG_LEN_BUCKETS];
 };
 
+/* Whether `drop_dest` / `drop_dest_other` found no room (sticky: set once per run, see agg_slot in agg.bpf.h). */
+struct drop_dest_state {
+	__u8 dest_full;
+	__u8 other_full;
+	__u8 pad[6];
+};
+
 /* Remote views (`drop_top_endpoint`, `drop_top_address`): one space-saving slot (topk.bpf.h), the rest of it (the
  * counts and key hashes of a bucket sit together in its first cache line, so a miss reads one line). count - err
  * drops were counted since the key took the slot, with their bytes and times; count bounds its drops from above. */

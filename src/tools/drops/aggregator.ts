@@ -5,6 +5,7 @@
  */
 import { formatEndpoint } from '../../core/address.js';
 import { Log2Histogram, type HistogramData } from '../../core/histogram.js';
+import type { ListenQueueCounters, ListenQueueCounts } from '../../core/listen-queue.js';
 import { BoundedTable, OTHER_KEY } from '../../core/table.js';
 import type { DropEvent } from './decode.js';
 import type { DropCategory } from './reasons.js';
@@ -55,6 +56,9 @@ export interface DropsSummary {
   byDestination: DropRow[];
   /** Keys folded into "other" per table; `kernel`: drops folded in the kernel (summary-only runs, key map full). */
   folded: { endpoints: number; addresses: number; destinations: number; kernel?: number };
+  /** The kernel's listen-queue counters since start (this network namespace): SYN-flood effects no drop
+   * tracepoint shows (see core/listen-queue.ts). Present when the aggregator was given them. */
+  listen?: ListenQueueCounts;
 }
 
 /** One key of a remote view counted elsewhere (the kernel's top talkers). */
@@ -154,6 +158,8 @@ export interface DropsAggregatorOptions {
   maxDestinations?: number;
   /** Clock for rates, ms (tests pass their own). */
   now?: () => number;
+  /** The kernel's listen-queue counters, reported with each summary (the CLI passes them). */
+  listenQueue?: ListenQueueCounters;
 }
 
 const endpointText = (addr: string | null, port: number | null) => (addr === null ? 'unknown' : port === null ? addr : formatEndpoint(addr, port));
@@ -167,6 +173,7 @@ export class DropsAggregator {
   private readonly destinations: BoundedTable<DropRowStats>;
   private readonly reasons = new Map<string, ReasonTotal>();
   private readonly now: () => number;
+  private readonly listenQueue: ListenQueueCounters | null;
   private readonly startedAt: number;
   private lastSnapshotAt: number;
   private totals = { events: 0, drops: 0, purges: 0 };
@@ -185,6 +192,7 @@ export class DropsAggregator {
   constructor(opts: DropsAggregatorOptions = {}) {
     const max = opts.maxDestinations ?? 4096;
     this.now = opts.now ?? Date.now;
+    this.listenQueue = opts.listenQueue ?? null;
     this.startedAt = this.lastSnapshotAt = this.now();
     const make = (key: string) => new DropRowStats(key);
     this.endpoints = new BoundedTable(max, make);
@@ -298,6 +306,8 @@ export class DropsAggregator {
       folded: { endpoints: foldedEndpoints, addresses: foldedAddresses, destinations: this.destinations.foldedKeys },
     };
     if (this.kernelFolded) summary.folded.kernel = this.kernelFolded;
+    const listen = this.listenQueue?.delta();
+    if (listen) summary.listen = listen;
     this.lastSnapshotAt = t;
     return summary;
   }

@@ -20,6 +20,21 @@ export const DROP_AGG_VALUE_LAYOUT = {
   },
 } as const satisfies Layout;
 
+/** struct drop_dest_state: byte offset and size of each field; stride steps its copies in a per-CPU map value. */
+export const DROP_DEST_STATE_LAYOUT = {
+  struct: 'drop_dest_state',
+  size: 8,
+  stride: 8,
+  fields: {
+    dest_full: [0, 1],
+    other_full: [1, 1],
+    pad: [2, 6],
+  },
+  arrays: {
+    pad: [1, 6],
+  },
+} as const satisfies Layout;
+
 /** struct drop_event: byte offset and size of each field; stride steps its copies in a per-CPU map value. */
 export const DROP_EVENT_LAYOUT = {
   struct: 'drop_event',

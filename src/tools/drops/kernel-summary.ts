@@ -113,6 +113,8 @@ export interface DropsSummaryOptions extends DropsOptions, DropsAggregatorOption
   /** Buckets of each kernel top-talker map (rounded up to a power of two; DROP_TOP_SLOTS keys each, per CPU);
    * default maxDestinations / 16, at least 64. */
   topBuckets?: number;
+  /** Another build of bpf/drops.bpf.c to load (benchmarks of variants, e.g. -DDROP_DEST_LRU). */
+  objectPath?: string;
 }
 
 /** The power of two at or above n (at least 1). */
@@ -135,7 +137,7 @@ export class DropsSummaryTrace {
     const maxDestinations = opts.maxDestinations ?? 4096;
     const keys = opts.kernelKeys ?? Math.max(1024, 4 * maxDestinations);
     const topBuckets = pow2(opts.topBuckets ?? Math.max(64, maxDestinations / 16));
-    this.aggregator = new DropsAggregator({ maxDestinations, now: opts.now });
+    this.aggregator = new DropsAggregator({ maxDestinations, now: opts.now, listenQueue: opts.listenQueue });
     this.reader = new KernelDropsReader(this.aggregator, { clock: new ClockMapper(), reasons: DropReasons.kernel() });
     this.cpus = addon().numPossibleCpus;
     const spec = dropsSpec(opts, undefined, {
@@ -144,6 +146,7 @@ export class DropsSummaryTrace {
       beforeClose: (obj) => this.read(obj),
       events: () => this.reader.events,
     });
+    if (opts.objectPath) spec.objectPath = opts.objectPath;
     // No records flow: the smallest ring buffer (one page) is enough for the object to load.
     this.trace = new Trace(spec, { ...opts, ringBufferBytes: 4096 });
   }

@@ -75,6 +75,13 @@ export function renderDropsSummary(s: DropsSummary, top: number, final: boolean)
     lines.push('', '  socket-close purges (data freed with its socket, not lost on the way):');
     lines.push(...table(['REASON', 'COUNT'], purges.map((r) => [r.reason, r.count])).map((l) => `    ${l}`));
   }
+  const q = s.listen;
+  if (q && (q.cookiesSent || q.synQueueDrops || q.acceptQueueOverflows || q.listenDrops || q.cookiesFailed)) {
+    // Not drops the tracepoint sees: a SYN past a full SYN queue is answered with a cookie or freed without a reason.
+    lines.push('', `  listen queues (kernel counters of this namespace): ${q.cookiesSent} SYNs answered with cookies (SYN queue full), ` +
+      `${q.synQueueDrops} SYNs discarded (SYN queue full, cookies off), ${q.acceptQueueOverflows} accept-queue overflows, ` +
+      `${q.listenDrops} listener drops in all, ${q.cookiesFailed} bad cookies; SYNs past a full queue are not traced as drops`);
+  }
   const f = s.folded;
   if (f.endpoints || f.addresses || f.destinations || f.kernel) {
     lines.push(`  folded into "other": ${f.endpoints} endpoints, ${f.addresses} addresses, ${f.destinations} destinations` +
