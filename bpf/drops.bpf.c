@@ -281,7 +281,7 @@ static __always_inline void count_destination(struct drop_view_key *k, __u32 len
 	__u32 zero = 0;
 	struct drop_dest_state *st = v ? NULL : bpf_map_lookup_elem(&drop_dest_state, &zero);
 	if (st)
-		v = agg_slot(&drop_dest, k, &agg_zero, &st->dest_full);
+		v = agg_insert(&drop_dest, k, &agg_zero, &st->dest_full);
 	if (!v) {
 		/* Full: fold into "other" for this reason, never lose the drop silently. */
 		__builtin_memset(k->addr, 0, NETBPF_ADDR_LEN);
