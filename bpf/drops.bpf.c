@@ -380,9 +380,11 @@ static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason,
 	struct drop_view_key k;
 	__builtin_memset(&k, 0, sizeof(k));
 	k.reason = reason;
-	/* The generic reason is a purge or a drop depending on the function that freed the skb. */
-	if (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED) &&
-	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
+	/* The generic reason (or none, before 5.17) is a purge or a drop depending on the function that freed the
+	 * skb, which is then all there is to tell drops apart. */
+	if (reason == DROP_REASON_UNAVAILABLE ||
+	    (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED) &&
+	     reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED)))
 		k.location = location;
 	k.family = p->family;
 	k.l4_proto = p->l4_proto;

@@ -54,7 +54,7 @@ enum drop_agg_consts {
  * SKB_DROP_REASON_NOT_SPECIFIED, the freeing function (purge or drop). Compared as bytes: padding is explicit. */
 struct drop_view_key {
 	__u8 addr[NETBPF_ADDR_LEN];
-	__u64 location;     /* freeing function for SKB_DROP_REASON_NOT_SPECIFIED (purge or drop), else 0 */
+	__u64 location;     /* freeing function for NOT_SPECIFIED or no reason (purge or drop), else 0 */
 	__u32 reason;
 	__u16 family;       /* 0 with DROP_AGG_OTHER */
 	__u16 port;
