@@ -121,9 +121,11 @@ export interface DropsSummaryOptions extends DropsOptions, DropsAggregatorOption
 const pow2 = (n: number): number => 2 ** Math.ceil(Math.log2(Math.max(1, n)));
 
 /**
- * Per-destination drop summaries aggregated in the kernel: no record per drop, so a drop flood costs a map
- * update per packet instead of a ring buffer record, a crossing and decoding in Node. Same DropsSummary as
- * DropsAggregator over drops() events. No per-drop events (and no stacks): use drops() for those.
+ * Drop summaries aggregated in the kernel: no record per drop, so a drop flood costs a few map accesses per packet
+ * instead of a ring buffer record, a crossing and decoding in Node. Destinations are exact (while the map has
+ * room); remote endpoints and addresses are top talkers, each row with an exact count and an upper bound
+ * (countMax). Same DropsSummary shape as DropsAggregator over drops() events. No per-drop events (and no
+ * stacks): use drops() for those.
  *   const s = dropsSummary({ reasons: ['NETFILTER_DROP'] }); await s.start(); ...; console.log(s.snapshot());
  */
 export class DropsSummaryTrace {
