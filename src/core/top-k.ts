@@ -14,6 +14,10 @@
  *
  * The tool's own fields merge by name as in kernel-table.ts (first_* earliest, last_* latest, others add up) and
  * cover the same events as `count`.
+ *
+ * Reads happen while the kernel writes: a slot being rewritten at that instant can be copied half old, half new.
+ * Given the hash seed, such a slot (its key no longer matching its stored hash) is left out of the rows (its
+ * count stays in the total, so it lands in "other"); reads after detaching are exact.
  */
 import { addon, type MapDump, type NativeBpfObject } from './addon.js';
 import type { Layout } from './record.js';
@@ -43,6 +47,18 @@ export interface TopKRead {
 
 type Merge = 'sum' | 'min' | 'max';
 
+const MASK64 = (1n << 64n) - 1n;
+
+/** topk_hash() of bpf/topk.bpf.h: the 32-bit hash of a key (a multiple of 8 bytes) with the run's seed. */
+export function topkHash(key: Buffer, seed: bigint): number {
+  let h = seed & MASK64;
+  for (let o = 0; o + 8 <= key.length; o += 8) h = ((h ^ key.readBigUInt64LE(o)) * 0x9e3779b97f4a7c15n) & MASK64;
+  h ^= h >> 33n;
+  h = (h * 0xff51afd7ed558ccdn) & MASK64;
+  h ^= h >> 33n;
+  return Number(h & 0xffffffffn);
+}
+
 const u64 = (b: Buffer, o: number): number => b.readUInt32LE(o) + b.readUInt32LE(o + 4) * 4294967296;
 
 /** A per-CPU array of space-saving buckets (bpf/topk.bpf.h): `bucketLayout` has arrays `count` (u64) and `slots`
@@ -52,11 +68,13 @@ export class TopKTable {
   private readonly slotSize: number;
   private readonly slotsAt: number;
   private readonly countAt: number;
+  private readonly hashAt: number | null;
   private readonly key: readonly [number, number];
   private readonly err: number;
   private readonly extra: Array<{ name: string; offset: number; merge: Merge }>;
 
-  constructor(readonly bucketLayout: Layout, readonly slotLayout: Layout) {
+  /** `seed`: the hash seed the kernel side was loaded with (topk_hash), to leave out slots read mid-rewrite. */
+  constructor(readonly bucketLayout: Layout, readonly slotLayout: Layout, private readonly seed: bigint | null = null) {
     const b = bucketLayout.fields as Record<string, readonly [number, number]>;
     const ba = bucketLayout.arrays as Record<string, readonly [number, number]>;
     if (!b.slots || !b.count || ba.slots?.[0] !== slotLayout.size || ba.count?.[0] !== 8 || ba.count[1] !== ba.slots[1]) {
@@ -66,6 +84,7 @@ export class TopKTable {
     this.slotSize = slotLayout.size;
     this.slotsAt = b.slots[0];
     this.countAt = b.count[0];
+    this.hashAt = b.hash && ba.hash?.[0] === 4 ? b.hash[0] : null;
     const f = slotLayout.fields as Record<string, readonly [number, number]>;
     if (!f.key || f.err?.[1] !== 8) throw new Error(`top-k: ${slotLayout.struct} needs key and u64 err`);
     this.key = f.key;
@@ -100,6 +119,10 @@ export class TopKTable {
           if (count < min) min = count;
           if (!count) continue;
           mass += count;
+          if (this.seed !== null && this.hashAt !== null &&
+              topkHash(dump.values.subarray(o + ko, o + ko + ks), this.seed) !== dump.values.readUInt32LE(base + this.hashAt + s * 4)) {
+            continue; // copied while the kernel rewrote it: counted in the total, not named
+          }
           const id = dump.values.toString('latin1', o + ko, o + ko + ks);
           let row = rows.get(id);
           if (!row) {

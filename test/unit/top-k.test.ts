@@ -2,7 +2,7 @@
  * TOPK_SLOT, step by step): on skewed and uniform streams split over CPUs, every named key's true count lies in
  * [count, countMax], the width is within bucketTotal / slots, every key above that is named, and the total is exact. */
 import { describe, expect, it } from 'vitest';
-import { TopKTable } from '../../src/core/top-k.js';
+import { TopKTable, topkHash } from '../../src/core/top-k.js';
 import { DROP_TOP_BUCKET_LAYOUT as B, DROP_TOP_SLOT_LAYOUT as S } from '../../src/tools/drops/bpf.gen.js';
 
 const SLOTS = B.arrays.count[1];
@@ -117,6 +117,28 @@ describe('TopKTable (space-saving per bucket, per CPU)', () => {
     for (let i = 0; i < 300; i++) { const k = 1 + (i % 5); few.add(i % 3 === 0 ? 1 : 0, k); exact.set(k, (exact.get(k) ?? 0) + 1); }
     const { read } = check(few, exact, 300);
     for (const r of read.rows) expect([r.count, r.countMax]).toEqual([exact.get(r.key.readUInt32LE(0)), exact.get(r.key.readUInt32LE(0))]);
+  });
+
+  it('given the seed, leaves out a slot whose key no longer matches its stored hash (copied mid-rewrite); its count stays in the total', () => {
+    const seed = 0x1234_5678_9abc_def0n;
+    const model = new KernelModel(1, 1);
+    for (let i = 0; i < 7; i++) model.add(0, 1);
+    for (let i = 0; i < 3; i++) model.add(0, 2);
+    const dump = model.dump();
+    const key = (k: number) => { const b = Buffer.alloc(S.fields.key[1]); b.writeUInt32LE(k); return b; };
+    // Stored hashes as the kernel writes them (topk_hash with the seed), then one slot torn: key 2 half-rewritten to 3.
+    dump.values.writeUInt32LE(topkHash(key(1), seed), B.fields.hash[0]);
+    dump.values.writeUInt32LE(topkHash(key(2), seed), B.fields.hash[0] + 4);
+    const intact = new TopKTable(B, S, seed).readDump(dump, 1);
+    expect(intact.rows.map((r) => [r.key.readUInt32LE(0), r.count])).toEqual([[1, 7], [2, 3]]);
+    dump.values.writeUInt32LE(3, B.fields.slots[0] + S.size + S.fields.key[0]);
+    const torn = new TopKTable(B, S, seed).readDump(dump, 1);
+    expect(torn.rows.map((r) => [r.key.readUInt32LE(0), r.count])).toEqual([[1, 7]]);
+    expect(torn.total).toBe(10);
+    // The hash is topk_hash's: words xor-multiplied in, murmur3's finalizer (pinned: the kernel side must agree).
+    expect(topkHash(Buffer.alloc(8), 0n)).toBe(0);
+    expect(topkHash(key(1), seed)).toBe(topkHash(key(1), seed));
+    expect(topkHash(key(1), seed)).not.toBe(topkHash(key(1), seed + 1n));
   });
 
   it('refuses layouts without count and slots arrays', () => {

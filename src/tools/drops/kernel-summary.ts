@@ -4,6 +4,7 @@
  * endpoints and addresses as top talkers (`drop_top_endpoint`, `drop_top_address`: space-saving, core/top-k.ts).
  * This reads those maps and feeds the same aggregator as the event path.
  */
+import { randomBytes } from 'node:crypto';
 import { addon, type MapDump, type NativeBpfObject } from '../../core/addon.js';
 import { KernelTable } from '../../core/kernel-table.js';
 import { TopKTable, type TopKRead } from '../../core/top-k.js';
@@ -40,13 +41,16 @@ export const DROPS_TOP_MAPS: Readonly<Record<RemoteView, string>> = { endpoints:
  */
 export class KernelDropsReader {
   private readonly table = new KernelTable(DROP_VIEW_KEY_LAYOUT, DROP_AGG_VALUE_LAYOUT);
-  private readonly top = new TopKTable(DROP_TOP_BUCKET_LAYOUT, DROP_TOP_SLOT_LAYOUT);
+  private readonly top: TopKTable;
   private readonly events_ = new Map<string, DropEvent>();
   private readonly scratch = Buffer.alloc(DROP_EVENT_LAYOUT.size);
   /** Drops counted in the kernel as of the last dump. */
   events = 0;
 
-  constructor(private readonly agg: DropsAggregator, private readonly ctx: DropDecodeContext) {}
+  /** `topSeed`: the top-talker maps' hash seed (slots read mid-rewrite are then left out); null: not checked. */
+  constructor(private readonly agg: DropsAggregator, private readonly ctx: DropDecodeContext, topSeed: bigint | null = null) {
+    this.top = new TopKTable(DROP_TOP_BUCKET_LAYOUT, DROP_TOP_SLOT_LAYOUT, topSeed);
+  }
 
   /** The event a key stands for, with the key's address and port on both sides (so daddr:dport and the remote
    * endpoint both read as the key's): time and length are per drop, so they come from the value instead. */
@@ -140,11 +144,13 @@ export class DropsSummaryTrace {
     const keys = opts.kernelKeys ?? Math.max(1024, 4 * maxDestinations);
     const topBuckets = pow2(opts.topBuckets ?? Math.max(64, maxDestinations / 16));
     this.aggregator = new DropsAggregator({ maxDestinations, now: opts.now, listenQueue: opts.listenQueue });
-    this.reader = new KernelDropsReader(this.aggregator, { clock: new ClockMapper(), reasons: DropReasons.kernel() });
+    const topSeed = randomBytes(8);
+    this.reader = new KernelDropsReader(this.aggregator, { clock: new ClockMapper(), reasons: DropReasons.kernel() }, topSeed.readBigUInt64LE(0));
     this.cpus = addon().numPossibleCpus;
     const spec = dropsSpec(opts, undefined, {
       keys,
       topBuckets,
+      topSeed,
       beforeClose: (obj) => this.read(obj),
       events: () => this.reader.events,
     });

@@ -30,8 +30,9 @@ export interface DropsOptions extends FilterOptions, TraceOptions {
 const STACK_ENTRIES = 16384;
 
 /** The constants of bpf/drops.bpf.c for these options (reasons resolved via the kernel's BTF); `topBuckets`: buckets
- * of the top-talker maps when aggregating in the kernel (a power of two). */
-export function dropsConstants(opts: DropsOptions, reasons: DropReasons, aggregateInKernel = false, topBuckets = 1): Record<string, Buffer> {
+ * of the top-talker maps when aggregating in the kernel (a power of two), `topSeed` their hash seed (8 bytes). */
+export function dropsConstants(opts: DropsOptions, reasons: DropReasons, aggregateInKernel = false, topBuckets = 1,
+  topSeed: Buffer = randomBytes(8)): Record<string, Buffer> {
   const codes = reasons.resolve(opts.reasons ?? []);
   const bitmap = Buffer.alloc(DROP_REASON_FILTER_BITS / 8);
   for (const c of codes) bitmap[c >> 3] |= 1 << (c & 7); // little-endian u64 words == byte-wise bits
@@ -44,7 +45,7 @@ export function dropsConstants(opts: DropsOptions, reasons: DropReasons, aggrega
     aggregate_in_kernel: Buffer.from([aggregateInKernel ? 1 : 0]),
     top_bucket_mask: constU32(topBuckets - 1),
     // A fresh seed per run: which sources share a bucket cannot be chosen from outside.
-    top_hash_seed: randomBytes(8),
+    top_hash_seed: topSeed,
   };
 }
 
@@ -54,6 +55,8 @@ export interface KernelAggregation {
   keys: number;
   /** Buckets of each top-talker map (`drop_top_endpoint`, `drop_top_address`): a power of two. */
   topBuckets: number;
+  /** Their hash seed (8 bytes, random per run; the reader checks slots against it). */
+  topSeed: Buffer;
   /** The last read of the maps before the object closes. */
   beforeClose(obj: NativeBpfObject): void;
   /** Drops counted in the kernel so far (as of the last read). */
@@ -75,7 +78,7 @@ export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) =>
   return {
     tool: 'drops',
     recordSize: DROP_EVENT_LAYOUT.size,
-    constants: dropsConstants(opts, reasons, !!kernel, kernel?.topBuckets ?? 1),
+    constants: dropsConstants(opts, reasons, !!kernel, kernel?.topBuckets ?? 1, kernel?.topSeed),
     rodata: DROPS_RODATA,
     mapSizes: {
       stacks: opts.stack ? STACK_ENTRIES : 1,
