@@ -25,6 +25,8 @@ NETBPF_CONTRACT(struct drop_agg_value);
 NETBPF_CONTRACT(struct drop_top_slot);
 NETBPF_CONTRACT(struct drop_top_bucket);
 NETBPF_CONTRACT(struct drop_dest_state);
+NETBPF_CONTRACT(struct drop_dest_slot);
+NETBPF_CONTRACT(struct drop_dest_bucket);
 NETBPF_CONTRACT(enum drop_flags);
 NETBPF_CONTRACT(enum drop_reason_consts);
 NETBPF_CONTRACT(enum drop_agg_consts);
@@ -50,12 +52,24 @@ const volatile __u64 filter_reasons[DROP_REASON_FILTER_BITS / 64] = {};
 /* Summary-only runs: count each drop into the views' maps instead of sending a record (a drop flood then costs
  * a few map accesses, not a ring buffer record plus decoding in user space). */
 const volatile __u8 aggregate_in_kernel = 0;
-/* Buckets of the top-talker maps minus one (their number is a power of two), and the seed of their hash. */
+/* Buckets of the top-talker maps and of the destination front minus one (each a power of two), and the seed of
+ * their hash. */
 const volatile __u32 top_bucket_mask = 255;
+const volatile __u32 dest_front_mask = 63;
 const volatile __u64 top_hash_seed = 0;
 
-/* Destination view: per packet destination (daddr:dport) x reason, exact while the map has room; user space
- * sizes it (1 entry when not aggregating). No prealloc: memory grows with use. */
+/* Destination view, front: where destinations are counted until their bucket is full (see struct
+ * drop_dest_bucket): a hash of the key and a compare per slot, no hash map, no allocation. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, struct drop_dest_bucket);
+} drop_dest_front SEC(".maps");
+
+/* Destination view: per packet destination (daddr:dport) x reason, past the front, exact while the map has room;
+ * user space sizes it (1 entry when not aggregating). No prealloc: memory grows with use (an insert can then fail
+ * for lack of memory under a burst of new keys: the drop folds, and a later drop of that key tries again). */
 struct {
 #ifdef DROP_DEST_LRU /* measured against the sticky full flag (BENCHMARKS.md): not built by default */
 	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
@@ -68,11 +82,11 @@ struct {
 	__type(value, struct drop_agg_value);
 } drop_dest SEC(".maps");
 
-/* Drops whose destination found `drop_dest` full: per reason (+ location), so totals per reason stay exact. */
+/* Drops whose destination found `drop_dest` full: per reason (+ location), so totals per reason stay exact.
+ * Preallocated (256 keys x 304 bytes per CPU): folding never fails for lack of memory. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 256);
 	__type(key, struct drop_view_key);
 	__type(value, struct drop_agg_value);
 } drop_dest_other SEC(".maps");
@@ -274,10 +288,39 @@ struct {
 	__type(value, struct drop_dest_state);
 } drop_dest_state SEC(".maps");
 
-/* The destination view: exact per key while `drop_dest` has room, then per reason in `drop_dest_other`. */
+/* The destination's value in the front: its slot, or a free slot it now takes; NULL when its bucket is full. */
+static __always_inline struct drop_agg_value *front_value(const struct drop_view_key *k)
+{
+	__u32 h = topk_hash(k, sizeof(*k), top_hash_seed);
+	__u32 index = h & dest_front_mask;
+	struct drop_dest_bucket *b = bpf_map_lookup_elem(&drop_dest_front, &index);
+	if (!b)
+		return NULL;
+	__u32 free = DROP_DEST_WAYS;
+#pragma unroll
+	for (__u32 i = 0; i < DROP_DEST_WAYS; i++) {
+		if (!b->slots[i].value.count) {
+			free = i; /* slots are taken in order and never given back: none after this one is taken */
+			break;
+		}
+		if (b->hash[i] == h && topk_key_eq(&b->slots[i].key, k, sizeof(*k)))
+			return &b->slots[i].value;
+	}
+	if (free == DROP_DEST_WAYS)
+		return NULL;
+	free &= DROP_DEST_WAYS - 1;
+	__builtin_memcpy(&b->slots[free].key, k, sizeof(*k));
+	b->hash[free] = h;
+	return &b->slots[free].value;
+}
+
+/* The destination view: exact per key in the front or, past it, in `drop_dest` while it has room; then per reason
+ * in `drop_dest_other`. */
 static __always_inline void count_destination(struct drop_view_key *k, __u32 len, __u64 now)
 {
-	struct drop_agg_value *v = bpf_map_lookup_elem(&drop_dest, k);
+	struct drop_agg_value *v = front_value(k);
+	if (!v)
+		v = bpf_map_lookup_elem(&drop_dest, k);
 	__u32 zero = 0;
 	struct drop_dest_state *st = v ? NULL : bpf_map_lookup_elem(&drop_dest_state, &zero);
 	if (st)
@@ -292,7 +335,7 @@ static __always_inline void count_destination(struct drop_view_key *k, __u32 len
 		if (st)
 			v = agg_slot(&drop_dest_other, k, &agg_zero, &st->other_full);
 		if (!v) {
-			/* Both maps full (over 1024 reason x location folds): counted as lost, reported as such. */
+			/* Both maps full (over 256 reason x location folds): counted as lost, reported as such. */
 			__u64 *lost_count = bpf_map_lookup_elem(&lost, &zero);
 			if (lost_count)
 				__sync_fetch_and_add(lost_count, 1);

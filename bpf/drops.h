@@ -47,6 +47,7 @@ enum drop_agg_consts {
 	DROP_AGG_FLAGS = DROP_F_RECEIVED | DROP_F_SOCK_TUPLE | DROP_F_NO_PORTS, /* what decides orientation */
 	DROP_AGG_OTHER = 0x80,     /* drop_view_key.flags: a drop folded into "other" (the destination map was full) */
 	DROP_TOP_SLOTS = 4,        /* slots per bucket of the top-talker maps (space-saving per bucket, topk.bpf.h) */
+	DROP_DEST_WAYS = 4,        /* slots per bucket of the destination front (`drop_dest_front`) */
 };
 
 /* One row of a view: an address and port (the packet's destination, or its remote side), the reason, and what
@@ -72,6 +73,19 @@ struct drop_agg_value {
 	__u32 min_len;
 	__u32 max_len;
 	__u64 len_log2[DROP_AGG_LEN_BUCKETS];
+};
+
+/* The destination view's front (`drop_dest_front`, a per-CPU array: preallocated, so no insert can fail for lack
+ * of memory): a destination takes a free slot of the bucket its hash picks and keeps it for the run (nothing is
+ * evicted: counts stay exact); one whose bucket is full goes to `drop_dest`. A slot with value.count 0 is free. */
+struct drop_dest_slot {
+	struct drop_view_key key;
+	struct drop_agg_value value;
+};
+
+struct drop_dest_bucket {
+	__u32 hash[DROP_DEST_WAYS];   /* each slot's key hash: keys are compared only where it matches */
+	struct drop_dest_slot slots[DROP_DEST_WAYS];
 };
 
 /* Whether `drop_dest` / `drop_dest_other` found no room (sticky: set once per run, see agg_slot in agg.bpf.h). */

@@ -17,6 +17,8 @@ import { describeBpf, sleep } from '../helpers.js';
 import { buildHelper, CliProcess, jsonLines } from '../reliability/lib.js';
 import { NetnsPair } from '../../src/testing/netns.js';
 import { dropsSummary, type DropRow, type DropsSummary } from '../../src/index.js';
+import { addon } from '../../src/core/addon.js';
+import { DROP_AGG_CONSTS } from '../../src/tools/drops/bpf.gen.js';
 
 const SOURCES = '100.64.0.0/12';
 const DROP_TOP_SLOTS = 4;
@@ -158,7 +160,8 @@ describeBpf('netbpf drops under attack (real kernel, spoofed floods in private n
       stats.stdin!.end();
     }
     const s = summary.snapshot();
-    expect(s.byDestination.filter((r) => r.key !== 'other').length).toBeLessThanOrEqual(64);
+    // The hash map's 64 keys, and those the destination front took (one bucket for so small a map, per CPU).
+    expect(s.byDestination.filter((r) => r.key !== 'other').length).toBeLessThanOrEqual(64 + DROP_AGG_CONSTS.DROP_DEST_WAYS * addon().numPossibleCpus);
     expect(s.folded.kernel).toBeGreaterThan(90_000);
     expect(summary.counters().lost).toBe(0);
   });

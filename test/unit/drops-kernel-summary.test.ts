@@ -4,7 +4,8 @@
 import { describe, expect, it } from 'vitest';
 import {
   decodeDrop, DropReasons, DropsAggregator, KernelDropsReader, DROPS_VIEW_KEY_LAYOUT, DROPS_AGG_VALUE_LAYOUT, DROPS_LAYOUT, DROP_FLAGS,
-  DROPS_TOP_BUCKET_LAYOUT, DROPS_TOP_SLOT_LAYOUT, type DropDecodeContext, type DropEvent,
+  DROPS_TOP_BUCKET_LAYOUT, DROPS_TOP_SLOT_LAYOUT, DROPS_DEST_BUCKET_LAYOUT, DROPS_DEST_SLOT_LAYOUT, destinationDump,
+  type DropDecodeContext, type DropEvent,
 } from '../../src/tools/drops/index.js';
 import { DROP_AGG_CONSTS } from '../../src/tools/drops/bpf.gen.js';
 import { Log2Histogram } from '../../src/core/histogram.js';
@@ -170,6 +171,33 @@ describe('KernelDropsReader (map dumps -> DropsSummary)', () => {
     expect(s.byDestination[0]).toMatchObject({ count: 5, rate: 3, bytes: 456 });
     expect(s.byDestination[0].histograms.len).toMatchObject({ count: 5, sum: 456, min: 64, max: 200 });
     expect(reader.events).toBe(5);
+  });
+
+  it('joins the destination front (per-CPU array of slots) and the hash map: per CPU, a key counted in either', () => {
+    const DB = DROPS_DEST_BUCKET_LAYOUT, DS = DROPS_DEST_SLOT_LAYOUT;
+    // One front bucket, 2 CPUs: CPU 0 holds `sent` in slot 0; CPU 1's bucket was full of others, so `sent` went to
+    // the hash map there; `received` is in CPU 1's front only. A slot being taken (count 0) is skipped.
+    const other = (port: number) => destKey({ ...sent, dport: port });
+    const front = { count: 1, keys: Buffer.alloc(4), values: Buffer.alloc(2 * DB.stride) };
+    const slot = (cpu: number, way: number, key: Buffer, value: Buffer) => {
+      const o = cpu * DB.stride + DB.fields.slots[0] + way * DS.size;
+      key.copy(front.values, o + DS.fields.key[0]);
+      value.copy(front.values, o + DS.fields.value[0], 0, DROPS_AGG_VALUE_LAYOUT.size);
+    };
+    slot(0, 0, destKey(sent), cpuValue([64, 64]));
+    slot(0, 1, other(1), Buffer.alloc(DROPS_AGG_VALUE_LAYOUT.stride)); // being taken: no count yet
+    slot(1, 0, other(2), cpuValue([10]));
+    slot(1, 1, destKey(received), cpuValue([60]));
+    slot(1, 2, other(3), cpuValue([10]));
+    slot(1, 3, other(4), cpuValue([10]));
+    const table = dump([[destKey(sent), [cpuValue([]), cpuValue([100, 100, 100])]]]);
+    const agg = new DropsAggregator();
+    new KernelDropsReader(agg, ctx).ingest(destinationDump(front, table, 2), 2);
+    const rows = Object.fromEntries(agg.snapshot().byDestination.map((r) => [r.key, [r.count, r.bytes]]));
+    expect(rows).toEqual({
+      '10.0.0.2:53 NETFILTER_DROP': [5, 428], '10.0.0.1:80 NO_SOCKET': [1, 60],
+      '10.0.0.2:2 NETFILTER_DROP': [1, 10], '10.0.0.2:3 NETFILTER_DROP': [1, 10], '10.0.0.2:4 NETFILTER_DROP': [1, 10],
+    });
   });
 
   it('puts destinations the kernel folded (map full) into the destination "other" row, counted as folded, reason totals exact', () => {

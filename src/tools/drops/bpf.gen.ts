@@ -20,6 +20,33 @@ export const DROP_AGG_VALUE_LAYOUT = {
   },
 } as const satisfies Layout;
 
+/** struct drop_dest_bucket: byte offset and size of each field; stride steps its copies in a per-CPU map value. */
+export const DROP_DEST_BUCKET_LAYOUT = {
+  struct: 'drop_dest_bucket',
+  size: 1392,
+  stride: 1392,
+  fields: {
+    hash: [0, 16],
+    slots: [16, 1376],
+  },
+  arrays: {
+    hash: [4, 4],
+    slots: [344, 4],
+  },
+} as const satisfies Layout;
+
+/** struct drop_dest_slot: byte offset and size of each field; stride steps its copies in a per-CPU map value. */
+export const DROP_DEST_SLOT_LAYOUT = {
+  struct: 'drop_dest_slot',
+  size: 344,
+  stride: 344,
+  fields: {
+    key: [0, 40],
+    value: [40, 304],
+  },
+  arrays: {},
+} as const satisfies Layout;
+
 /** struct drop_dest_state: byte offset and size of each field; stride steps its copies in a per-CPU map value. */
 export const DROP_DEST_STATE_LAYOUT = {
   struct: 'drop_dest_state',
@@ -124,6 +151,7 @@ export const DROP_AGG_CONSTS = {
   DROP_AGG_FLAGS: 25,
   DROP_AGG_OTHER: 128,
   DROP_TOP_SLOTS: 4,
+  DROP_DEST_WAYS: 4,
 } as const;
 
 /** enum drop_flags. */
@@ -145,6 +173,7 @@ export const DROP_REASON_CONSTS = {
 export const DROPS_RODATA = {
   aggregate_in_kernel: 1,
   capture_stack: 1,
+  dest_front_mask: 4,
   filter_l4_proto: 1,
   filter_reason_count: 4,
   filter_reasons: 64,

@@ -1,7 +1,8 @@
 /**
  * netbpf drops, summaries counted in the kernel: summary-only runs count each view in its own per-CPU map instead
- * of sending a record per drop: destinations exactly (`drop_dest`, folding into `drop_dest_other` when full), remote
- * endpoints and addresses as top talkers (`drop_top_endpoint`, `drop_top_address`: space-saving, core/top-k.ts).
+ * of sending a record per drop: destinations exactly (`drop_dest_front`, then `drop_dest`, folding into
+ * `drop_dest_other` when full), remote endpoints and addresses as top talkers (`drop_top_endpoint`,
+ * `drop_top_address`: space-saving, core/top-k.ts).
  * This reads those maps and feeds the same aggregator as the event path.
  */
 import { randomBytes } from 'node:crypto';
@@ -12,7 +13,8 @@ import { usageError } from '../../core/errors.js';
 import { ClockMapper } from '../../core/record.js';
 import { Trace, type StartInfo } from '../../core/trace.js';
 import {
-  DROP_AGG_CONSTS, DROP_AGG_VALUE_LAYOUT, DROP_EVENT_LAYOUT, DROP_TOP_BUCKET_LAYOUT, DROP_TOP_SLOT_LAYOUT, DROP_VIEW_KEY_LAYOUT,
+  DROP_AGG_CONSTS, DROP_AGG_VALUE_LAYOUT, DROP_DEST_BUCKET_LAYOUT, DROP_DEST_SLOT_LAYOUT, DROP_EVENT_LAYOUT, DROP_TOP_BUCKET_LAYOUT,
+  DROP_TOP_SLOT_LAYOUT, DROP_VIEW_KEY_LAYOUT,
 } from './bpf.gen.js';
 import { DropsAggregator, type DropsAggregatorOptions, type DropsSummary, type RemoteView } from './aggregator.js';
 import { decodeDrop, type DropDecodeContext, type DropEvent } from './decode.js';
@@ -29,6 +31,52 @@ export { DROP_AGG_VALUE_LAYOUT as DROPS_AGG_VALUE_LAYOUT };
 /** struct drop_top_bucket / drop_top_slot (bpf/drops.h): one CPU's bucket of top talkers. */
 export { DROP_TOP_BUCKET_LAYOUT as DROPS_TOP_BUCKET_LAYOUT, DROP_TOP_SLOT_LAYOUT as DROPS_TOP_SLOT_LAYOUT };
 const AK = DROP_VIEW_KEY_LAYOUT.fields;
+
+/** struct drop_dest_bucket / drop_dest_slot (bpf/drops.h): one CPU's bucket of the destination front. */
+export { DROP_DEST_BUCKET_LAYOUT as DROPS_DEST_BUCKET_LAYOUT, DROP_DEST_SLOT_LAYOUT as DROPS_DEST_SLOT_LAYOUT };
+
+const u64 = (b: Buffer, o: number): number => b.readUInt32LE(o) + b.readUInt32LE(o + 4) * 4294967296;
+
+/**
+ * The destination view as one dump of per-CPU values per key, from its two places: the front's taken slots
+ * (`drop_dest_front`, a per-CPU array of buckets) and `drop_dest` (a per-CPU hash). On each CPU a destination is
+ * counted in one of them (a slot, once taken, is kept; a key goes to the hash map only when its bucket is full),
+ * so a key's per-CPU values are whichever of the two counted on that CPU.
+ */
+export function destinationDump(front: MapDump, table: MapDump, cpus: number): MapDump {
+  const KS = DROP_VIEW_KEY_LAYOUT.size, VS = DROP_AGG_VALUE_LAYOUT.stride, COUNT = DROP_AGG_VALUE_LAYOUT.fields.count[0];
+  const B = DROP_DEST_BUCKET_LAYOUT, S = DROP_DEST_SLOT_LAYOUT, ways = B.arrays.slots[1];
+  const keys = new Map<string, Buffer>();
+  const values = new Map<string, Buffer>();
+  const place = (key: Buffer, cpu: number, src: Buffer, at: number) => {
+    const id = key.toString('latin1');
+    let v = values.get(id);
+    if (!v) {
+      keys.set(id, Buffer.from(key));
+      values.set(id, (v = Buffer.alloc(VS * cpus)));
+    }
+    src.copy(v, cpu * VS, at, at + DROP_AGG_VALUE_LAYOUT.size);
+  };
+  for (let i = 0; i < front.count; i++) {
+    for (let c = 0; c < cpus; c++) {
+      const base = (i * cpus + c) * B.stride + B.fields.slots[0];
+      for (let w = 0; w < ways; w++) {
+        const o = base + w * S.size;
+        // A free slot (count 0), or one being taken at this instant (its count comes after its key).
+        if (!u64(front.values, o + S.fields.value[0] + COUNT)) continue;
+        place(front.values.subarray(o + S.fields.key[0], o + S.fields.key[0] + KS), c, front.values, o + S.fields.value[0]);
+      }
+    }
+  }
+  for (let j = 0; j < table.count; j++) {
+    const key = table.keys.subarray(j * KS, (j + 1) * KS);
+    for (let c = 0; c < cpus; c++) {
+      const o = (j * cpus + c) * VS;
+      if (u64(table.values, o + COUNT) || !values.has(key.toString('latin1'))) place(key, c, table.values, o);
+    }
+  }
+  return { count: keys.size, keys: Buffer.concat([...keys.values()]), values: Buffer.concat([...values.values()]) };
+}
 
 /** The kernel's map of each remote view. */
 export const DROPS_TOP_MAPS: Readonly<Record<RemoteView, string>> = { endpoints: 'drop_top_endpoint', addresses: 'drop_top_address' };
@@ -81,7 +129,8 @@ export class KernelDropsReader {
     return event;
   }
 
-  /** Feeds one dump of a destination map (packed keys and per-CPU values, as mapDump returns them). */
+  /** Feeds one dump of the destination view (packed keys and per-CPU values, as mapDump returns them for
+   * `drop_dest` and `drop_dest_other`; destinationDump() joins the front to `drop_dest`). */
   ingest(dump: MapDump, cpus: number): void {
     for (const { key, total, delta } of this.table.readDump(dump, cpus)) {
       const added = delta.count as number;
@@ -112,7 +161,8 @@ export class KernelDropsReader {
 }
 
 export interface DropsSummaryOptions extends DropsOptions, DropsAggregatorOptions {
-  /** Destinations the kernel map holds before they fold into "other"; default 4 x maxDestinations. */
+  /** Destinations the kernel's hash map holds before they fold into "other" (past those its front holds: up to
+   * DROP_DEST_WAYS per front bucket and CPU); default 4 x maxDestinations. */
   kernelKeys?: number;
   /** Buckets of each kernel top-talker map (rounded up to a power of two; DROP_TOP_SLOTS keys each, per CPU);
    * default maxDestinations / 16, at least 64. */
@@ -143,12 +193,15 @@ export class DropsSummaryTrace {
     const maxDestinations = opts.maxDestinations ?? 4096;
     const keys = opts.kernelKeys ?? Math.max(1024, 4 * maxDestinations);
     const topBuckets = pow2(opts.topBuckets ?? Math.max(64, maxDestinations / 16));
+    // The destination front: 64 buckets (256 destinations per CPU), fewer for a small map.
+    const frontBuckets = Math.min(64, pow2(keys / 256));
     this.aggregator = new DropsAggregator({ maxDestinations, now: opts.now, listenQueue: opts.listenQueue });
     const topSeed = randomBytes(8);
     this.reader = new KernelDropsReader(this.aggregator, { clock: new ClockMapper(), reasons: DropReasons.kernel() }, topSeed.readBigUInt64LE(0));
     this.cpus = addon().numPossibleCpus;
     const spec = dropsSpec(opts, undefined, {
       keys,
+      frontBuckets,
       topBuckets,
       topSeed,
       beforeClose: (obj) => this.read(obj),
@@ -172,7 +225,7 @@ export class DropsSummaryTrace {
   }
 
   private read(obj: NativeBpfObject): void {
-    this.reader.ingest(obj.mapDump('drop_dest'), this.cpus);
+    this.reader.ingest(destinationDump(obj.mapDump('drop_dest_front'), obj.mapDump('drop_dest'), this.cpus), this.cpus);
     this.reader.ingest(obj.mapDump('drop_dest_other'), this.cpus);
     for (const [view, map] of Object.entries(DROPS_TOP_MAPS) as Array<[RemoteView, string]>) this.reader.ingestTop(view, obj.mapDump(map), this.cpus);
   }

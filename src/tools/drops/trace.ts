@@ -29,10 +29,9 @@ export interface DropsOptions extends FilterOptions, TraceOptions {
 
 const STACK_ENTRIES = 16384;
 
-/** The constants of bpf/drops.bpf.c for these options (reasons resolved via the kernel's BTF); `topBuckets`: buckets
- * of the top-talker maps when aggregating in the kernel (a power of two), `topSeed` their hash seed (8 bytes). */
-export function dropsConstants(opts: DropsOptions, reasons: DropReasons, aggregateInKernel = false, topBuckets = 1,
-  topSeed: Buffer = randomBytes(8)): Record<string, Buffer> {
+/** The constants of bpf/drops.bpf.c for these options (reasons resolved via the kernel's BTF); `kernel`: how a
+ * summary-only run aggregates in the kernel (map sizes, hash seed). */
+export function dropsConstants(opts: DropsOptions, reasons: DropReasons, kernel?: Pick<KernelAggregation, 'topBuckets' | 'frontBuckets' | 'topSeed'>): Record<string, Buffer> {
   const codes = reasons.resolve(opts.reasons ?? []);
   const bitmap = Buffer.alloc(DROP_REASON_FILTER_BITS / 8);
   for (const c of codes) bitmap[c >> 3] |= 1 << (c & 7); // little-endian u64 words == byte-wise bits
@@ -42,17 +41,20 @@ export function dropsConstants(opts: DropsOptions, reasons: DropReasons, aggrega
     capture_stack: Buffer.from([opts.stack ? 1 : 0]),
     filter_reason_count: constU32(codes.length),
     filter_reasons: bitmap,
-    aggregate_in_kernel: Buffer.from([aggregateInKernel ? 1 : 0]),
-    top_bucket_mask: constU32(topBuckets - 1),
+    aggregate_in_kernel: Buffer.from([kernel ? 1 : 0]),
+    top_bucket_mask: constU32((kernel?.topBuckets ?? 1) - 1),
+    dest_front_mask: constU32((kernel?.frontBuckets ?? 1) - 1),
     // A fresh seed per run: which sources share a bucket cannot be chosen from outside.
-    top_hash_seed: topSeed,
+    top_hash_seed: kernel?.topSeed ?? randomBytes(8),
   };
 }
 
 /** How a summary-only run aggregates in the kernel (see dropsSummary). */
 export interface KernelAggregation {
-  /** Keys of the `drop_dest` map before destinations fold into "other". */
+  /** Keys of the `drop_dest` map before destinations fold into "other" (past those the front holds). */
   keys: number;
+  /** Buckets of the destination front (`drop_dest_front`, DROP_DEST_WAYS destinations each, per CPU): a power of two. */
+  frontBuckets: number;
   /** Buckets of each top-talker map (`drop_top_endpoint`, `drop_top_address`): a power of two. */
   topBuckets: number;
   /** Their hash seed (8 bytes, random per run; the reader checks slots against it). */
@@ -64,7 +66,7 @@ export interface KernelAggregation {
 }
 
 /** Keys of the kernel's destination "other" map: one per reason (x freeing function for NOT_SPECIFIED). */
-const AGG_OTHER_KEYS = 1024;
+const AGG_OTHER_KEYS = 256;
 
 export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) => string[], kernel?: KernelAggregation): TraceSpec<DropEvent> {
   const reasons = DropReasons.kernel();
@@ -78,11 +80,12 @@ export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) =>
   return {
     tool: 'drops',
     recordSize: DROP_EVENT_LAYOUT.size,
-    constants: dropsConstants(opts, reasons, !!kernel, kernel?.topBuckets ?? 1, kernel?.topSeed),
+    constants: dropsConstants(opts, reasons, kernel),
     rodata: DROPS_RODATA,
     mapSizes: {
       stacks: opts.stack ? STACK_ENTRIES : 1,
       drop_dest: kernel ? kernel.keys : 1,
+      drop_dest_front: kernel?.frontBuckets ?? 1,
       drop_dest_other: kernel ? AGG_OTHER_KEYS : 1,
       drop_top_endpoint: kernel?.topBuckets ?? 1,
       drop_top_address: kernel?.topBuckets ?? 1,
