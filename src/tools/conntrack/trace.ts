@@ -158,6 +158,8 @@ export class ConntrackTrace extends Trace<ConntrackEvent> {
   private native: NativeCtnetlink | null = null;
   private finalNetlink: CtnetlinkNetnsStats[] | null = null;
   private rescanTimer: NodeJS.Timeout | null = null;
+  /** Namespaces watched since the last rescan but not reported yet (found only through a process). */
+  private readonly unreported = new Set<number>();
   private readonly netnsListeners: Array<(c: NetnsChange) => void> = [];
   private readonly wanted: (view: DataView, o: number) => boolean;
   private netlinkMalformed = 0;
@@ -271,13 +273,23 @@ export class ConntrackTrace extends Trace<ConntrackEvent> {
       this.native?.removeNetns(t.netns);
       this.watched.delete(t.netns);
     }
+    // A namespace seen only through a process may be one `ip netns add` is still bind-mounting (its process is in
+    // it before /run/netns/NAME is): watched at once, reported on the next rescan with the name it has by then.
     const added: NetnsInfo[] = [];
+    for (const netns of this.unreported) {
+      const now = scan.get(netns);
+      if (!now || !this.watched.has(netns)) continue;
+      this.watched.set(netns, { ...this.watched.get(netns)!, name: now.name, pids: now.pids });
+      added.push(this.watched.get(netns)!);
+    }
+    this.unreported.clear();
     const failed: NonNullable<NetnsChange['failed']> = [];
     for (const t of this.plan.all ? scan.values() : []) {
       if (this.watched.has(t.netns)) continue;
       try {
         this.watch(t);
-        added.push(t);
+        if (t.name === null) this.unreported.add(t.netns);
+        else added.push(t);
       } catch (err) {
         failed.push({ netns: t.netns, path: t.path, error: (err as Error).message });
       }
