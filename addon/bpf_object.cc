@@ -4,6 +4,7 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -34,6 +35,8 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
                            InstanceMethod("detachAll", &BpfObject::DetachAll),
                            InstanceMethod("programInfo", &BpfObject::ProgramInfo),
                            InstanceMethod("mapFd", &BpfObject::MapFd),
+                           InstanceMethod("mapFdDup", &BpfObject::MapFdDup),
+                           InstanceMethod("reuseMapFd", &BpfObject::ReuseMapFd),
                            InstanceMethod("mapLookup", &BpfObject::MapLookup),
                            InstanceMethod("mapUpdate", &BpfObject::MapUpdate),
                            InstanceMethod("mapDelete", &BpfObject::MapDelete),
@@ -358,6 +361,31 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     bpf_map* map = FindMap(env, info[0]);
     if (!map) return env.Undefined();
     return Napi::Number::New(env, bpf_map__fd(map));
+  }
+
+  // A duplicate of a loaded map's fd that the caller owns (and closes): it keeps the map alive after this object
+  // closes, so another object can reuse it (reuseMapFd) however long the first one lives.
+  Napi::Value MapFdDup(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bpf_map* map = FindMap(env, info[0]);
+    if (!map) return env.Undefined();
+    int fd = bpf_map__fd(map);
+    if (fd < 0) return ThrowErrno(env, std::string("map ") + bpf_map__name(map) + " not loaded", EBADF);
+    int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0) return ThrowErrno(env, std::string("duplicate fd of map ") + bpf_map__name(map), errno);
+    return Napi::Number::New(env, dup_fd);
+  }
+
+  // Before load: this object's map `name` is the existing map behind `fd` (shared between objects; libbpf checks
+  // that type, key, value and size agree at load, and keeps its own duplicate of the fd).
+  Napi::Value ReuseMapFd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bpf_map* map = FindMap(env, info[0]);
+    if (!map) return env.Undefined();
+    if (loaded_) return ThrowErrno(env, "reuse a map fd after load", EBUSY);
+    int err = bpf_map__reuse_fd(map, info[1].ToNumber().Int32Value());
+    if (err) return ThrowErrno(env, std::string("reuse fd for map ") + bpf_map__name(map), -err);
+    return env.Undefined();
   }
 
   bool CheckKey(Napi::Env env, bpf_map* map, const Napi::Value& key) {

@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { pipelineSweep } from './pipeline.js';
 import { runWorkloads } from './workloads.js';
+import { runStorm } from './storm.js';
 import { start, median, fmtRate, fmtMiB } from './lib.js';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
@@ -33,14 +34,21 @@ const log = (s) => process.stderr.write(s + '\n');
 const Q = quick
   ? { events: 200_000, fractions: [0.5], consumers: ['c', 'netbpf'], stress: true, startupRuns: 2, memoryN: 100_000,
       lossPercent: 5, bulkBytes: 2_000_000, bulkConns: 2, conns: 300, parallel: 8, floodSeconds: 0.5, ctConns: 200, reps: 1,
-      workloads: ['retrans-bulk', 'connect-close'], tracers: ['netbpf retrans', 'netbpf life'] }
+      workloads: ['retrans-bulk', 'connect-close'], tracers: ['netbpf retrans', 'netbpf life'],
+      stormSeconds: 1, stormReps: 1, stormRate: 2000, stormParallel: 16, stormMaxConns: 4000, stormTracers: ['netbpf life'] }
   : { events: 2_000_000, fractions: [0.25, 0.5, 0.75], consumers: ['c', 'netbpf', 'netbpf-decode'], stress: true, startupRuns: 7,
       memoryN: 1_000_000, lossPercent: 5, bulkBytes: 20_000_000, bulkConns: 4, conns: 2000, parallel: 16, floodSeconds: 1.5,
-      ctConns: 1000, reps: 5, workloads: ['retrans-bulk', 'connect-close', 'drop-flood', 'conntrack-churn'], tracers: null };
+      ctConns: 1000, reps: 5, workloads: ['retrans-bulk', 'connect-close', 'drop-flood', 'conntrack-churn'], tracers: null,
+      stormSeconds: 8, stormReps: 3, stormRate: 0, stormParallel: 64, stormMaxConns: 1_000_000, stormTracers: null };
 const wlArg = args.indexOf('--workloads');
 if (wlArg >= 0) Q.workloads = args[wlArg + 1].split(',');
 const repsArg = args.indexOf('--reps');
-if (repsArg >= 0) Q.reps = Number(args[repsArg + 1]);
+if (repsArg >= 0) Q.reps = Q.stormReps = Number(args[repsArg + 1]);
+// --storm-tracers 'netbpf life,netbpf top' picks storm tracers; --storm-seconds, --storm-rate set the storm.
+const argOf = (name) => (args.indexOf(name) >= 0 ? args[args.indexOf(name) + 1] : undefined);
+if (argOf('--storm-tracers')) Q.stormTracers = argOf('--storm-tracers').split(',');
+if (argOf('--storm-seconds')) Q.stormSeconds = Number(argOf('--storm-seconds'));
+if (argOf('--storm-rate')) Q.stormRate = Number(argOf('--storm-rate'));
 // The netbpf defaults (src/core/trace.ts): 4 MiB ring, 20 ms timed poll, wakeup past a quarter of the ring.
 const RING = { ringBytes: 4 * 1024 * 1024, pollMs: 20, wakeupBytes: 1024 * 1024, destinations: 256 };
 // A small ring makes loss start within the generator's reach, so where loss starts (and its exact
@@ -106,6 +114,11 @@ if (wants('memory')) {
 if (wants('workloads')) {
   log('workloads:');
   results.workloads = await runWorkloads(root, Q, log);
+}
+
+if (wants('storm')) {
+  log('connection storm:');
+  results.storm = await runStorm(root, Q, log);
 }
 
 if (args.includes('--json')) process.stdout.write(JSON.stringify(results) + '\n');

@@ -36,4 +36,48 @@ static __always_inline void *agg_slot(void *map, const void *key, const void *ze
 	return bpf_map_lookup_elem(map, key);
 }
 
+/* Adds 1 to the log2 bucket of v in hist[n] (the last bucket takes every larger value). */
+#define AGG_HIST_ADD(hist, n, v)						\
+	do {									\
+		__u32 b_ = log2_bucket(v);					\
+		if (b_ >= (n))							\
+			b_ = (n) - 1;						\
+		/* Keep the bound check on the register that indexes: older verifiers lose it across arithmetic. */ \
+		barrier_var(b_);						\
+		if (b_ < (n))							\
+			(hist)[b_]++;						\
+	} while (0)
+
+/* min/max of a value field pair (min_x, max_x) once `count` says whether the slot had counted anything yet. */
+#define AGG_MIN_MAX(v, field, x)						\
+	do {									\
+		if (!(v)->count || (x) < (v)->min_##field)			\
+			(v)->min_##field = (x);					\
+		if (!(v)->count || (x) > (v)->max_##field)			\
+			(v)->max_##field = (x);					\
+	} while (0)
+
+/* Counts an event that found both its key map and its fold map full: reported with the ring buffer losses. */
+static __always_inline void agg_count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+/* The slot of `key` in `map`; when `map` is full, the slot of the same key after `fold` (a statement that turns
+ * `key` into its coarser "other" key) in `other`; NULL when both are full (the event is then counted as lost). */
+#define AGG_SLOT_OR_OTHER(map, other, key, zero, full, other_full, fold)	\
+	({									\
+		void *s_ = agg_slot(map, key, zero, full);			\
+		if (!s_) {							\
+			fold;							\
+			s_ = agg_slot(other, key, zero, other_full);		\
+			if (!s_)						\
+				agg_count_lost();				\
+		}								\
+		s_;								\
+	})
+
 #endif

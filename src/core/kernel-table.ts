@@ -99,7 +99,8 @@ export class KernelTable {
     for (const f of this.fields) out[f.name] = f.array ? new Float64Array(f.count) : f.merge === 'min' ? NaN : 0;
     for (let c = 0; c < cpus; c++) {
       const v = base + c * stride;
-      if (this.countField && readScalar(values, v + this.countField.offset, this.countField.size) === 0) continue;
+      // min/max/first/last only from CPUs that counted the key (the others hold zeros); sums from every CPU.
+      const counted = !this.countField || readScalar(values, v + this.countField.offset, this.countField.size) !== 0;
       for (const f of this.fields) {
         if (f.array) {
           const arr = out[f.name] as Float64Array;
@@ -109,6 +110,7 @@ export class KernelTable {
         const x = readScalar(values, v + f.offset, f.size);
         const cur = out[f.name] as number;
         if (f.merge === 'sum') out[f.name] = cur + x;
+        else if (!counted) continue;
         else if (f.merge === 'min') out[f.name] = Number.isNaN(cur) || x < cur ? x : cur;
         else out[f.name] = x > cur ? x : cur;
       }

@@ -8,6 +8,7 @@ import { addon, bpfObjectPath, type NativeBpfObject, type NativeRingBuffer } fro
 import { fromAddonError, NetbpfError } from './errors.js';
 import { decidingCause, TRACEFS_ACCESS_HINT, type HookSpec, type UnavailableCause } from './hooks.js';
 import { NETBPF_RODATA } from './netbpf.gen.js';
+import type { SharedMaps } from './shared-maps.js';
 
 export type { HookAlternative, HookSpec } from './hooks.js';
 
@@ -50,6 +51,8 @@ export interface TraceSpec<E> {
   kernelEvents?(): number;
   /** Per-CPU u64 counter maps of the object besides `lost` (e.g. life's `untracked`), read by kernelCount(). */
   kernelCounters?: string[];
+  /** Maps of the object shared with the other objects of a session (TraceOptions.shared), e.g. "owners". */
+  sharedMaps?: string[];
 }
 
 export interface TraceOptions {
@@ -63,6 +66,8 @@ export interface TraceOptions {
   wakeupBytes?: number;
   /** Most decoded events kept for a slow async-iterator consumer before dropping (counted). Default 1,000,000. */
   maxQueuedEvents?: number;
+  /** The session this trace belongs to: maps named in the spec's sharedMaps are shared with its other traces. */
+  shared?: SharedMaps;
 }
 
 export interface TraceCounters {
@@ -95,7 +100,7 @@ type Listener<E> = (events: E[]) => void;
 
 export class Trace<E> implements AsyncIterable<E> {
   readonly spec: TraceSpec<E>;
-  private readonly opts: Required<Omit<TraceOptions, 'signal'>> & { signal?: AbortSignal };
+  private readonly opts: Required<Omit<TraceOptions, 'signal' | 'shared'>> & { signal?: AbortSignal; shared?: SharedMaps };
   private obj: NativeBpfObject | null = null;
   private ring: NativeRingBuffer | null = null;
   private programs: string[] = [];
@@ -121,6 +126,7 @@ export class Trace<E> implements AsyncIterable<E> {
     }
     this.opts = {
       signal: opts.signal,
+      shared: opts.shared,
       ringBufferBytes,
       pollMs: opts.pollMs ?? 20,
       wakeupBytes: opts.wakeupBytes ?? ringBufferBytes / 4,
@@ -191,7 +197,10 @@ export class Trace<E> implements AsyncIterable<E> {
         wakeup.writeBigUInt64LE(BigInt(Math.floor(this.opts.wakeupBytes)));
         obj.setConst('wakeup_bytes', wakeup);
         for (const [name, value] of Object.entries(this.spec.constants)) obj.setConst(name, value);
+        const shared = this.opts.shared;
+        for (const m of this.spec.sharedMaps ?? []) shared?.reuse(obj, m);
         obj.load();
+        for (const m of this.spec.sharedMaps ?? []) shared?.adopt(obj, m);
         this.programs = [];
         for (const [i, h] of this.spec.hooks.entries()) {
           const alt = h.alternatives[chosen[i]];
