@@ -74,13 +74,24 @@ export const STORM_TRACERS = {
     recorded: ({ out }) => stormLines(out),
     losses: true,
   },
-  'netbpf life --summary': {
-    argv: (root) => netbpf(root, 'life', '-c', CIDR, '--summary', '--json'),
+  // The same with one state-change program for process and softirq context (what the split saves: recursion misses).
+  'netbpf life (one program)': {
+    argv: (root) => netbpf(root, 'life', '-c', CIDR, '--single-state-program'),
     ready: [/attached in/, 'stderr'],
-    recorded: ({ out }) => {
-      const last = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l)).filter((j) => j.type === 'summary').pop();
-      return last?.totals.connections ?? 0;
-    },
+    recorded: ({ out }) => stormLines(out),
+    losses: true,
+  },
+  'netbpf life --summary (one program)': {
+    argv: (root) => netbpf(root, 'life', '-c', CIDR, '--summary', '--single-state-program'),
+    ready: [/attached in/, 'stderr'],
+    recorded: ({ out }) => Number(/whole run \([\d.]+ s\): (\d+) closed/.exec(readFileSync(out, 'utf8'))?.[1] ?? NaN),
+    losses: true,
+  },
+  'netbpf life --summary': {
+    argv: (root) => netbpf(root, 'life', '-c', CIDR, '--summary'),
+    ready: [/attached in/, 'stderr'],
+    // The final summary's header: "... whole run (N s): N closed, ...".
+    recorded: ({ out }) => Number(/whole run \([\d.]+ s\): (\d+) closed/.exec(readFileSync(out, 'utf8'))?.[1] ?? NaN),
     losses: true,
   },
   'netbpf top': {

@@ -35,4 +35,33 @@ struct connect_event {
 	char comm[NETBPF_COMM_LEN];
 };
 
+/* Summary-only runs (aggregate_in_kernel): no records, one per-CPU map entry per summary key instead. */
+enum connect_agg_consts {
+	CONNECT_AGG_BUCKETS = 33, /* log2 buckets of a u32 latency in microseconds; larger in the last */
+	CONNECT_AGG_OTHER = 0x80, /* connect_agg_key.flags: folded into "other" (the key map was full) */
+};
+
+/* What the summaries group by: the remote endpoint, the outcome and what classifies a failure (errno, flags). */
+struct connect_agg_key {
+	__u8 daddr[NETBPF_ADDR_LEN];
+	__u64 cgroup_id;    /* socket's cgroup v2 id when summaries are kept per cgroup (containers), else 0 */
+	__s32 err;
+	__u16 family;
+	__u16 dport;
+	__u8 kind;          /* enum connect_kind */
+	__u8 flags;         /* enum connect_flags, | CONNECT_AGG_OTHER when folded */
+	__u8 pad[6];        /* explicit: keys are compared as bytes */
+};
+
+/* Cumulative per CPU; user space sums the CPUs and takes differences between reads (src/core/kernel-table.ts). */
+struct connect_agg_value {
+	__u64 count;          /* attempts with this outcome */
+	__u64 connections;    /* established connections no other tool of the session had counted (bpf/owner.bpf.h) */
+	__u64 syn_retrans;
+	__u64 latency_ns;     /* sum of connect() -> ESTABLISHED (established attempts only) */
+	__u64 min_latency_ns;
+	__u64 max_latency_ns;
+	__u64 latency_us_log2[CONNECT_AGG_BUCKETS];
+};
+
 #endif

@@ -351,6 +351,24 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	return 0;
 }
 
+/* Two programs share the state changes: one for sockets held by their owner's task (connect(), close(), the
+ * backlog at release_sock: process context) and one for the rest (softirq and timers). A softirq that interrupts
+ * a program on the same CPU re-enters the tracepoint, and the kernel skips a program that is already running there
+ * (a recursion miss: the softirq's state change would be lost). With the work split, the program a softirq
+ * re-enters is the process-context one, which has nothing to do for it; the softirq program runs only in softirq
+ * (softirqs do not nest) apart from the check that lets it return. Measured in BENCHMARKS.md. */
+static __always_inline bool owned_by_task(const struct sock *sk)
+{
+	return BPF_CORE_READ(sk, sk_lock.owned) != 0;
+}
+
+TRACEPOINT_PROGRAMS(inet_sock_set_state, handle_set_state_task,
+		    owned_by_task(sk) ? on_set_state(sk, oldstate, newstate) : 0,
+		    const struct sock *sk, int oldstate, int newstate)
+TRACEPOINT_PROGRAMS(inet_sock_set_state, handle_set_state_soft,
+		    owned_by_task(sk) ? 0 : on_set_state(sk, oldstate, newstate),
+		    const struct sock *sk, int oldstate, int newstate)
+/* One program for both, for measuring what the split saves (NETBPF_LIFE_SINGLE_PROGRAM=1). */
 TRACEPOINT_PROGRAMS(inet_sock_set_state, handle_set_state, on_set_state(sk, oldstate, newstate),
 		    const struct sock *sk, int oldstate, int newstate)
 

@@ -1,7 +1,7 @@
 /** netbpf: eBPF TCP tracing as a library. Each tool is a function returning a Trace (async iterable of
  * typed events, with counters for events seen and lost) plus an aggregator usable on its own. */
-export { retrans, retransSpec, decodeRetrans, countedByKernel, RetransAggregator, RETRANS_LAYOUT, RETRANS_KINDS, RETRANS_HEADER, retransLine, retransEventJson, renderRetransSummary } from './tools/retrans/index.js';
-export type { RetransEvent, RetransKind, RetransOptions, RetransRow, RetransSummary, AggregatorOptions } from './tools/retrans/index.js';
+export { retrans, retransSpec, decodeRetrans, countedByKernel, RetransAggregator, retransSummary, RetransKernelReader, decodeRetransKey, RETRANS_LAYOUT, RETRANS_KINDS, RETRANS_HEADER, retransLine, retransEventJson, renderRetransSummary } from './tools/retrans/index.js';
+export type { RetransEvent, RetransKind, RetransOptions, RetransRow, RetransSummary, AggregatorOptions, RetransKey, RetransBulk, RetransSummaryOptions } from './tools/retrans/index.js';
 export { conntrack, conntrackSpec, decodeConntrack, ConntrackTrace, ConntrackAggregator, CONNTRACK_LAYOUT, readConntrackStats, conntrackSysctls, conntrackSnapshot, startNatFeed, netlinkCounts, CONNTRACK_HEADER, conntrackEventJson, conntrackLine, renderConntrackSummary } from './tools/conntrack/index.js';
 export type { ConntrackEvent, ConntrackEntry, ConntrackOptions, ConntrackRow, ConntrackSummary, ConntrackStats, ConntrackPressure, NetnsChange, NetlinkCounts } from './tools/conntrack/index.js';
 export { NatResolver, isDnat } from './core/nat.js';
@@ -27,8 +27,8 @@ export { life, lifeSpec, decodeLife, closeReason, payloadBytes, lifeKey, LifeTra
 export type { LifeEvent, LifeEstablishedEvent, LifeClosedEvent, LifeOptions, LifeRow, LifeSummary, LifeDirection, LifeOwnerSource, CloseReason, LifeAggregatorOptions, LifeFormat, LifeKey, LifeBulk, LifeSummaryOptions } from './tools/life/index.js';
 /** `connections` is another name for `life` (who talked to whom, and for how long). */
 export { life as connections } from './tools/life/index.js';
-export { connect, connectSpec, decodeConnect, classifyFailure, ConnectAggregator, CONNECT_LAYOUT, FAILURE_CLASSES, CONNECT_HEADER, connectEventJson, connectLine, renderConnectSummary } from './tools/connect/index.js';
-export type { ConnectEvent, ConnectEstablishedEvent, ConnectFailedEvent, ConnectOptions, ConnectRow, ConnectSummary, FailureClass, ConnectAggregatorOptions } from './tools/connect/index.js';
+export { connect, connectSpec, decodeConnect, classifyFailure, ConnectAggregator, connectSummary, ConnectKernelReader, decodeConnectKey, CONNECT_LAYOUT, FAILURE_CLASSES, CONNECT_HEADER, connectEventJson, connectLine, renderConnectSummary } from './tools/connect/index.js';
+export type { ConnectEvent, ConnectEstablishedEvent, ConnectFailedEvent, ConnectOptions, ConnectRow, ConnectSummary, FailureClass, ConnectAggregatorOptions, ConnectKey, ConnectBulk, ConnectSummaryOptions } from './tools/connect/index.js';
 export { Reservoir } from './core/reservoir.js';
 export { top, TopSession, TopAggregator, parseGroupBy, destinationKey, sortRows, serviceName, TOP_SORT_KEYS } from './tools/top/index.js';
 export type { TopOptions, TopRow, TopSummary, TopSortKey, GroupBy, TopAggregatorOptions, TopStartInfo, TopToolName } from './tools/top/index.js';

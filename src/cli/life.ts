@@ -13,6 +13,7 @@ interface LifeCliOptions extends CommonCliOptions {
   wide?: boolean;
   csv?: boolean;
   established?: boolean;
+  singleStateProgram?: boolean;
   hook: 'auto' | 'tp_btf' | 'raw_tp' | 'tracepoint';
 }
 
@@ -25,6 +26,7 @@ export function lifeCommand(): Command {
     .option('-w, --wide', 'wide columns (IPv6 addresses) plus netns and cgroup ids')
     .option('--csv', 'comma-separated values, one line per closed connection')
     .option('--established', 'also a record when each handshake completes (JSON lines of type "established")')
+    .addOption(new Option('--single-state-program', 'one state-change program for process and softirq context (measuring recursion misses)').hideHelp())
     .addOption(new Option('--hook <hook>', 'how to attach: auto (the best the kernel offers), tp_btf, raw_tp, tracepoint (classic: needs tracefs)').choices(['auto', 'tp_btf', 'raw_tp', 'tracepoint']).default('auto'));
   addCommonOptions(cmd);
   addAggregateOption(cmd);
@@ -39,7 +41,7 @@ async function runLife(o: LifeCliOptions): Promise<number> {
   const filters = filterOptions(o);
   if (o.csv && o.json) throw usageError('--csv and --json exclude each other');
   const pid = existingPid(o.pid);
-  const common = { ...filters, hook: o.hook, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs };
+  const common = { ...filters, hook: o.hook, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, singleStateProgram: !!o.singleStateProgram };
   let trace: Trace<LifeEvent>, summary: Summarizer<LifeEvent, LifeSummary>;
   if (aggregateInKernel(o, s.summary, o.pid !== undefined ? '--pid' : o.established ? '--established' : null)) {
     // Summary-only: every connection end is counted in the kernel; no record crosses into Node.

@@ -5,7 +5,7 @@ import { parseGroupBy, top } from '../tools/top/index.js';
 import type { TraceCounters } from '../core/trace.js';
 import { reportStart, sessionCountersLine, untilStopped } from './run.js';
 import { addCgroupRootOption, containerResolver, type ContainerCliOptions } from './containers.js';
-import { addCommonOptions, filterOptions, positiveNumber, runSettings, type CommonCliOptions } from './common.js';
+import { addAggregateOption, addCommonOptions, aggregateInKernel, filterOptions, positiveNumber, runSettings, type CommonCliOptions } from './common.js';
 
 interface ServeCliOptions extends CommonCliOptions, ContainerCliOptions {
   prometheus?: string | boolean;
@@ -26,6 +26,7 @@ export function serveCommand(): Command {
     .option('-w, --container', 'add a container label (cgroup id -> container id)');
   addCgroupRootOption(cmd);
   addCommonOptions(cmd);
+  addAggregateOption(cmd, true);
   cmd.action(async (o: ServeCliOptions) => {
     process.exitCode = await runServe(o);
   });
@@ -39,7 +40,10 @@ async function runServe(o: ServeCliOptions): Promise<number> {
   const by = parseGroupBy(o.by);
   const containers = containerResolver('serve', o);
   const containerOf = containers ? (id: number) => containers.containerOf(id) : undefined;
-  const session = top({ ...filterOptions(o), by, life: o.life, conntrack: !!o.conntrack, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf });
+  const session = top({
+    ...filterOptions(o), by, life: o.life, conntrack: !!o.conntrack, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf,
+    aggregate: aggregateInKernel(o, true, null, true) ? 'kernel' : 'events',
+  });
   const exporter = new PrometheusExporter(session, { maxSeries, by, containerOf }).attach();
   // Listen for the end before attaching: a signal during start stops the run cleanly once attached.
   const ended = untilStopped(s);

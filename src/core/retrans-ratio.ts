@@ -7,6 +7,8 @@
  */
 export class RetransRatio {
   private readonly conns = new Map<number, [retrans: number, sent: number]>();
+  /** Counted in the kernel (bpf/owner.bpf.h keeps each connection's counters added once): connections and sums. */
+  private bulk = { connections: 0, retrans: 0, sent: 0 };
   /** New connections were turned away (the ratio then covers the first maxConnections only). */
   capped = false;
 
@@ -27,13 +29,20 @@ export class RetransRatio {
     if (!this.conns.has(connId)) this.update(connId, 0, 0);
   }
 
+  /** Connections and counter increments counted in the kernel, each connection's latest counters added once. */
+  addBulk(connections: number, retrans: number, sent: number): void {
+    this.bulk.connections += connections;
+    this.bulk.retrans += retrans;
+    this.bulk.sent += sent;
+  }
+
   get connections(): number {
-    return this.conns.size;
+    return this.conns.size + this.bulk.connections;
   }
 
   /** Segments retransmitted and sent over the connections, and their ratio (0 when nothing was sent). */
   totals(): { retrans: number; sent: number; ratio: number } {
-    let retrans = 0, sent = 0;
+    let retrans = this.bulk.retrans, sent = this.bulk.sent;
     for (const [r, s] of this.conns.values()) { retrans += r; sent += s; }
     return { retrans, sent, ratio: sent > 0 ? retrans / sent : 0 };
   }

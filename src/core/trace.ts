@@ -53,6 +53,12 @@ export interface TraceSpec<E> {
   kernelCounters?: string[];
   /** Maps of the object shared with the other objects of a session (TraceOptions.shared), e.g. "owners". */
   sharedMaps?: string[];
+  /**
+   * Programs (name prefixes) whose recursion misses lose nothing: work split by context, so the invocation the
+   * kernel skips (a softirq re-entering a process-context program) is one that program had nothing to do for, and
+   * another program attached to the same hook does that work. Counted apart (programMisses()), not as losses.
+   */
+  harmlessMisses?: string[];
 }
 
 export interface TraceOptions {
@@ -112,6 +118,7 @@ export class Trace<E> implements AsyncIterable<E> {
   private waiting: (() => void) | null = null;
   private finalCounters: TraceCounters | null = null;
   private finalKernelCounts: Map<string, number> | null = null;
+  private finalProgramMisses: Record<string, number> | null = null;
   private counts = { events: 0, droppedByConsumer: 0, malformed: 0 };
   private iterating = false;
   /** Hooks in use, once started. */
@@ -276,10 +283,19 @@ export class Trace<E> implements AsyncIterable<E> {
   counters(): TraceCounters {
     if (this.finalCounters) return this.finalCounters;
     let recursionMisses = 0;
-    if (this.obj) for (const p of this.programs) recursionMisses += this.obj.programInfo(p).recursionMisses;
+    const harmless = this.spec.harmlessMisses ?? [];
+    if (this.obj) for (const p of this.programs) if (!harmless.some((h) => p.startsWith(h))) recursionMisses += this.obj.programInfo(p).recursionMisses;
     const lost = this.kernelCount('lost');
     const kernelEvents = this.spec.kernelEvents?.() ?? 0;
     return { ...this.counts, events: this.counts.events + kernelEvents, lost, recursionMisses };
+  }
+
+  /** Recursion misses per attached program, including those that lose nothing (spec.harmlessMisses); exact after stop(). */
+  programMisses(): Record<string, number> {
+    if (this.finalProgramMisses) return this.finalProgramMisses;
+    const out: Record<string, number> = {};
+    if (this.obj) for (const p of this.programs) out[p] = this.obj.programInfo(p).recursionMisses;
+    return out;
   }
 
   /** A per-CPU u64 counter map of the object (`lost`, or one named in the spec's kernelCounters), summed over
@@ -317,6 +333,7 @@ export class Trace<E> implements AsyncIterable<E> {
       const counts = new Map<string, number>();
       for (const m of ['lost', ...(this.spec.kernelCounters ?? [])]) counts.set(m, this.kernelCount(m));
       this.finalCounters = this.counters();
+      this.finalProgramMisses = this.programMisses();
       this.finalKernelCounts = counts;
       this.obj.close();
       this.obj = null;

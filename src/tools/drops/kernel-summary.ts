@@ -34,7 +34,8 @@ export class KernelDropsReader {
   /** Drops counted in the kernel as of the last dump. */
   events = 0;
 
-  constructor(private readonly agg: DropsAggregator, private readonly ctx: DropDecodeContext) {}
+  /** `agg`: a DropsAggregator, or any sink of the same bulk input (e.g. top's session). */
+  constructor(private readonly agg: Pick<DropsAggregator, 'addBulk'>, private readonly ctx: DropDecodeContext) {}
 
   /** The event a key stands for (time and length are per drop, so they come from the value instead). */
   keyEvent(key: Buffer): DropEvent {

@@ -21,7 +21,13 @@ export interface LifeOptions extends FilterOptions, TraceOptions {
   maxConnections?: number;
   /** Also a record when each handshake completes (type 'established'); by default only each end is recorded. */
   established?: boolean;
+  /** One state-change program instead of a process-context and a softirq one (for measuring what the split saves). */
+  singleStateProgram?: boolean;
 }
+
+/** The state-change programs (bpf/life.bpf.c): process context and softirq apart, so that a softirq interrupting
+ * one re-enters the other (recursion misses are per program). */
+const SPLIT_STATE_PROGRAMS = ['handle_set_state_task', 'handle_set_state_soft'];
 
 /** The life spec's part of in-kernel aggregation: map sizes and constants. */
 export function lifeKernelAggregation(kernel: KernelAggregation | undefined): { mapSizes: Record<string, number>; constants: Record<string, Buffer> } {
@@ -43,10 +49,14 @@ export function lifeSpec(opts: LifeOptions = {}, kernel?: KernelAggregation): Tr
     rodata: LIFE_RODATA,
     mapSizes: { ...agg.mapSizes, ...(opts.maxConnections ? { births: opts.maxConnections } : {}) },
     sharedMaps: ['owners'],
+    // A softirq that re-enters the process-context program skips work that program would not do (bpf/life.bpf.c).
+    harmlessMisses: opts.singleStateProgram ? [] : ['handle_set_state_task'],
+    // The state-change programs not used by this choice (single or split) are not loaded.
+    disabledPrograms: (opts.singleStateProgram ? SPLIT_STATE_PROGRAMS : ['handle_set_state']).flatMap((p) => [`${p}_btf`, `${p}_raw`]),
     beforeClose: kernel ? (obj) => kernel.beforeClose(obj) : undefined,
     kernelEvents: kernel ? () => kernel.events() : undefined,
     hooks: [
-      { feature: 'connection state changes', required: true, alternatives: preferHook(tracepoint('sock', 'inet_sock_set_state', 'handle_set_state'), opts.hook) },
+      { feature: 'connection state changes', required: true, alternatives: preferHook(tracepoint('sock', 'inet_sock_set_state', 'handle_set_state', opts.singleStateProgram ? {} : { split: SPLIT_STATE_PROGRAMS }), opts.hook) },
       { feature: 'resets sent', required: false, alternatives: tracepoint('tcp', 'tcp_send_reset', 'handle_send_reset') },
       { feature: 'resets received', required: false, alternatives: tracepoint('tcp', 'tcp_receive_reset', 'handle_receive_reset') },
       { feature: 'socket destruction (resets sent after close, owners forgotten)', required: false, alternatives: tracepoint('tcp', 'tcp_destroy_sock', 'handle_destroy') },

@@ -5,7 +5,7 @@
  * counted), so a port scan or a spoofed flood cannot blow up the time-series database.
  */
 import { createServer, type Server } from 'node:http';
-import { collectDefaultMetrics, Counter, Histogram, Registry } from 'prom-client';
+import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
 import { usageError } from '../../core/errors.js';
 import { DropPlacement } from '../../core/placement.js';
 import { OTHER_KEY } from '../../core/table.js';
@@ -14,7 +14,8 @@ import type { ConnectEvent } from '../connect/index.js';
 import { dropSides, type DropEvent } from '../drops/index.js';
 import type { LifeEvent } from '../life/index.js';
 import type { RetransEvent } from '../retrans/index.js';
-import { destinationKey, type GroupBy, type TopSession, type TopToolName } from '../top/index.js';
+import { destinationKey, type GroupBy, type TopBulk, type TopSession, type TopToolName } from '../top/index.js';
+import { FedHistogram } from './fed-histogram.js';
 
 /** Label values for an unbounded key space: the first `max` keys as themselves, the rest as "other". */
 export class BoundedLabels {
@@ -89,12 +90,12 @@ export class PrometheusExporter {
     const labels = this.destinations;
     this.m = {
       connects: new Counter({ name: 'netbpf_connect_attempts_total', help: 'TCP connect attempts by destination and result (ok, refused, timeout, unreachable, aborted, other)', labelNames: withContainer(['destination', 'result']), registers }),
-      latency: new Histogram({ name: 'netbpf_connect_latency_seconds', help: 'Successful TCP connect latency (SYN sent to ESTABLISHED)', labelNames: withContainer(['destination']), buckets: LATENCY_BUCKETS, registers }),
+      latency: new FedHistogram({ name: 'netbpf_connect_latency_seconds', help: 'Successful TCP connect latency (SYN sent to ESTABLISHED)', labelNames: withContainer(['destination']), buckets: LATENCY_BUCKETS, registers }),
       retrans: new Counter({ name: 'netbpf_retransmitted_segments_total', help: 'TCP segments retransmitted, by destination and kind (rto, fast, tlp, syn, synack, other)', labelNames: withContainer(['destination', 'kind']), registers }),
       drops: new Counter({ name: 'netbpf_drops_total', help: 'Packets dropped on this host, by kernel drop reason and destination (socket teardown purges excluded)', labelNames: ['destination', 'reason'], registers }),
       purges: new Counter({ name: 'netbpf_purged_packets_total', help: 'Queued packets freed with their socket (close, queue purge): not loss', registers }),
       closed: new Counter({ name: 'netbpf_connections_closed_total', help: 'TCP connections closed, by destination and close reason', labelNames: withContainer(['destination', 'reason']), registers }),
-      lifetime: new Histogram({ name: 'netbpf_connection_duration_seconds', help: 'TCP connection lifetime (first state change to CLOSE)', labelNames: ['destination'], buckets: LIFETIME_BUCKETS, registers }),
+      lifetime: new FedHistogram({ name: 'netbpf_connection_duration_seconds', help: 'TCP connection lifetime (first state change to CLOSE)', labelNames: ['destination'], buckets: LIFETIME_BUCKETS, registers }),
       events: perTool('netbpf_events_total', 'Events delivered to user space per tool', (c) => c.events),
       lost: perTool('netbpf_lost_events_total', 'Events lost in the kernel (ring buffer full) per tool', (c) => c.lost),
       misses: perTool('netbpf_recursion_misses_total', 'BPF program runs the kernel skipped (recursion) per tool', (c) => c.recursionMisses),
@@ -116,10 +117,11 @@ export class PrometheusExporter {
     return { container: c ? this.containerLabels.label(c.slice(0, 12)) : '' };
   }
 
-  /** Subscribes to the session's events. */
+  /** Subscribes to the session's events, or (a session counting in the kernel) to what it reads from its maps. */
   attach(): this {
     this.flushTimer = setInterval(() => this.flushDrops(), 250);
     this.flushTimer.unref();
+    this.session.onBulk((b) => this.bulk(b));
     this.session.onEvents((tool: TopToolName, events: unknown[]) => {
       if (tool === 'connect') for (const e of events as ConnectEvent[]) this.connect(e);
       else if (tool === 'retrans') for (const e of events as RetransEvent[]) this.m.retrans.inc({ destination: this.dest(e.daddr, e.dport), kind: e.kind, ...this.container(e.cgroupId) }, e.segs);
@@ -160,8 +162,44 @@ export class PrometheusExporter {
     this.m.lifetime.observe({ destination }, e.durationMs / 1000);
   }
 
-  /** The metrics in Prometheus text format. */
+  /**
+   * What the kernel counted for one key since the previous read, into the same series the events feed: counters by
+   * the count, histograms by their log2 buckets (FedHistogram), drops through the same placement rule.
+   */
+  private bulk(b: TopBulk): void {
+    if (b.tool === 'connect') {
+      const k = b.key;
+      const key = k.other ? OTHER_KEY : destinationKey(this.by, k.daddr, k.dport);
+      if (!k.other) this.placement.connectedTo(key);
+      const destination = k.other ? OTHER_KEY : this.destinations.label(key);
+      const c = this.container(k.cgroupId);
+      this.m.connects.inc({ destination, result: k.type === 'established' ? 'ok' : (k.failure ?? 'other'), ...c }, b.bulk.count);
+      if (k.type === 'established') this.m.latency.observeLog2({ destination, ...c }, b.bulk.latencyUs, 1e-6);
+    } else if (b.tool === 'retrans') {
+      const k = b.key;
+      if (!k.counted) return;
+      const destination = k.other ? OTHER_KEY : this.dest(k.daddr, k.dport);
+      this.m.retrans.inc({ destination, kind: k.kind, ...this.container(k.cgroupId) }, b.bulk.segs);
+    } else if (b.tool === 'life') {
+      const k = b.key;
+      if (k.kind !== 'closed') return;
+      const destination = k.other ? OTHER_KEY : this.dest(k.daddr, k.direction === 'accept' ? null : k.port);
+      this.m.closed.inc({ destination, reason: k.reason, ...this.container(k.cgroupId) }, b.bulk.count);
+      this.m.lifetime.observeLog2({ destination }, b.bulk.durationMs, 1e-3);
+    } else {
+      const e = b.event;
+      if (e.category === 'purge') { this.m.purges.inc(b.bulk.count); return; }
+      if (b.folded || e.remoteAddr === null) { this.m.drops.inc({ destination: b.folded ? OTHER_KEY : 'unknown', reason: e.reason }, b.bulk.count); return; }
+      const localAddr = e.direction === 'received' ? e.daddr : e.saddr;
+      const local = localAddr === null ? null : destinationKey(this.by, localAddr, e.direction === 'received' ? e.dport : e.sport);
+      const placed = this.placement.add(destinationKey(this.by, e.remoteAddr, e.remotePort), local, e.reason, b.bulk.firstSeen, b.bulk.count);
+      if (placed) this.m.drops.inc({ destination: this.destinations.label(placed.destination), reason: placed.tag }, placed.count);
+    }
+  }
+
+  /** The metrics in Prometheus text format (a session counting in the kernel reads its maps first). */
   metrics(): Promise<string> {
+    this.session.refresh();
     return this.registry.metrics();
   }
 
@@ -169,7 +207,7 @@ export class PrometheusExporter {
   listen(host: string, port: number): Promise<{ host: string; port: number }> {
     const server = createServer((req, res) => {
       if (req.url === '/metrics' || req.url?.startsWith('/metrics?')) {
-        this.registry.metrics().then(
+        this.metrics().then(
           (body) => { res.writeHead(200, { 'Content-Type': this.registry.contentType }); res.end(body); },
           (err: Error) => { res.writeHead(500); res.end(`${err.message}\n`); },
         );

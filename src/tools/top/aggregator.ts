@@ -8,11 +8,13 @@ import { DropPlacement } from '../../core/placement.js';
 import { Reservoir } from '../../core/reservoir.js';
 import { RetransRatio } from '../../core/retrans-ratio.js';
 import { BoundedTable, OTHER_KEY } from '../../core/table.js';
-import type { ConnectEvent, FailureClass } from '../connect/index.js';
+import { Log2Histogram } from '../../core/histogram.js';
+import type { ConnectBulk, ConnectEvent, ConnectKey, FailureClass } from '../connect/index.js';
 import type { ConntrackEvent } from '../conntrack/index.js';
 import { dropSides, type DropEvent } from '../drops/index.js';
-import type { LifeEvent } from '../life/index.js';
-import type { RetransEvent } from '../retrans/index.js';
+import type { LifeBulk, LifeEvent, LifeKey } from '../life/index.js';
+import type { RetransBulk, RetransEvent, RetransKey } from '../retrans/index.js';
+import type { TopBulk } from './session.js';
 import { byText, destinationKey, type GroupBy } from './group-by.js';
 
 /** One destination, correlated across tools. */
@@ -70,6 +72,8 @@ class DestinationStats {
   failures = 0;
   byClass = emptyClasses();
   latency = new Reservoir(512);
+  /** Latencies counted in the kernel (no samples): quantiles from the log2 histogram. */
+  latencyLog2 = new Log2Histogram('us');
   retransSegs = 0;
   synRetrans = 0;
   retransAtLastSnapshot = 0;
@@ -124,8 +128,8 @@ export class TopAggregator {
     this.table = new BoundedTable(opts.maxDestinations ?? 4096, (k) => new DestinationStats(k));
   }
 
-  private row(key: string, time: number, cgroupId?: number): DestinationStats {
-    const r = this.table.row(key);
+  private row(key: string, time: number, cgroupId?: number, folded = false): DestinationStats {
+    const r = folded ? this.table.foldedRow() : this.table.row(key);
     if (time > r.lastSeen) r.lastSeen = time;
     if (cgroupId && this.opts.containerOf && r.containers.size < 8) {
       const c = this.opts.containerOf(cgroupId);
@@ -167,17 +171,63 @@ export class TopAggregator {
   }
 
   /** A drop counts for the destination core/placement.ts's rule gives it (shared with the exporter). */
-  addDrop(e: DropEvent): void {
+  addDrop(e: DropEvent, count = 1, time = e.time): void {
     const sides = dropSides(e);
     if (sides.remote === null) return;
     const remote = destinationKey(this.by, sides.remote.addr, sides.remote.port);
     const local = sides.local === null ? null : destinationKey(this.by, sides.local.addr, sides.local.port);
-    const placed = this.placement.add(remote, local, e.category === 'purge' ? null : e.reason, e.time, 1, sides.server);
+    const placed = this.placement.add(remote, local, e.category === 'purge' ? null : e.reason, time, count, sides.server);
     if (placed) this.countDrop(placed.destination, placed.tag, placed.time, placed.count);
   }
 
-  private countDrop(key: string, reason: string | null, time: number, n: number): void {
-    const r = this.row(key, time);
+  /** What the kernel counted for one key of a tool since the previous read (TopSession with aggregate 'kernel'):
+   * the same rows as the events would give, without a JavaScript object per event. */
+  addBulk(b: TopBulk): void {
+    if (b.tool === 'connect') this.addConnectBulk(b.key, b.bulk);
+    else if (b.tool === 'retrans') this.addRetransBulk(b.key, b.bulk);
+    else if (b.tool === 'life') this.addLifeBulk(b.key, b.bulk);
+    else if (b.folded) this.countDrop(OTHER_KEY, b.event.category === 'purge' ? null : b.event.reason, b.bulk.lastSeen, b.bulk.count, true);
+    else this.addDrop(b.event, b.bulk.count, b.bulk.firstSeen);
+  }
+
+  /** The row of a key the kernel counted: its destination's, or "other" when the kernel folded it. */
+  private bulkRow(other: boolean, addr: string, port: number | null, cgroupId: number): DestinationStats {
+    return this.row(other ? OTHER_KEY : destinationKey(this.by, addr, port), this.now(), cgroupId, other);
+  }
+
+  addConnectBulk(k: ConnectKey, b: ConnectBulk): void {
+    const r = this.bulkRow(k.other, k.daddr, k.dport, k.cgroupId);
+    r.attempts += b.count;
+    if (!k.other) this.placement.connectedTo(r.key === OTHER_KEY ? destinationKey(this.by, k.daddr, k.dport) : r.key);
+    if (k.type === 'established') {
+      r.successes += b.count;
+      r.latencyLog2.addBuckets(b.latencyUs.log2, b.latencyUs.sum, b.latencyUs.min, b.latencyUs.max);
+      r.ratio.addBulk(b.connections, 0, 0);
+    } else {
+      r.failures += b.count;
+      r.trouble += b.count;
+      r.byClass[k.failure ?? 'other'] += b.count;
+    }
+  }
+
+  addRetransBulk(k: RetransKey, b: RetransBulk): void {
+    const r = this.bulkRow(k.other, k.daddr, k.dport, k.cgroupId);
+    // Each connection's latest counters once (whichever retransmit reported them); SYN-ACKs have no connection.
+    if (k.kind !== 'synack') r.ratio.addBulk(b.connections, b.ratioRetrans, b.ratioSent);
+    if (!k.counted) return;
+    if (k.kind === 'syn' || k.kind === 'synack') { r.synRetrans += b.segs; return; }
+    r.retransSegs += b.segs;
+    r.trouble += b.segs;
+  }
+
+  addLifeBulk(k: LifeKey, b: LifeBulk): void {
+    if (k.kind !== 'closed' || !k.established) return; // handshakes add nothing here; failed connects are connect's
+    const port = k.direction === 'accept' ? (this.by.kind === 'service' ? k.port : null) : k.port;
+    this.bulkRow(k.other, k.daddr, port, k.cgroupId).ratio.addBulk(b.connections, b.ratioRetrans, b.ratioSent);
+  }
+
+  private countDrop(key: string, reason: string | null, time: number, n: number, folded = false): void {
+    const r = this.row(key, time, undefined, folded);
     if (reason === null) { r.purges += n; return; }
     r.drops[reason] = (r.drops[reason] ?? 0) + n;
     r.dropTotal += n;
@@ -225,7 +275,9 @@ export class TopAggregator {
       key: s.key,
       connections: s.ratio.connections, connectionsCapped: s.ratio.capped,
       connects: { attempts: s.attempts, successes: s.successes, failures: s.failures, byClass: { ...s.byClass } },
-      connectMs: { p50: s.latency.quantile(0.5) / 1000, p99: s.latency.quantile(0.99) / 1000 },
+      connectMs: s.latencyLog2.count > 0
+        ? { p50: s.latencyLog2.quantile(0.5) / 1000, p99: s.latencyLog2.quantile(0.99) / 1000 }
+        : { p50: s.latency.quantile(0.5) / 1000, p99: s.latency.quantile(0.99) / 1000 },
       retrans: { segs: s.retransSegs, rate, ratio, segsOut: out, synSegs: s.synRetrans },
       drops: { total: s.dropTotal, topReason: Object.keys(byReason)[0] ?? null, byReason, purges: s.purges },
       conntrackEntries: this.opts.conntrack ? Math.max(0, s.conntrack) : null,
