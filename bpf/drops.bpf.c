@@ -234,6 +234,9 @@ static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason,
 	k.dport = p->dport;
 	k.l4_proto = p->l4_proto;
 	k.flags = p->flags & DROP_AGG_FLAGS;
+	/* A SYN goes to the server, a SYN-ACK comes from it: kept so the views can place the drop (tcp_flags & SYN). */
+	if (p->tcp_flags & 0x02)
+		k.tcp_flags = p->tcp_flags & 0x12;
 
 	struct drop_agg_value *v = agg_slot(&drop_agg, &k, &agg_zero, &drop_agg_full);
 	if (!v) {
@@ -245,6 +248,7 @@ static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason,
 		k.dport = 0;
 		k.l4_proto = 0;
 		k.flags = DROP_AGG_OTHER;
+		k.tcp_flags = 0;
 		v = agg_slot(&drop_agg_other, &k, &agg_zero, &drop_agg_other_full);
 		if (!v) {
 			/* Both maps full (over 1024 reason x location folds): counted as lost, reported as such. */

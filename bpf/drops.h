@@ -60,7 +60,8 @@ struct drop_agg_key {
 	__u16 dport;
 	__u8 l4_proto;
 	__u8 flags;         /* drop_flags & DROP_AGG_FLAGS, or DROP_AGG_OTHER (addresses and ports zero) */
-	__u32 pad;          /* explicit: keys are compared as bytes */
+	__u8 tcp_flags;     /* SYN and ACK of a SYN or SYN-ACK (which side is the server: top, serve), else 0 */
+	__u8 pad[3];        /* explicit: keys are compared as bytes */
 };
 
 /* Cumulative per CPU; user space sums the CPUs and takes differences between reads. */

@@ -16,11 +16,13 @@ export const DROP_AGG_KEY_LAYOUT = {
     dport: [48, 2],
     l4_proto: [50, 1],
     flags: [51, 1],
-    pad: [52, 4],
+    tcp_flags: [52, 1],
+    pad: [53, 3],
   },
   arrays: {
     saddr: [1, 16],
     daddr: [1, 16],
+    pad: [1, 3],
   },
 } as const satisfies Layout;
 

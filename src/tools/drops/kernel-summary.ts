@@ -7,7 +7,7 @@ import { KernelTable } from '../../core/kernel-table.js';
 import { usageError } from '../../core/errors.js';
 import { ClockMapper } from '../../core/record.js';
 import { Trace, type StartInfo } from '../../core/trace.js';
-import { DROP_AGG_CONSTS, DROP_AGG_KEY_LAYOUT, DROP_AGG_VALUE_LAYOUT, DROP_EVENT_LAYOUT } from './bpf.gen.js';
+import { DROP_AGG_CONSTS, DROP_AGG_KEY_LAYOUT, DROP_AGG_VALUE_LAYOUT, DROP_EVENT_LAYOUT, DROP_FLAGS } from './bpf.gen.js';
 import { DropsAggregator, type DropsAggregatorOptions, type DropsSummary } from './aggregator.js';
 import { decodeDrop, type DropDecodeContext, type DropEvent } from './decode.js';
 import { DropReasons } from './reasons.js';
@@ -49,7 +49,10 @@ export class KernelDropsReader {
     r.writeUInt16LE(key.readUInt16LE(AK.sport[0]), F.sport[0]);
     r.writeUInt16LE(key.readUInt16LE(AK.dport[0]), F.dport[0]);
     r.writeUInt8(key.readUInt8(AK.l4_proto[0]), F.l4_proto[0]);
-    r.writeUInt8(key.readUInt8(AK.flags[0]) & ~DROP_AGG_OTHER, F.flags[0]);
+    // TCP flags are kept only for SYNs and SYN-ACKs, read from the packet's own headers.
+    const tcpFlags = key.readUInt8(AK.tcp_flags[0]);
+    r.writeUInt8((key.readUInt8(AK.flags[0]) & ~DROP_AGG_OTHER) | (tcpFlags ? DROP_FLAGS.DROP_F_HEADERS : 0), F.flags[0]);
+    r.writeUInt8(tcpFlags, F.tcp_flags[0]);
     r.writeInt32LE(-1, F.stack_id[0]);
     return decodeDrop(new DataView(r.buffer, r.byteOffset, r.length), 0, this.ctx);
   }

@@ -189,10 +189,10 @@ export class PrometheusExporter {
     } else {
       const e = b.event;
       if (e.category === 'purge') { this.m.purges.inc(b.bulk.count); return; }
-      if (b.folded || e.remoteAddr === null) { this.m.drops.inc({ destination: b.folded ? OTHER_KEY : 'unknown', reason: e.reason }, b.bulk.count); return; }
-      const localAddr = e.direction === 'received' ? e.daddr : e.saddr;
-      const local = localAddr === null ? null : destinationKey(this.by, localAddr, e.direction === 'received' ? e.dport : e.sport);
-      const placed = this.placement.add(destinationKey(this.by, e.remoteAddr, e.remotePort), local, e.reason, b.bulk.firstSeen, b.bulk.count);
+      const sides = dropSides(e);
+      if (b.folded || sides.remote === null) { this.m.drops.inc({ destination: b.folded ? OTHER_KEY : 'unknown', reason: e.reason }, b.bulk.count); return; }
+      const local = sides.local === null ? null : destinationKey(this.by, sides.local.addr, sides.local.port);
+      const placed = this.placement.add(destinationKey(this.by, sides.remote.addr, sides.remote.port), local, e.reason, b.bulk.firstSeen, b.bulk.count, sides.server);
       if (placed) this.m.drops.inc({ destination: this.destinations.label(placed.destination), reason: placed.tag }, placed.count);
     }
   }
