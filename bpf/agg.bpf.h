@@ -1,7 +1,7 @@
 /* In-kernel aggregation, written once for every tool: a summary key's counters live in a per-CPU hash map
  * (no record per event, no lock), user space reads the maps at each interval and at exit (src/core/kernel-table.ts)
- * and takes differences. Maps are bounded: a key that finds its map full is counted under a coarser key in a fold
- * map instead ("other", kept per reason or kind so totals stay exact), and once a map is full it stays full for
+ * and takes differences. Maps are bounded: a key that finds its map full (or no memory for a new entry: key maps
+ * allocate on first use) is counted under a coarser key in a fold map instead ("other", kept per reason or kind so totals stay exact), and once a map is full it stays full for
  * the run, so new keys cost one lookup instead of a failing insert per event. */
 #ifndef NETBPF_AGG_BPF_H
 #define NETBPF_AGG_BPF_H

@@ -87,11 +87,11 @@ struct {
 	__type(value, struct connect_agg_value);
 } connect_agg SEC(".maps");
 
-/* Outcomes whose key found `connect_agg` full, per outcome and errno, so totals stay exact. */
+/* Outcomes whose key found `connect_agg` full (or whose insert found no memory: its entries are
+ * allocated on first use), per outcome and errno, so totals stay exact. Preallocated, so it always has room for them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 256);
 	__type(key, struct connect_agg_key);
 	__type(value, struct connect_agg_value);
 } connect_agg_other SEC(".maps");

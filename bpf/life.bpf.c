@@ -82,11 +82,11 @@ struct {
 	__type(value, struct life_agg_value);
 } life_agg SEC(".maps");
 
-/* Ends whose key found `life_agg` full, per direction and close reason, so totals stay exact. */
+/* Ends whose key found `life_agg` full (or whose insert found no memory: its entries are
+ * allocated on first use), per direction and close reason, so totals stay exact. Preallocated, so it always has room for them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 256);
 	__type(key, struct life_agg_key);
 	__type(value, struct life_agg_value);
 } life_agg_other SEC(".maps");

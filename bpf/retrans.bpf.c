@@ -40,11 +40,11 @@ struct {
 	__type(value, struct retrans_agg_value);
 } retrans_agg SEC(".maps");
 
-/* Retransmits whose key found `retrans_agg` full, per kind and error, so totals stay exact. */
+/* Retransmits whose key found `retrans_agg` full (or whose insert found no memory: its entries are
+ * allocated on first use), per kind and error, so totals stay exact. Preallocated, so it always has room for them. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 256);
 	__type(key, struct retrans_agg_key);
 	__type(value, struct retrans_agg_value);
 } retrans_agg_other SEC(".maps");

@@ -21,8 +21,8 @@ export interface KernelAggregation {
   byCgroup?: boolean;
 }
 
-/** Keys of a fold ("other") map: one per coarse key (reason, kind, ...). */
-export const KERNEL_OTHER_KEYS = 1024;
+/** Keys of a fold ("other") map: one per coarse key (kind, direction, errno, ...); preallocated (per CPU). */
+export const KERNEL_OTHER_KEYS = 256;
 
 /**
  * A tool's summary maps in the kernel (a key map and its fold map), read as deltas per key. Each key's bytes are

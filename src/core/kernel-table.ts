@@ -47,6 +47,9 @@ function readScalar(b: Buffer, o: number, size: number): number {
  * totals and deltas per key. */
 export class KernelTable {
   private readonly previous = new Map<string, KernelValues>();
+  /** Each key's per-CPU bytes as of the previous read: a key whose bytes did not change is skipped unmerged (most
+   * keys of a busy map, e.g. one per connection end, stop changing after their event). */
+  private readonly previousBytes = new Map<string, Buffer>();
   private readonly fields: Array<{ name: string; offset: number; size: number; count: number; array: boolean; merge: Merge }>;
   /** The field that is non-zero on a CPU that counted the key: only those CPUs take part in min/max. */
   private readonly countField: { offset: number; size: number } | null;
@@ -77,10 +80,17 @@ export class KernelTable {
     const ks = this.keyLayout.size;
     const stride = this.valueLayout.stride;
     const rows: KernelRow[] = [];
+    const vs = stride * cpus;
     for (let i = 0; i < dump.count; i++) {
-      const key = Buffer.from(dump.keys.subarray(i * ks, (i + 1) * ks));
-      const total = this.merge(dump.values, i * stride * cpus, stride, cpus);
-      const id = key.toString('latin1');
+      const keyBytes = dump.keys.subarray(i * ks, (i + 1) * ks);
+      const id = keyBytes.toString('latin1');
+      const bytes = dump.values.subarray(i * vs, (i + 1) * vs);
+      const before = this.previousBytes.get(id);
+      if (before !== undefined && before.equals(bytes)) continue;
+      if (before !== undefined && before.length === bytes.length) bytes.copy(before);
+      else this.previousBytes.set(id, Buffer.from(bytes));
+      const key = Buffer.from(keyBytes);
+      const total = this.merge(dump.values, i * vs, stride, cpus);
       const prev = this.previous.get(id);
       const delta = this.subtract(total, prev);
       this.previous.set(id, total);
@@ -92,6 +102,7 @@ export class KernelTable {
   /** Forgets a key's previous totals (after user space deleted it from the map). */
   forget(key: Buffer): void {
     this.previous.delete(key.toString('latin1'));
+    this.previousBytes.delete(key.toString('latin1'));
   }
 
   private merge(values: Buffer, base: number, stride: number, cpus: number): KernelValues {
