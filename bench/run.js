@@ -9,7 +9,7 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pipelineSweep } from './pipeline.js';
+import { pipelineSweep, runPipeline } from './pipeline.js';
 import { runWorkloads } from './workloads.js';
 import { runStorm } from './storm.js';
 import { start, median, fmtRate, fmtMiB } from './lib.js';
@@ -36,10 +36,10 @@ const Q = quick
       lossPercent: 5, bulkBytes: 2_000_000, bulkConns: 2, conns: 300, parallel: 8, floodSeconds: 0.5, ctConns: 200, reps: 1,
       workloads: ['retrans-bulk', 'connect-close'], tracers: ['netbpf retrans', 'netbpf life'],
       stormSeconds: 2, stormReps: 1, stormRate: 2000, stormParallel: 16, stormMaxConns: 4000, stormTracers: ['netbpf life', 'netbpf life --summary'] }
-  : { events: 2_000_000, fractions: [0.25, 0.5, 0.75], consumers: ['c', 'netbpf', 'netbpf-decode'], stress: true, startupRuns: 7,
+  : { events: 2_000_000, fractions: [0.25, 0.5, 0.75], consumers: ['c', 'netbpf', 'netbpf-decode', 'netbpf-summary', 'netbpf-life-lines'], stress: true, startupRuns: 7,
       memoryN: 1_000_000, lossPercent: 5, bulkBytes: 20_000_000, bulkConns: 4, conns: 2000, parallel: 16, floodSeconds: 1.5,
       ctConns: 1000, reps: 5, workloads: ['retrans-bulk', 'connect-close', 'drop-flood', 'conntrack-churn'], tracers: null,
-      stormSeconds: 8, stormReps: 3, stormRate: 0, stormParallel: 64, stormMaxConns: 1_000_000, stormTracers: null };
+      stormSeconds: 8, stormReps: 3, stormRate: 0, stormParallel: 64, stormMaxConns: 1_000_000, stormTracers: null, stormBurst: { rate: 1500, seconds: 5 } };
 const wlArg = args.indexOf('--workloads');
 if (wlArg >= 0) Q.workloads = args[wlArg + 1].split(',');
 const repsArg = args.indexOf('--reps');
@@ -77,6 +77,21 @@ if (wants('pipeline')) {
   results.pipeline = await pipelineSweep(root, Q.consumers, { events: Q.events, ...RING }, Q.fractions, log);
   const s = results.pipeline.summary;
   results.pipeline.netbpfToC = s.netbpf.zeroLossRate / s.c.zeroLossRate;
+  if (s['netbpf-summary']) results.pipeline.summaryCpuToC = s['netbpf-summary'].cpuNsPerEvent / s.c.cpuNsPerEvent;
+  if (!quick) {
+    // Bursts: a storm's steady rate of connection ends (30k/s: 15k connections/s, two ends each), then ten times
+    // that for one second, then steady again; netbpf life's live path (decode, lines, write) with rings of 1 and 4 MiB.
+    log('pipeline (10x burst for 1 s):');
+    results.pipelineBurst = [];
+    for (const ringBytes of [1 << 20, RING.ringBytes]) {
+      for (const consumer of ['c', 'netbpf-life-lines']) {
+        const S = 30000;
+        const r = await runPipeline(root, consumer, { events: 13 * S, rate: S, ringBytes, pollMs: RING.pollMs, wakeupBytes: ringBytes / 4, destinations: RING.destinations, burst: { at: 2, seconds: 1, rate: 10 * S } });
+        log(`  ${consumer} ring ${ringBytes >> 10} KiB: ${r.generated} records in ${r.seconds.toFixed(2)} s (steady ${S}/s, burst ${10 * S}/s for 1 s), lost ${r.lost}; ${r.accounting}`);
+        results.pipelineBurst.push({ ...r, steadyRate: S });
+      }
+    }
+  }
   if (Q.stress) {
     log('pipeline (64 KiB ring: where loss starts):');
     results.pipelineSmallRing = await pipelineSweep(root, ['c', 'netbpf'], { events: Q.events / 2, ...SMALL_RING }, Q.fractions, log);
@@ -148,6 +163,10 @@ function render(r) {
       L.push(`| ${c} | ${fmtRate(v.zeroLossRate)} | ${v.cpuNsPerEvent.toFixed(0)} | ${v.lossStartsAt ? fmtRate(v.lossStartsAt) : `no loss up to ${fmtRate(v.maxOffered)}`} | ${fmtRate(v.maxOffered)} |`);
     }
     L.push('', `**netbpf / C zero-loss rate: ${(r.pipeline.netbpfToC * 100).toFixed(0)}%** (goal >= 50%).`, '');
+    if (r.pipeline.summaryCpuToC) {
+      L.push(`**Summary mode (netbpf-summary: records counted in the kernel, maps read every second) / C consumer, CPU per event: ${r.pipeline.summaryCpuToC.toFixed(1)}x** (goal <= 10x). ` +
+        'Its CPU is mostly fixed per second (one read of the maps, the timers): per event it falls as the rate rises.', '');
+    }
     const runsTable = (runs) => {
       L.push('| consumer | ring | offered | received | lost | CPU ns/event | consumer CPU share | accounting |', '|---|---:|---:|---:|---:|---:|---:|---|');
       for (const x of runs) {
@@ -163,6 +182,42 @@ function render(r) {
       const ss = r.pipelineSmallRing.summary;
       L.push(`With a ${SMALL_RING.ringBytes / 1024} KiB ring (loss made reachable): ` + Object.entries(ss).map(([c, v]) =>
         `${c} zero-loss ${fmtRate(v.zeroLossRate)}, loss from ${v.lossStartsAt ? fmtRate(v.lossStartsAt) : `none up to ${fmtRate(v.maxOffered)}`}`).join('; ') + '.', '');
+    }
+  }
+  if (r.pipelineBurst) {
+    L.push('### Bursts: ten times the steady rate for one second', '');
+    L.push('`bench/gen` at a storm\'s steady rate of connection ends (30k/s: 15k connections/s, two ends each), 10x that for one second from t = 2 s, then steady again;',
+      '`netbpf-life-lines` does what `netbpf life` does with each record (struct life_event: decode, tcplife line, one write per batch). On 2 cores the',
+      'generator and the consumer share the CPUs, so the burst takes longer than its second when the consumer needs one of them.', '');
+    L.push('| consumer | ring | records | seconds | lost | CPU ns/event | accounting |', '|---|---:|---:|---:|---:|---:|---|');
+    for (const x of r.pipelineBurst) L.push(`| ${x.consumer} | ${x.ringBytes >> 10} KiB | ${x.generated} | ${x.seconds.toFixed(2)} | ${x.lost} | ${x.cpuNsPerEvent.toFixed(0)} | ${x.accounting} |`);
+    L.push('');
+  }
+  if (r.storm) {
+    const rows = r.storm.rows;
+    const tcplife = rows.find((x) => x.tracer === 'libbpf-tools tcplife');
+    L.push('## Connection storm: every end recorded, side by side', '');
+    L.push(`\`bench/storm.c\` in a private namespace: a client connects to 8 listening ports on loopback (127.99.0.1, from 64 source addresses in`,
+      `127.99.1.0/24) and closes each connection as soon as it is established, as fast as it goes, ${r.storm.rows[0].runs} rounds of ${Q.stormSeconds} s; the server accepts and`,
+      'closes at once. Tracers run one at a time on the host, interleaved (none, tcplife, netbpf life, ...), each filtered to 127.99.0.0/16 (or its',
+      'output counted for it). Ends made: the namespace\'s ActiveOpens + PassiveOpens (two per connection). Recorded: lines with a storm address (tcplife,',
+      '`netbpf life`), the final summary\'s closed connections (`life --summary`), life\'s exit count (`top`), `netbpf_connections_closed_total` in one',
+      'scrape after the storm (`serve`). Tracer CPU: utime+stime of the tracer process over the storm, per connection made (median over rounds).',
+      'Lost: ring buffer and kernel-map losses netbpf reports; misses: BPF program runs the kernel skipped (recursion) that could cost an end.', '');
+    L.push('| tracer | connections/s median [min - max] | vs untraced | tracer CPU per connection | vs tcplife | ends recorded / made | lost | recursion misses | RSS |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const x of rows) {
+      const rec = x.recorded === null ? '-' : `${x.recorded} / ${x.endsMade} (${(100 * x.recorded / x.endsMade).toFixed(2)}%)`;
+      const vsTcplife = x.cpuUsPerConn !== null && tcplife?.cpuUsPerConn ? `${(100 * x.cpuUsPerConn / tcplife.cpuUsPerConn).toFixed(0)}%` : '-';
+      L.push(`| ${x.tracer} | ${x.connPerS.toFixed(0)} [${x.min.toFixed(0)} - ${x.max.toFixed(0)}] | ${(100 * x.ratioToNone).toFixed(0)}% | ` +
+        `${x.cpuUsPerConn === null ? '-' : `${x.cpuUsPerConn.toFixed(1)} us`} | ${vsTcplife} | ${rec} | ${x.lost === null ? '-' : x.peerSaysLost ? 'not reported' : x.lost} | ` +
+        `${x.misses === null ? '-' : x.peerSaysLost ? 'not reported' : x.misses} | ${x.rss ? fmtMiB(x.rss) : '-'} |`);
+    }
+    L.push('');
+    if (r.storm.burst) {
+      const b = r.storm.burst;
+      L.push(`Burst: \`netbpf life\` while the client runs ${b.seconds} s at ${b.steadyRate} connections/s with ${b.burstRate}/s for one second from t = 2 s: ` +
+        `${b.made} connections, ${b.recorded} / ${b.endsMade} ends recorded, ${b.lost} lost, ${b.misses} recursion misses.`, '');
     }
   }
   if (r.workloads) {
@@ -208,10 +263,11 @@ function render(r) {
     '```', 'npm run build', 'sudo npm run bench            # full run, writes BENCHMARKS.md (a few minutes)',
     'sudo node bench/run.js --quick --no-write   # smoke size (test/bench.smoke.test.ts)',
     'sudo node bench/run.js --only pipeline      # sections: pipeline, workloads, startup, memory',
-    'sudo node bench/run.js --only workloads --workloads drop-flood --reps 3   # one workload', '```', '',
+    'sudo node bench/run.js --only workloads --workloads drop-flood --reps 3   # one workload',
+    'sudo node bench/run.js --only storm --reps 3 --storm-seconds 8   # the connection storm (tracers: --storm-tracers a,b)', '```', '',
     'Needs root, kernel BTF, clang, bpftool, perf (hit counting), bpftrace, libbpf-tools, conntrack (peers). Files: bench/run.js (harness), pipeline.js,',
-    'workloads.js (TRACERS and WORKLOADS: a new tool adds one entry to each), memory.js, bench.bpf.c, gen.c, cconsumer.c,',
-    'jsconsumer.js, Makefile (builds into build/bench/).', '');
+    'workloads.js (TRACERS and WORKLOADS: a new tool adds one entry to each), storm.js + storm.c (the connection storm, STORM_TRACERS), memory.js,',
+    'bench.bpf.c, gen.c, cconsumer.c, jsconsumer.js, live.js and decode.js (in-process costs), Makefile (builds into build/bench/).', '');
   let text = L.join('\n');
   // Hand-written notes (between the markers in the existing file) survive re-runs.
   const old = existsSync(join(root, 'BENCHMARKS.md')) ? readFileSync(join(root, 'BENCHMARKS.md'), 'utf8') : '';

@@ -119,6 +119,7 @@ export async function runStorm(root, q, log) {
   const port0 = 20000 + Math.floor(Math.random() * 20000);
   const stormBin = join(root, 'build/bench/storm');
   const rows = Object.fromEntries(tracers.map((t) => [t, []]));
+  let burst = null;
   try {
     await pair.exec(ns, ['sysctl', '-qw', 'net.ipv4.ip_local_port_range=1024 65535']);
     const server = pair.spawn(ns, [stormBin, 'server', SERVER, String(port0), String(PORTS), '3600']);
@@ -141,11 +142,22 @@ export async function runStorm(root, q, log) {
         rows[t].push(r);
       }
     }
+    if (q.stormBurst) {
+      // A 10x burst for one second on top of a steady rate, netbpf life live: are the burst's ends all recorded?
+      const { rate, seconds } = q.stormBurst;
+      burst = await stormOnce(root, pair, ns, 'netbpf life', STORM_TRACERS['netbpf life'], async () => {
+        const { stdout } = await pair.exec(ns, [stormBin, 'client', SERVER, String(port0), String(PORTS), String(seconds), String(q.stormMaxConns),
+          String(rate), String(q.stormParallel), SRC_PREFIX, '2', '1', String(10 * rate)], { timeoutMs: (seconds + 30) * 1000 });
+        return JSON.parse(stdout.trim().split('\n').pop());
+      });
+      burst = { ...burst, steadyRate: rate, burstRate: 10 * rate, seconds };
+      log(`  storm burst (${rate}/s, ${10 * rate}/s for 1 s) / netbpf life: ${burst.made} made, ends ${burst.endsMade}, recorded ${burst.recorded}, lost ${burst.lost}, missed ${burst.misses}`);
+    }
   } finally {
     await pair.destroy();
   }
   const base = median(rows.none.map((r) => r.connPerS));
-  return tracers.map((t) => {
+  const table = tracers.map((t) => {
     const rs = rows[t];
     const sum = (f) => rs.reduce((s, r) => s + f(r), 0);
     const tracer = t !== 'none';
@@ -163,6 +175,7 @@ export async function runStorm(root, q, log) {
       peerSaysLost: tracer && !STORM_TRACERS[t].losses,
     };
   });
+  return { rows: table, burst };
 }
 
 /** Waits (bounded) until no TCP socket of the namespace is between its birth and its close. */

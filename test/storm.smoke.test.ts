@@ -14,7 +14,7 @@ describeBpf('connection storm (quick)', () => {
   it('life records every end, or says it lost it, live and counted in the kernel', async () => {
     const { stdout } = await run(process.execPath, ['bench/run.js', '--only', 'storm', '--quick', '--no-write', '--json'], { timeout: 120_000, maxBuffer: 16 << 20 });
     const r = JSON.parse(stdout.trim().split('\n').pop()!);
-    const rows: StormRow[] = r.storm;
+    const rows: StormRow[] = r.storm.rows;
     const none = rows.find((x) => x.tracer === 'none')!;
     expect(none.endsMade).toBe(2 * none.made);
     for (const tracer of ['netbpf life', 'netbpf life --summary']) {

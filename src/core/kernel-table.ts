@@ -32,14 +32,12 @@ function mergeOf(field: string): Merge {
   return 'sum';
 }
 
-const u64 = (b: Buffer, o: number): number => b.readUInt32LE(o) + b.readUInt32LE(o + 4) * 4294967296;
-
-function readScalar(b: Buffer, o: number, size: number): number {
+function readView(dv: DataView, o: number, size: number): number {
   switch (size) {
-    case 1: return b.readUInt8(o);
-    case 2: return b.readUInt16LE(o);
-    case 4: return b.readUInt32LE(o);
-    default: return u64(b, o);
+    case 1: return dv.getUint8(o);
+    case 2: return dv.getUint16(o, true);
+    case 4: return dv.getUint32(o, true);
+    default: return dv.getUint32(o, true) + dv.getUint32(o + 4, true) * 4294967296;
   }
 }
 
@@ -106,19 +104,23 @@ export class KernelTable {
   }
 
   private merge(values: Buffer, base: number, stride: number, cpus: number): KernelValues {
+    const dv = new DataView(values.buffer, values.byteOffset, values.length);
     const out: KernelValues = {};
     for (const f of this.fields) out[f.name] = f.array ? new Float64Array(f.count) : f.merge === 'min' ? NaN : 0;
     for (let c = 0; c < cpus; c++) {
       const v = base + c * stride;
       // min/max/first/last only from CPUs that counted the key (the others hold zeros); sums from every CPU.
-      const counted = !this.countField || readScalar(values, v + this.countField.offset, this.countField.size) !== 0;
+      const counted = !this.countField || readView(dv, v + this.countField.offset, this.countField.size) !== 0;
       for (const f of this.fields) {
         if (f.array) {
           const arr = out[f.name] as Float64Array;
-          for (let k = 0; k < f.count; k++) arr[k] += readScalar(values, v + f.offset + k * f.size, f.size);
+          let o = v + f.offset;
+          // Log2 histograms are u64 arrays: read as two u32 halves, no per-element size dispatch.
+          if (f.size === 8) for (let k = 0; k < f.count; k++, o += 8) arr[k] += dv.getUint32(o, true) + dv.getUint32(o + 4, true) * 4294967296;
+          else for (let k = 0; k < f.count; k++, o += f.size) arr[k] += readView(dv, o, f.size);
           continue;
         }
-        const x = readScalar(values, v + f.offset, f.size);
+        const x = readView(dv, v + f.offset, f.size);
         const cur = out[f.name] as number;
         if (f.merge === 'sum') out[f.name] = cur + x;
         else if (!counted) continue;
