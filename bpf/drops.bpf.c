@@ -46,6 +46,9 @@ const volatile __u64 filter_reasons[DROP_REASON_FILTER_BITS / 64] = {};
 /* Summary-only runs: count each drop into `drop_agg` instead of sending a record (a drop flood then costs
  * a map update, not a ring buffer record plus decoding in user space). */
 const volatile __u8 aggregate_in_kernel = 0;
+/* With aggregate_in_kernel: 0 keeps no ports in the summary keys (views that group by address: top, serve), so a
+ * connection storm's one drop per connection does not make a key per connection. */
+const volatile __u8 agg_key_ports = 1;
 
 /* Per summary key; user space sizes it (1 entry when not aggregating). No prealloc: memory grows with use. */
 struct {
@@ -230,8 +233,8 @@ static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason,
 	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
 		k.location = location;
 	k.family = p->family;
-	k.sport = p->sport;
-	k.dport = p->dport;
+	k.sport = agg_key_ports ? p->sport : 0;
+	k.dport = agg_key_ports ? p->dport : 0;
 	k.l4_proto = p->l4_proto;
 	k.flags = p->flags & DROP_AGG_FLAGS;
 	/* A SYN goes to the server, a SYN-ACK comes from it: kept so the views can place the drop (tcp_flags & SYN). */

@@ -99,6 +99,7 @@ export const DROP_REASON_CONSTS = {
 
 /** Read-only globals (const volatile, set before load): size in bytes by name. */
 export const DROPS_RODATA = {
+  agg_key_ports: 1,
   aggregate_in_kernel: 1,
   capture_stack: 1,
   filter_l4_proto: 1,

@@ -106,7 +106,9 @@ export class TopSession {
           reader.ingest(obj.mapDump('drop_agg'), cpus);
           reader.ingest(obj.mapDump('drop_agg_other'), cpus);
         };
-        this.addKernel('drops', new Trace(dropsSpec(filters, undefined, { keys, events: () => reader.events, beforeClose: read }), small), read);
+        // Drop ports matter only to groupings by endpoint or service (a storm's drops are one per connection).
+        const ports = opts.by !== undefined && (opts.by.kind === 'endpoint' || opts.by.kind === 'service');
+        this.addKernel('drops', new Trace(dropsSpec(filters, undefined, { keys, events: () => reader.events, beforeClose: read, ports }), small), read);
       }
     } else {
       if (withLife) this.add('life', new LifeTrace({ ...common, established: true }), (e: LifeEvent) => a.addLife(e));
