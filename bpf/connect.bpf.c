@@ -35,6 +35,8 @@ const volatile __u8 maintain_owners = 1;
 const volatile __u8 aggregate_in_kernel = 0;
 /* With aggregate_in_kernel: keep summaries per cgroup too (container attribution). */
 const volatile __u8 agg_by_cgroup = 0;
+/* With aggregate_in_kernel: count distinct connections with the other tools of a session (top, serve). */
+const volatile __u8 agg_session_counts = 0;
 
 /* errno values of the Linux ABI (asm-generic) that connect() returns for "still in progress". */
 #define NB_EINPROGRESS 115
@@ -124,7 +126,7 @@ static __always_inline void aggregate(const struct connect_event *e, const void 
 		return;
 	if (e->kind == CONNECT_ESTABLISHED) {
 		__u64 latency = e->ts_ns - e->start_ns, new_conn, d_retrans, d_sent;
-		if (sk) {
+		if (sk && agg_session_counts) {
 			owner_take_counts(sk, 0, 0, &new_conn, &d_retrans, &d_sent);
 			v->connections += new_conn;
 		}

@@ -35,6 +35,9 @@ const volatile __u8 emit_established = 0;
 const volatile __u8 aggregate_in_kernel = 0;
 /* With aggregate_in_kernel: keep summaries per cgroup too (container attribution). */
 const volatile __u8 agg_by_cgroup = 0;
+/* With aggregate_in_kernel: count distinct connections and their retransmit ratio with the other tools of a session
+ * (top, serve: bpf/owner.bpf.h); life's own summaries do not need it, and it costs a map update per end. */
+const volatile __u8 agg_session_counts = 0;
 
 /* What is known about a live connection between its first state change and its close. */
 struct birth {
@@ -213,8 +216,9 @@ static __always_inline void aggregate(const struct life_event *e, const void *sk
 		v->count++;
 		return;
 	}
-	__u64 duration = e->ts_ns - e->birth_ns, new_conn, d_retrans, d_sent;
-	owner_take_counts(sk, e->total_retrans, e->segs_out, &new_conn, &d_retrans, &d_sent);
+	__u64 duration = e->ts_ns - e->birth_ns, new_conn = 0, d_retrans = 0, d_sent = 0;
+	if (agg_session_counts)
+		owner_take_counts(sk, e->total_retrans, e->segs_out, &new_conn, &d_retrans, &d_sent);
 	AGG_MIN_MAX(v, duration_ns, duration);
 	AGG_MIN_MAX(v, total_retrans, e->total_retrans);
 	v->count++;

@@ -19,6 +19,9 @@ export interface KernelAggregation {
   events(): number;
   /** Keep summaries per cgroup too (container attribution); default false. */
   byCgroup?: boolean;
+  /** Count distinct connections and retransmit ratios together with the other tools of a session (top, serve:
+   * the shared owner map says what each socket already added); default false. */
+  sessionCounts?: boolean;
 }
 
 /** Keys of a fold ("other") map: one per coarse key (kind, direction, errno, ...); preallocated (per CPU). */

@@ -94,6 +94,7 @@ export const CONNECT_KIND_NAMES = [undefined, 'established', 'failed'] as const;
 /** Read-only globals (const volatile, set before load): size in bytes by name. */
 export const CONNECT_RODATA = {
   agg_by_cgroup: 1,
+  agg_session_counts: 1,
   aggregate_in_kernel: 1,
   filter_pid: 4,
   maintain_owners: 1,

@@ -125,6 +125,7 @@ export const LIFE_KIND_NAMES = [undefined, 'established', 'closed'] as const;
 /** Read-only globals (const volatile, set before load): size in bytes by name. */
 export const LIFE_RODATA = {
   agg_by_cgroup: 1,
+  agg_session_counts: 1,
   aggregate_in_kernel: 1,
   emit_established: 1,
 } as const;

@@ -33,7 +33,10 @@ const SPLIT_STATE_PROGRAMS = ['handle_set_state_task', 'handle_set_state_soft'];
 export function lifeKernelAggregation(kernel: KernelAggregation | undefined): { mapSizes: Record<string, number>; constants: Record<string, Buffer> } {
   return {
     mapSizes: { life_agg: kernel ? kernel.keys : 1, life_agg_other: kernel ? KERNEL_OTHER_KEYS : 1 },
-    constants: { aggregate_in_kernel: Buffer.from([kernel ? 1 : 0]), agg_by_cgroup: Buffer.from([kernel?.byCgroup ? 1 : 0]) },
+    constants: {
+      aggregate_in_kernel: Buffer.from([kernel ? 1 : 0]), agg_by_cgroup: Buffer.from([kernel?.byCgroup ? 1 : 0]),
+      agg_session_counts: Buffer.from([kernel?.sessionCounts ? 1 : 0]),
+    },
   };
 }
 

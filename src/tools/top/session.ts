@@ -87,12 +87,12 @@ export class TopSession {
       if (withLife) {
         const reader = new LifeKernelReader();
         const read = (obj: NativeBpfObject) => reader.read(obj, (key, bulk) => emit({ tool: 'life', key, bulk }));
-        this.addKernel('life', new LifeTrace(small, { keys, byCgroup, events: () => reader.ends, beforeClose: read }), read);
+        this.addKernel('life', new LifeTrace(small, { keys, byCgroup, sessionCounts: true, events: () => reader.ends, beforeClose: read }), read);
       }
       {
         const reader = new ConnectKernelReader();
         const read = (obj: NativeBpfObject) => reader.read(obj, (key, bulk) => emit({ tool: 'connect', key, bulk }));
-        this.addKernel('connect', new Trace(connectSpec({ ...small, ...owners }, { keys, byCgroup, events: () => reader.outcomes, beforeClose: read }), small), read);
+        this.addKernel('connect', new Trace(connectSpec({ ...small, ...owners }, { keys, byCgroup, sessionCounts: true, events: () => reader.outcomes, beforeClose: read }), small), read);
       }
       {
         const reader = new RetransKernelReader();
