@@ -212,6 +212,10 @@ static __always_inline void emit_outcome(const struct sock *sk, const struct att
 
 static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate)
 {
+	/* Most state changes are none of connect's business: told apart by the arguments first (registers), before any
+	 * read of the socket, so a softirq that interrupts this program rarely finds it running (a recursion miss). */
+	if (newstate != TCP_SYN_SENT && oldstate != TCP_SYN_SENT && !(newstate == TCP_SYN_RECV && maintain_owners))
+		return 0;
 	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	__u64 key = (__u64)sk;
