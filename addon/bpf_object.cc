@@ -33,6 +33,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
                            InstanceMethod("setProgramType", &BpfObject::SetProgramType),
                            InstanceMethod("attachNetfilter", &BpfObject::AttachNetfilter),
                            InstanceMethod("detach", &BpfObject::Detach),
+                          InstanceMethod("readIter", &BpfObject::ReadIter),
                            InstanceMethod("detachAll", &BpfObject::DetachAll),
                            InstanceMethod("programInfo", &BpfObject::ProgramInfo),
                            InstanceMethod("mapFd", &BpfObject::MapFd),
@@ -319,6 +320,33 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     uint32_t handle = links_.size() - 1;
     raw_links_.emplace_back(handle, fd);
     return Napi::Number::New(env, handle);
+  }
+
+  // Runs an attached BPF iterator once (iter/task_file, iter/tcp, ...): everything its program wrote with
+  // bpf_seq_write, as one Buffer. readIter(handle from attach(), maxBytes) -> Buffer; stops at maxBytes.
+  Napi::Value ReadIter(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    uint32_t handle = info[0].ToNumber().Uint32Value();
+    size_t max = info.Length() > 1 ? (size_t)info[1].ToNumber().Int64Value() : (size_t)64 << 20;
+    if (handle >= links_.size() || !links_[handle]) return ThrowErrno(env, "read iterator: no such link", EBADF);
+    int fd = bpf_iter_create(bpf_link__fd(links_[handle]));
+    if (fd < 0) return ThrowErrno(env, "create iterator", errno);
+    std::vector<uint8_t> out;
+    uint8_t buf[65536];
+    for (;;) {
+      ssize_t n = read(fd, buf, sizeof(buf));
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0) {
+        int e = errno;
+        close(fd);
+        return ThrowErrno(env, "read iterator", e);
+      }
+      if (n == 0) break;
+      out.insert(out.end(), buf, buf + n);
+      if (out.size() >= max) break;
+    }
+    close(fd);
+    return Napi::Buffer<uint8_t>::Copy(env, out.data(), out.size());
   }
 
   Napi::Value Detach(const Napi::CallbackInfo& info) {

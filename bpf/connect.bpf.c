@@ -35,8 +35,9 @@ const volatile __u8 maintain_owners = 1;
 const volatile __u8 aggregate_in_kernel = 0;
 /* With aggregate_in_kernel: keep summaries per cgroup too (container attribution). */
 const volatile __u8 agg_by_cgroup = 0;
-/* With aggregate_in_kernel: count distinct connections with the other tools of a session (top, serve). */
-const volatile __u8 agg_session_counts = 0;
+/* With aggregate_in_kernel, for a session's views (top, serve): keys carry the namespace, and distinct connections
+ * are counted with the session's other tools. */
+const volatile __u8 agg_session = 0;
 
 /* errno values of the Linux ABI (asm-generic) that connect() returns for "still in progress". */
 #define NB_EINPROGRESS 115
@@ -70,7 +71,18 @@ struct pending {
 	__u8 daddr[NETBPF_ADDR_LEN];
 	__u16 family;
 	__u16 dport;
-	__u32 pad;
+	__u8 stage;         /* enum pending_stage */
+	__u8 pad;
+	__u16 ports_low;    /* the namespace's local port range, when it failed inside connect() */
+	__u16 ports_high;
+	__u16 pad2;
+};
+
+/* How far a pending connect() got. */
+enum pending_stage {
+	PENDING_BEFORE_SYN_SENT = 0, /* still CLOSE: a failure now is before any state change (no route, ...) */
+	PENDING_SYN_SENT = 1,        /* reached SYN_SENT: its outcome is reported at ESTABLISHED/CLOSE */
+	PENDING_FAILED = 2,          /* SYN_SENT -> CLOSE inside connect() with no SYN sent: reported at the exit */
 };
 
 struct {
@@ -113,26 +125,34 @@ static __always_inline void aggregate(const struct connect_event *e, const void 
 	k.family = e->family;
 	k.dport = e->dport;
 	k.kind = e->kind;
-	k.flags = e->flags;
+	k.flags = e->flags | (e->syn_retrans ? CONNECT_AGG_SYN_RETRANSMITTED : 0);
+	k.ports_low = e->ports_low;
+	k.ports_high = e->ports_high;
+	k.netns = agg_session ? e->netns : 0;
 	struct connect_agg_value *v = AGG_SLOT_OR_OTHER(&connect_agg, &connect_agg_other, &k, &agg_zero,
 							&connect_agg_full, &connect_agg_other_full, ({
 		__builtin_memset(k.daddr, 0, NETBPF_ADDR_LEN);
 		k.cgroup_id = 0;
 		k.family = 0;
 		k.dport = 0;
+		k.ports_low = 0;
+		k.ports_high = 0;
+		k.netns = 0;
 		k.flags |= CONNECT_AGG_OTHER;
 	}));
 	if (!v)
 		return;
 	if (e->kind == CONNECT_ESTABLISHED) {
 		__u64 latency = e->ts_ns - e->start_ns, new_conn, d_retrans, d_sent;
-		if (sk && agg_session_counts) {
+		if (sk && agg_session) {
 			owner_take_counts(sk, 0, 0, &new_conn, &d_retrans, &d_sent);
 			v->connections += new_conn;
 		}
 		AGG_MIN_MAX(v, latency_ns, latency);
 		v->latency_ns += latency;
 		AGG_HIST_ADD(v->latency_us_log2, CONNECT_AGG_BUCKETS, latency / 1000);
+	} else if (e->ts_ns - e->start_ns > v->max_elapsed_ns) {
+		v->max_elapsed_ns = e->ts_ns - e->start_ns;
 	}
 	v->count++;
 	v->syn_retrans += e->syn_retrans;
@@ -207,7 +227,34 @@ static __always_inline void emit_outcome(const struct sock *sk, const struct att
 		e.pid = 0;
 		__builtin_memset(e.comm, 0, NETBPF_COMM_LEN);
 	}
+	e.ports_low = 0;
+	e.ports_high = 0;
+	e.pad = 0;
 	deliver(&e, sk);
+}
+
+/* Before Linux 6.3 the range was two ints under a seqlock; since, one u32 (high << 16 | low). */
+struct local_ports___pre63 {
+	int range[2];
+} __attribute__((preserve_access_index));
+
+/* The socket's namespace's net.ipv4.ip_local_port_range. */
+static __always_inline void local_port_range(const struct sock *sk, __u16 *low, __u16 *high)
+{
+	struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
+	if (!net)
+		return;
+	if (bpf_core_field_size(net->ipv4.ip_local_ports.range) == sizeof(__u32)) {
+		__u32 range = BPF_CORE_READ(net, ipv4.ip_local_ports.range);
+		*low = range & 0xffff;
+		*high = range >> 16;
+		return;
+	}
+	const struct local_ports___pre63 *old = (const void *)__builtin_preserve_access_index(&net->ipv4.ip_local_ports);
+	int r[2] = {};
+	BPF_CORE_READ_INTO(&r, old, range);
+	*low = r[0];
+	*high = r[1];
 }
 
 static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate)
@@ -222,7 +269,9 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	if (newstate == TCP_SYN_SENT) {
 		/* In the task calling connect(): this connect is past the route lookup. */
 		__u64 tid = bpf_get_current_pid_tgid();
-		bpf_map_delete_elem(&pending, &tid);
+		struct pending *p = bpf_map_lookup_elem(&pending, &tid);
+		if (p && p->sk == key)
+			p->stage = PENDING_SYN_SENT;
 		struct attempt a = { .start_ns = bpf_ktime_get_ns() };
 		if (!pid_wanted(tid >> 32))
 			return 0;
@@ -242,10 +291,22 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 	struct attempt *a = bpf_map_lookup_elem(&attempts, &key);
 	if (!a)
 		return 0;
-	if (newstate == TCP_ESTABLISHED)
+	if (newstate == TCP_ESTABLISHED) {
 		emit_outcome(sk, a, CONNECT_ESTABLISHED, bpf_ktime_get_ns());
-	else if (newstate == TCP_CLOSE)
-		emit_outcome(sk, a, CONNECT_FAILED, bpf_ktime_get_ns());
+	} else if (newstate == TCP_CLOSE) {
+		/* tcp_v4_connect() moves the socket to SYN_SENT before it picks a local port; when none is free it moves
+		 * it back to CLOSE without sending anything, and only connect()'s return value says why (EADDRNOTAVAIL).
+		 * In the connecting thread, with no segment sent yet: leave the report to the syscall exit. */
+		__u64 tid = bpf_get_current_pid_tgid();
+		struct pending *p = bpf_map_lookup_elem(&pending, &tid);
+		if (p && p->sk == key && p->stage == PENDING_SYN_SENT && BPF_CORE_READ((const struct tcp_sock *)sk, segs_out) == 0) {
+			p->stage = PENDING_FAILED;
+			p->start_ns = a->start_ns;
+			local_port_range(sk, &p->ports_low, &p->ports_high);
+		} else {
+			emit_outcome(sk, a, CONNECT_FAILED, bpf_ktime_get_ns());
+		}
+	}
 	bpf_map_delete_elem(&attempts, &key);
 	return 0;
 }
@@ -355,7 +416,7 @@ static __always_inline int on_connect_enter(__u32 fd, const void *uservaddr)
 	/* Only a socket that has not started connecting yet (a repeated connect() on SYN_SENT is a poll). */
 	if (BPF_CORE_READ(sk, __sk_common.skc_state) != TCP_CLOSE)
 		return 0;
-	struct pending p = { .start_ns = bpf_ktime_get_ns(), .sk = (__u64)sk };
+	struct pending p = { .start_ns = bpf_ktime_get_ns(), .sk = (__u64)sk, .stage = PENDING_BEFORE_SYN_SENT };
 	__u8 sa[24] = {};
 	if (bpf_probe_read_user(sa, sizeof(sa), uservaddr))
 		return 0;
@@ -374,7 +435,9 @@ static __always_inline int on_connect_enter(__u32 fd, const void *uservaddr)
 	return 0;
 }
 
-/* Still pending at exit = the socket never reached SYN_SENT: no SYN left this host. */
+/* At exit a pending connect that never reached SYN_SENT failed before any state change (no route, ...); one that
+ * went SYN_SENT -> CLOSE inside the call with nothing sent failed for want of a local port: both are reported
+ * here with the errno connect() returned. */
 static __always_inline int on_connect_exit(__s64 ret)
 {
 	__u64 tid = bpf_get_current_pid_tgid();
@@ -384,7 +447,7 @@ static __always_inline int on_connect_exit(__s64 ret)
 	struct pending copy = *p;
 	bpf_map_delete_elem(&pending, &tid);
 	__s64 err = -ret;
-	if (ret >= 0 || err == NB_EINPROGRESS || err == NB_EALREADY || err == NB_EISCONN)
+	if (copy.stage == PENDING_SYN_SENT || ret >= 0 || err == NB_EINPROGRESS || err == NB_EALREADY || err == NB_EISCONN)
 		return 0;
 	const struct sock *sk = (const struct sock *)copy.sk;
 	struct sock_tuple t = { .family = copy.family, .dport = copy.dport };
@@ -401,7 +464,10 @@ static __always_inline int on_connect_exit(__s64 ret)
 	e.err = (__s32)err;
 	e.syn_retrans = 0;
 	e.kind = CONNECT_FAILED;
-	e.flags = CONNECT_BEFORE_SYN;
+	e.flags = CONNECT_BEFORE_SYN | (copy.stage == PENDING_FAILED ? CONNECT_IN_SYSCALL : 0);
+	e.ports_low = copy.ports_low;
+	e.ports_high = copy.ports_high;
+	e.pad = 0;
 	bpf_get_current_comm(e.comm, sizeof(e.comm));
 	deliver(&e, NULL);
 	return 0;

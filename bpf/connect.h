@@ -15,6 +15,7 @@ enum connect_flags {
 	CONNECT_RST_RECEIVED = 1,   /* tcp:tcp_receive_reset while in SYN_SENT (refused) */
 	CONNECT_BEFORE_SYN = 2,     /* connect() returned an error before the socket left CLOSE (no route, ...) */
 	CONNECT_ERROR_REPORTED = 4, /* err came from sock:inet_sk_error_report, not sk_err at close */
+	CONNECT_IN_SYSCALL = 8,     /* failed inside connect() after SYN_SENT but before any SYN (no local port): errno from its exit */
 };
 
 struct connect_event {
@@ -33,11 +34,15 @@ struct connect_event {
 	__u8 kind;          /* enum connect_kind */
 	__u8 flags;         /* enum connect_flags */
 	char comm[NETBPF_COMM_LEN];
+	__u16 ports_low;    /* the namespace's net.ipv4.ip_local_port_range, for a failure inside connect() (EADDRNOTAVAIL) */
+	__u16 ports_high;
+	__u32 pad;          /* explicit: no implicit padding, every byte written */
 };
 
 /* Summary-only runs (aggregate_in_kernel): no records, one per-CPU map entry per summary key instead. */
 enum connect_agg_consts {
 	CONNECT_AGG_BUCKETS = 33, /* log2 buckets of a u32 latency in microseconds; larger in the last */
+	CONNECT_AGG_SYN_RETRANSMITTED = 0x40, /* connect_agg_key.flags: the attempt retransmitted its SYN */
 	CONNECT_AGG_OTHER = 0x80, /* connect_agg_key.flags: folded into "other" (the key map was full) */
 };
 
@@ -46,10 +51,13 @@ struct connect_agg_key {
 	__u8 daddr[NETBPF_ADDR_LEN];
 	__u64 cgroup_id;    /* socket's cgroup v2 id when summaries are kept per cgroup (containers), else 0 */
 	__s32 err;
+	__u32 netns;        /* the socket's network namespace in a session's summaries (agg_session), else 0 */
 	__u16 family;
 	__u16 dport;
+	__u16 ports_low;    /* the namespace's local port range, for a failure inside connect() (EADDRNOTAVAIL) */
+	__u16 ports_high;
 	__u8 kind;          /* enum connect_kind */
-	__u8 flags;         /* enum connect_flags, | CONNECT_AGG_OTHER when folded */
+	__u8 flags;         /* enum connect_flags, | CONNECT_AGG_SYN_RETRANSMITTED, | CONNECT_AGG_OTHER when folded */
 	__u8 pad[6];        /* explicit: keys are compared as bytes */
 };
 
@@ -61,6 +69,7 @@ struct connect_agg_value {
 	__u64 latency_ns;     /* sum of connect() -> ESTABLISHED (established attempts only) */
 	__u64 min_latency_ns;
 	__u64 max_latency_ns;
+	__u64 max_elapsed_ns; /* longest connect() -> failure (a connect abandoned after SYN retransmits: how long it tried) */
 	__u64 latency_us_log2[CONNECT_AGG_BUCKETS];
 };
 

@@ -49,6 +49,9 @@ const volatile __u8 aggregate_in_kernel = 0;
 /* With aggregate_in_kernel: 0 keeps no ports in the summary keys (views that group by address: top, serve), so a
  * connection storm's one drop per connection does not make a key per connection. */
 const volatile __u8 agg_key_ports = 1;
+/* With aggregate_in_kernel, for a session's views (top, serve): keys keep the freeing function of every drop and the
+ * namespace (what their diagnoses weigh drops by, and how the exporter leaves its own scrapes out). */
+const volatile __u8 agg_session = 0;
 
 /* Per summary key; user space sizes it (1 entry when not aggregating). No prealloc: memory grows with use. */
 struct {
@@ -221,7 +224,7 @@ static __always_inline bool reason_wanted(__u32 reason)
 volatile __u8 drop_agg_full = 0;
 volatile __u8 drop_agg_other_full = 0;
 
-static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason, __u64 location, __u32 len)
+static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason, __u64 location, __u32 len, __u32 netns)
 {
 	struct drop_agg_key k;
 	__builtin_memset(&k, 0, sizeof(k));
@@ -229,9 +232,10 @@ static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason,
 	__builtin_memcpy(k.daddr, p->daddr, NETBPF_ADDR_LEN);
 	k.reason = reason;
 	/* The generic reason is a purge or a drop depending on the function that freed the skb. */
-	if (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED) &&
-	    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED))
+	if (agg_session || (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED) &&
+			    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED)))
 		k.location = location;
+	k.netns = netns;
 	k.family = p->family;
 	k.sport = agg_key_ports ? p->sport : 0;
 	k.dport = agg_key_ports ? p->dport : 0;
@@ -252,6 +256,7 @@ static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason,
 		k.l4_proto = 0;
 		k.flags = DROP_AGG_OTHER;
 		k.tcp_flags = 0;
+		k.netns = 0;
 		v = agg_slot(&drop_agg_other, &k, &agg_zero, &drop_agg_other_full);
 		if (!v) {
 			/* Both maps full (over 1024 reason x location folds): counted as lost, reported as such. */
@@ -340,7 +345,8 @@ static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u
 
 	if (aggregate_in_kernel) {
 		/* skb->len depends on how far the stack has pulled the packet; the IP length does not. */
-		aggregate_drop(&p, reason, location, p.ip_len ? p.ip_len : BPF_CORE_READ(skb, len));
+		__u32 netns = !agg_session ? 0 : sk ? sock_netns(sk) : BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+		aggregate_drop(&p, reason, location, p.ip_len ? p.ip_len : BPF_CORE_READ(skb, len), netns);
 		return 0;
 	}
 

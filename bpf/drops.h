@@ -53,7 +53,8 @@ enum drop_agg_consts {
 struct drop_agg_key {
 	__u8 saddr[NETBPF_ADDR_LEN];
 	__u8 daddr[NETBPF_ADDR_LEN];
-	__u64 location;     /* freeing function for SKB_DROP_REASON_NOT_SPECIFIED (purge or drop), else 0 */
+	__u64 location;     /* freeing function for SKB_DROP_REASON_NOT_SPECIFIED (purge or drop), for every reason in a
+	                     * session's summaries (agg_session: the diagnoses weigh drops by function), else 0 */
 	__u32 reason;
 	__u16 family;
 	__u16 sport;
@@ -62,6 +63,8 @@ struct drop_agg_key {
 	__u8 flags;         /* drop_flags & DROP_AGG_FLAGS, or DROP_AGG_OTHER (addresses and ports zero) */
 	__u8 tcp_flags;     /* SYN and ACK of a SYN or SYN-ACK (which side is the server: top, serve), else 0 */
 	__u8 pad[3];        /* explicit: keys are compared as bytes */
+	__u32 netns;        /* in a session's summaries (agg_session: top, serve): the namespace, else 0 */
+	__u32 pad2;
 };
 
 /* Cumulative per CPU; user space sums the CPUs and takes differences between reads. */

@@ -35,9 +35,10 @@ const volatile __u8 emit_established = 0;
 const volatile __u8 aggregate_in_kernel = 0;
 /* With aggregate_in_kernel: keep summaries per cgroup too (container attribution). */
 const volatile __u8 agg_by_cgroup = 0;
-/* With aggregate_in_kernel: count distinct connections and their retransmit ratio with the other tools of a session
- * (top, serve: bpf/owner.bpf.h); life's own summaries do not need it, and it costs a map update per end. */
-const volatile __u8 agg_session_counts = 0;
+/* With aggregate_in_kernel, for a session's views (top, serve): keys carry the socket's namespace, and distinct
+ * connections and their retransmit ratio are counted with the session's other tools (bpf/owner.bpf.h). life's own
+ * summaries need neither, and the counting costs a map update per end. */
+const volatile __u8 agg_session = 0;
 
 /* What is known about a live connection between its first state change and its close. */
 struct birth {
@@ -200,14 +201,23 @@ static __always_inline void aggregate(const struct life_event *e, const void *sk
 	if (e->kind == LIFE_CLOSED) {
 		k.sk_err = e->sk_err;
 		k.flags = e->flags & LIFE_AGG_RST_FLAGS;
+		if (e->old_state == TCP_FIN_WAIT1 || e->old_state == TCP_FIN_WAIT2 || e->old_state == TCP_CLOSING ||
+		    e->old_state == TCP_TIME_WAIT)
+			k.flags |= LIFE_AGG_ACTIVE_CLOSE;
 		k.established = e->established_ns != 0;
+	}
+	if (agg_session) {
+		k.netns = e->netns;
+		__builtin_memcpy(k.saddr, e->saddr, NETBPF_ADDR_LEN);
 	}
 	struct life_agg_value *v = AGG_SLOT_OR_OTHER(&life_agg, &life_agg_other, &k, &agg_zero, &life_agg_full,
 						     &life_agg_other_full, ({
 		__builtin_memset(k.daddr, 0, NETBPF_ADDR_LEN);
+		__builtin_memset(k.saddr, 0, NETBPF_ADDR_LEN);
 		k.cgroup_id = 0;
 		k.family = 0;
 		k.port = 0;
+		k.netns = 0;
 		k.flags |= LIFE_AGG_OTHER;
 	}));
 	if (!v)
@@ -217,10 +227,19 @@ static __always_inline void aggregate(const struct life_event *e, const void *sk
 		return;
 	}
 	__u64 duration = e->ts_ns - e->birth_ns, new_conn = 0, d_retrans = 0, d_sent = 0;
-	if (agg_session_counts)
+	if (agg_session)
 		owner_take_counts(sk, e->total_retrans, e->segs_out, &new_conn, &d_retrans, &d_sent);
 	AGG_MIN_MAX(v, duration_ns, duration);
 	AGG_MIN_MAX(v, total_retrans, e->total_retrans);
+	if (e->srtt_us) {
+		if (!v->srtt_count || e->srtt_us < v->min_srtt_us)
+			v->min_srtt_us = e->srtt_us;
+		if (!v->srtt_count || e->srtt_us > v->max_srtt_us)
+			v->max_srtt_us = e->srtt_us;
+		v->srtt_count++;
+		v->srtt_us += e->srtt_us;
+		AGG_HIST_ADD(v->srtt_us_log2, LIFE_AGG_BUCKETS, e->srtt_us);
+	}
 	v->count++;
 	v->connections += new_conn;
 	v->tx_bytes += payload_tx(e);
@@ -266,6 +285,24 @@ static __always_inline void record(const struct sock *sk, const struct birth *b,
 	submit_event(e);
 }
 
+/* RCV_SHUTDOWN | SEND_SHUTDOWN (include/net/sock.h): what close() sets before it tears the connection down. */
+#define NB_SHUTDOWN_MASK 3
+
+/* Inside its owner's close() (both directions shut down) with received bytes not read: __tcp_close() counts them
+ * (the peer's FIN aside), moves the socket to CLOSE and then sends a RST (TCPAbortOnClose). copied_seq is not
+ * advanced when close() frees the unread data, so rcv_nxt - copied_seq still shows it here. */
+static __always_inline bool closed_with_unread_data(const struct sock *sk)
+{
+	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_shutdown) != NB_SHUTDOWN_MASK)
+		return false;
+	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
+	__u32 unread = BPF_CORE_READ(tp, rcv_nxt) - BPF_CORE_READ(tp, copied_seq);
+	/* A FIN received and not read by the application takes one sequence number but is no data. */
+	if (unread && BPF_CORE_READ(sk, __sk_common.skc_flags) & (1ULL << bpf_core_enum_value(enum sock_flags, SOCK_DONE)))
+		unread--;
+	return unread > 0;
+}
+
 /* The connection reached CLOSE. A close in its owner's close() with unread data, or with SO_LINGER 0, or a
  * disconnect, sends its reset after this state change: such an end (the owner still holds the socket, no error
  * ended it, it was past SYN_SENT) waits in `closing` for the reset or the socket's destruction. Every other end
@@ -287,9 +324,16 @@ static __always_inline void end(const struct sock *sk, const struct birth *b, in
 		return;
 	struct life_event e;
 	fill_event(&e, sk, &t, b, LIFE_CLOSED, oldstate, now);
+	/* Closed in its owner's close() with received data unread: the reset that follows is the kernel's abort. */
+	if ((oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT) && closed_with_unread_data(sk))
+		e.flags |= LIFE_RST_UNREAD;
 	__u64 key = (__u64)sk;
-	if (bpf_map_update_elem(&closing, &key, &e, BPF_ANY))
+	if (bpf_map_update_elem(&closing, &key, &e, BPF_ANY)) {
+		/* No room to wait for the reset: an unread-data close is known to send one (__tcp_close). */
+		if (e.flags & LIFE_RST_UNREAD)
+			e.flags |= LIFE_RST_SENT;
 		deliver(&e, sk);
+	}
 }
 
 static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate)

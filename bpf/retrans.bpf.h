@@ -8,6 +8,8 @@
 const volatile __u8 aggregate_in_kernel = 0;
 /* With aggregate_in_kernel: keep summaries per cgroup too (container attribution). */
 const volatile __u8 agg_by_cgroup = 0;
+/* With aggregate_in_kernel, for a session's views (top, serve): keys carry the namespace. */
+const volatile __u8 agg_session = 0;
 
 /* Per summary key; user space sizes it (1 entry when not aggregating). No prealloc: memory grows with use. */
 struct {
@@ -42,12 +44,14 @@ static __always_inline void aggregate(const struct retrans_event *e, const void 
 	k.family = e->family;
 	k.dport = e->dport;
 	k.kind = e->kind;
+	k.netns = agg_session ? e->netns : 0;
 	struct retrans_agg_value *v = AGG_SLOT_OR_OTHER(&retrans_agg, &retrans_agg_other, &k, &agg_zero,
 							&retrans_agg_full, &retrans_agg_other_full, ({
 		__builtin_memset(k.daddr, 0, NETBPF_ADDR_LEN);
 		k.cgroup_id = 0;
 		k.family = 0;
 		k.dport = 0;
+		k.netns = 0;
 		k.flags = RETRANS_AGG_OTHER;
 	}));
 	if (!v)

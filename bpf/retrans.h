@@ -51,11 +51,12 @@ struct retrans_agg_key {
 	__u8 daddr[NETBPF_ADDR_LEN];
 	__u64 cgroup_id;    /* socket's cgroup v2 id when summaries are kept per cgroup (containers), else 0 */
 	__s32 err;
+	__u32 netns;        /* the socket's network namespace in a session's summaries (agg_session), else 0 */
 	__u16 family;
 	__u16 dport;
 	__u8 kind;          /* enum retrans_kind */
 	__u8 flags;         /* RETRANS_AGG_OTHER when folded */
-	__u8 pad[6];        /* explicit: keys are compared as bytes */
+	__u8 pad[2];        /* explicit: keys are compared as bytes */
 };
 
 /* Cumulative per CPU; user space sums the CPUs and takes differences between reads (src/core/kernel-table.ts). */

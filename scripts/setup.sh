@@ -4,7 +4,7 @@
 # run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-packages=(clang llvm libelf-dev zlib1g-dev pkg-config make cmake g++ bpftool bpftrace nftables iproute2 conntrack libbpf-dev python3 util-linux prometheus systemd)
+packages=(clang llvm libelf-dev zlib1g-dev pkg-config make cmake g++ bpftool bpftrace nftables iproute2 conntrack libbpf-dev python3 util-linux prometheus systemd curl)
 missing=()
 for p in "${packages[@]}"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p"); done
 if [ ${#missing[@]} -gt 0 ]; then

@@ -29,12 +29,17 @@ export type { LifeEvent, LifeEstablishedEvent, LifeClosedEvent, LifeOptions, Lif
 export { life as connections } from './tools/life/index.js';
 export { connect, connectSpec, decodeConnect, classifyFailure, ConnectAggregator, connectSummary, ConnectKernelReader, decodeConnectKey, CONNECT_LAYOUT, FAILURE_CLASSES, CONNECT_HEADER, connectEventJson, connectLine, renderConnectSummary } from './tools/connect/index.js';
 export type { ConnectEvent, ConnectEstablishedEvent, ConnectFailedEvent, ConnectOptions, ConnectRow, ConnectSummary, FailureClass, ConnectAggregatorOptions, ConnectKey, ConnectBulk, ConnectSummaryOptions } from './tools/connect/index.js';
+export { SocketReader, decodeSocket, decodeSockets, SOCKETS_LAYOUT } from './tools/sockets/index.js';
+export type { SocketInfo } from './tools/sockets/index.js';
 export { Reservoir } from './core/reservoir.js';
-export { top, TopSession, TopAggregator, parseGroupBy, destinationKey, sortRows, serviceName, TOP_SORT_KEYS } from './tools/top/index.js';
+export { top, TopSession, TopAggregator, parseGroupBy, destinationKey, sortRows, serviceName, TOP_SORT_KEYS, HostEvidenceCollector } from './tools/top/index.js';
 export type { TopOptions, TopRow, TopSummary, TopSortKey, GroupBy, TopAggregatorOptions, TopStartInfo, TopToolName } from './tools/top/index.js';
-export { diagnose, FIREWALL_REASONS } from './core/diagnosis.js';
-export type { Diagnosis, DiagnosisCode, DiagnosisThresholds, HealthInput, Severity } from './core/diagnosis.js';
-export { PrometheusExporter, BoundedLabels, parseListenAddress } from './tools/prometheus/index.js';
-export type { PrometheusExporterOptions } from './tools/prometheus/index.js';
+export { diagnose, diagnoseDestination, diagnoseHost, DIAGNOSIS_CODES, HARMLESS_FREES, freeKind, harmlessFree, emptyDestination, noHostEvidence } from './core/diagnosis/index.js';
+export type {
+  Diagnosis, DiagnosisCode, DiagnosisResult, DiagnosisThresholds, Severity, Confidence, EvidenceItem, Evidence, DestinationEvidence, HostEvidence,
+  ConnectEvidence, FreeCount, FreeKind, HarmlessFree, CloseEvidence, ListenerEvidence, CloseWaitEvidence, StalledWindowEvidence, ConntrackEvidence,
+} from './core/diagnosis/index.js';
+export { PrometheusExporter, LabelSlots, NetbpfMetrics, parseListenAddress } from './tools/prometheus/index.js';
+export type { NetbpfMetricsOptions, PrometheusExporterOptions } from './tools/prometheus/index.js';
 export { ContainerResolver, containerFromPath } from './core/containers.js';
 export type { ContainerResolverOptions } from './core/containers.js';

@@ -17,22 +17,31 @@ export class NetnsPair {
   /** Namespace names; side A is the client, side B the server. */
   readonly a: string;
   readonly b: string;
-  readonly addrA = '10.231.0.1';
-  readonly addrB = '10.231.0.2';
-  readonly addr6A = 'fd00:231::1';
-  readonly addr6B = 'fd00:231::2';
+  readonly addrA: string;
+  readonly addrB: string;
+  readonly addr6A: string;
+  readonly addr6B: string;
   private readonly children: ChildProcess[] = [];
   private destroyed = false;
 
-  private constructor(tag: string) {
+  private constructor(tag: string, subnet: number) {
+    this.addrA = `10.${subnet}.0.1`;
+    this.addrB = `10.${subnet}.0.2`;
+    this.addr6A = `fd00:${subnet}::1`;
+    this.addr6B = `fd00:${subnet}::2`;
     const id = `${process.pid % 100000}${sequence++}`;
     this.a = `nb-${tag}-${id}-a`;
     this.b = `nb-${tag}-${id}-b`;
   }
 
-  /** Creates both namespaces, the veth pair and addresses (IPv4 and IPv6, DAD off), lo up in each. */
-  static async create(tag = 't'): Promise<NetnsPair> {
-    const p = new NetnsPair(tag);
+  /**
+   * Creates both namespaces, the veth pair and addresses (IPv4 and IPv6, DAD off), lo up in each. `subnet`
+   * picks the addresses (10.<subnet>.0.1/2, fd00:<subnet>::1/2; default 231): tests that watch the whole
+   * host (e.g. top) use their own, so traffic of other pairs on the machine is not mistaken for theirs.
+   */
+  static async create(tag = 't', subnet = 231): Promise<NetnsPair> {
+    if (!Number.isInteger(subnet) || subnet < 1 || subnet > 254) throw new Error(`invalid subnet ${subnet}`);
+    const p = new NetnsPair(tag, subnet);
     const va = `va${p.a.slice(-8, -2)}`, vb = `vb${p.b.slice(-8, -2)}`;
     try {
       await sh('ip', ['netns', 'add', p.a]);

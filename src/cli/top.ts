@@ -16,6 +16,7 @@ interface TopCliOptions extends CommonCliOptions, ContainerCliOptions {
   sort: TopSortKey;
   conntrack?: boolean;
   life: boolean;
+  sockets: boolean;
   once?: boolean;
   snapshots?: boolean;
 }
@@ -27,6 +28,7 @@ export function topCommand(): Command {
     .addOption(new Option('-S, --sort <key>', 'sort rows by').choices([...TOP_SORT_KEYS]).default('health'))
     .option('--conntrack', 'also trace conntrack entries per destination')
     .option('--no-life', 'do not trace connection lifetimes (fewer hooks; retransmit ratios only from retransmitting connections)')
+    .option('--no-sockets', 'do not read the processes\' TCP sockets each interval (no listener-overflow, CLOSE_WAIT or zero-window diagnoses)')
     .option('-1, --once', 'print one snapshot after the interval (or --duration) and exit')
     .option('--snapshots', 'print a snapshot every interval instead of the full-screen view (default when stdout is not a terminal)')
     .option('-w, --container', 'show the containers talking to each destination (cgroup id -> container id)');
@@ -46,7 +48,7 @@ async function runTop(o: TopCliOptions): Promise<number> {
   const intervalMs = s.intervalMs ?? 2000;
   const containers = containerResolver('top', o);
   const session = top({
-    ...filterOptions(o), by, life: o.life, conntrack: !!o.conntrack, maxDestinations: s.maxDestinations,
+    ...filterOptions(o), by, life: o.life, sockets: o.sockets, conntrack: !!o.conntrack, maxDestinations: s.maxDestinations,
     ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf: containers ? (id) => containers.containerOf(id) : undefined,
     aggregate: aggregateInKernel(o, true, null, true) ? 'kernel' : 'events',
   });

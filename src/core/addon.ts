@@ -27,6 +27,8 @@ export interface NativeBpfObject {
   /** Links a netfilter program to a hook in the caller's network namespace (kernel >= 6.4). */
   attachNetfilter(program: string, opts: NetfilterAttachOptions): number;
   detach(handle: number): void;
+  /** Runs an attached BPF iterator (iter/...) once: the bytes its program wrote (up to maxBytes). */
+  readIter(handle: number, maxBytes?: number): Buffer;
   /** Detaches every program; maps stay readable until close(). */
   detachAll(): void;
   programInfo(program: string): ProgramInfo;

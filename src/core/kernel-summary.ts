@@ -19,9 +19,10 @@ export interface KernelAggregation {
   events(): number;
   /** Keep summaries per cgroup too (container attribution); default false. */
   byCgroup?: boolean;
-  /** Count distinct connections and retransmit ratios together with the other tools of a session (top, serve:
-   * the shared owner map says what each socket already added); default false. */
-  sessionCounts?: boolean;
+  /** For a session's views (top, serve): keys carry what they need (the namespace; drops: the freeing function of
+   * every drop), and distinct connections and retransmit ratios are counted together with the session's other
+   * tools (the shared owner map says what each socket already added). Default false. */
+  session?: boolean;
 }
 
 /** Keys of a fold ("other") map: one per coarse key (kind, direction, errno, ...); preallocated (per CPU). */

@@ -20,11 +20,13 @@ export interface PlacedDrops<T> {
   /** What the caller attached to the drop (e.g. its reason), passed through. */
   tag: T;
   count: number;
+  /** Their bytes (0 when the caller does not give them). */
+  bytes: number;
   /** Time of the first of them (the caller's clock, ms). */
   time: number;
 }
 
-interface Pending<T> { remote: string; local: string | null; tag: T; time: number; count: number }
+interface Pending<T> { remote: string; local: string | null; tag: T; time: number; count: number; bytes: number }
 
 export class DropPlacement<T> {
   private readonly destinations = new Set<string>();
@@ -37,6 +39,16 @@ export class DropPlacement<T> {
     if (this.destinations.size < (this.opts.maxDestinations ?? 65536)) this.destinations.add(destination);
   }
 
+  /** Whether a connect to this destination key was seen (e.g. to place a reset this host sent as a server). */
+  isDestination(destination: string): boolean {
+    return this.destinations.has(destination);
+  }
+
+  /** Every destination a connect was seen to (e.g. to start another placement with what this one knows). */
+  knownDestinations(): IterableIterator<string> {
+    return this.destinations.values();
+  }
+
   /** The destination of a drop now, or null while it must wait. */
   private decide(remote: string, local: string | null, expired: boolean): string | null {
     if (local !== null && this.destinations.has(local) && !this.destinations.has(remote)) return local;
@@ -46,19 +58,21 @@ export class DropPlacement<T> {
 
   /**
    * Takes `count` drops between `remote` and `local` (destination keys, local null when unknown) at `time`; `server`
-   * when the packet itself says which side is the server. Returns them placed at once, or null when they wait for
-   * flush(). Past maxPending waiting groups, drops are placed now.
+   * when the packet itself says which side is the server; `bytes` their length (carried through). Returns them
+   * placed at once, or null when they wait for flush(). Past maxPending waiting groups, drops are placed now.
    */
-  add(remote: string, local: string | null, tag: T, time: number, count = 1, server: 'remote' | 'local' | null = null): PlacedDrops<T> | null {
-    if (server === 'local' && local !== null) return { destination: local, tag, count, time };
-    if (server === 'remote') return { destination: remote, tag, count, time };
+  add(remote: string, local: string | null, tag: T, time: number, count = 1, server: 'remote' | 'local' | null = null, bytes = 0): PlacedDrops<T> | null {
+    if (server === 'local' && local !== null) return { destination: local, tag, count, bytes, time };
+    if (server === 'remote') return { destination: remote, tag, count, bytes, time };
     const full = this.pending.size >= (this.opts.maxPending ?? 65536);
     const destination = this.decide(remote, local, full);
-    if (destination !== null) return { destination, tag, count, time };
+    if (destination !== null) return { destination, tag, count, bytes, time };
     const k = `${remote}\u0000${local ?? ''}\u0000${String(tag)}`;
     const p = this.pending.get(k);
-    if (p) p.count += count;
-    else this.pending.set(k, { remote, local, tag, time, count });
+    if (p) {
+      p.count += count;
+      p.bytes += bytes;
+    } else this.pending.set(k, { remote, local, tag, time, count, bytes });
     return null;
   }
 
@@ -69,7 +83,7 @@ export class DropPlacement<T> {
     for (const [k, p] of this.pending) {
       const destination = this.decide(p.remote, p.local, force || now - p.time >= hold);
       if (destination === null) continue;
-      out.push({ destination, tag: p.tag, count: p.count, time: p.time });
+      out.push({ destination, tag: p.tag, count: p.count, bytes: p.bytes, time: p.time });
       this.pending.delete(k);
     }
     return out;

@@ -2,7 +2,7 @@
  * Container attribution against the real kernel: a cgroup named like Docker's (docker-<64 hex>.scope under a
  * test slice) is created in the cgroup v2 hierarchy (mounted on a temp dir when the host has none), the test
  * client is moved into it through cgroup.procs, and its connects must be attributed to that container id, in
- * top's rows and as the Prometheus `container` label. The cgroups (and a mount made here) are removed after.
+ * top's rows and as the Prometheus `container_id` label. The cgroups (and a mount made here) are removed after.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
 import { execFileSync, spawn } from 'node:child_process';
@@ -42,7 +42,7 @@ describeBpf('container attribution by cgroup id', () => {
     await p.startServer(PORT);
     const resolver = new ContainerResolver();
     session = top({ by: { kind: 'endpoint' }, remoteCidrs: ['10.231.0.0/24'], containerOf: (c) => resolver.containerOf(c), pollMs: 10 });
-    exporter = new PrometheusExporter(session, { containerOf: (c) => resolver.containerOf(c), processMetrics: false, dropHoldMs: 0 }).attach();
+    exporter = new PrometheusExporter(session, { containerOf: (c) => resolver.containerOf(c), processMetrics: false, dropHoldMs: 0, scrapeIntervalMs: 0 }).attach();
     await session.start();
   });
 
@@ -88,8 +88,8 @@ describeBpf('container attribution by cgroup id', () => {
     expect(okRow.containers).toEqual([id]);
     expect(refusedRow.containers).toEqual([id]);
     const metrics = await exporter.metrics();
-    expect(metrics).toContain(`netbpf_connect_attempts_total{destination="${p.addrB}:${PORT}",result="ok",container="${id.slice(0, 12)}"} 3`);
-    expect(metrics).toContain(`netbpf_connect_attempts_total{destination="${p.addrB}:${PORT}",result="ok",container=""} 1`);
-    expect(metrics).toContain(`netbpf_connect_attempts_total{destination="${p.addrB}:${CLOSED}",result="refused",container="${id.slice(0, 12)}"} 2`);
+    expect(metrics).toContain(`netbpf_connect_attempts_total{destination="${p.addrB}:${PORT}",address="${p.addrB}",port="${PORT}",result="ok",container_id="${id.slice(0, 12)}"} 3`);
+    expect(metrics).toContain(`netbpf_connect_attempts_total{destination="${p.addrB}:${PORT}",address="${p.addrB}",port="${PORT}",result="ok"} 1`); // no container: no label
+    expect(metrics).toContain(`netbpf_connect_attempts_total{destination="${p.addrB}:${CLOSED}",address="${p.addrB}",port="${CLOSED}",result="refused",container_id="${id.slice(0, 12)}"} 2`);
   }, 30000);
 });

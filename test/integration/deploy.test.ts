@@ -89,7 +89,8 @@ describeBpf('deployed as a DaemonSet pod and as a systemd service', () => {
     const script = [
       `cd ${stage}`,
       facts,
-      `${cli} ${serveArgs.map((a) => `'${a}'`).join(' ')} -b endpoint -c ${CIDR} 2> serve.err & serve=$!`,
+      // Read once by this test rather than scraped: counts at once (no zero hold for a scraper), no linger at exit.
+      `${cli} ${serveArgs.map((a) => `'${a}'`).join(' ')} -b endpoint -c ${CIDR} --scrape-interval 0 --linger 0 2> serve.err & serve=$!`,
       `${cli} retrans --json -c ${CIDR} -D ${PORT} > retrans.jsonl 2> retrans.err & r=$!`,
       `${cli} life --json -c ${CIDR} > life.jsonl 2> life.err & l=$!`,
       `${cli} connect --json -c ${CIDR} > connect.jsonl 2> connect.err & c=$!`,
@@ -166,10 +167,13 @@ describeBpf('deployed as a DaemonSet pod and as a systemd service', () => {
     // serve: the container label is the container's id, named through the host's cgroup tree.
     const metrics = readFileSync(join(stage, 'metrics.txt'), 'utf8');
     const c12 = containerId.slice(0, 12);
-    expect(metrics).toContain(`netbpf_connect_attempts_total{destination="${p.addrB}:${PORT}",result="ok",container="${c12}"} 6`);
-    expect(metrics).toContain(`netbpf_connect_attempts_total{destination="${p.addrB}:${CLOSED}",result="refused",container="${c12}"} 3`);
-    expect(metrics).not.toMatch(new RegExp(`destination="${p.addrB}:${PORT}".*container=""`));
-    const served = [...metrics.matchAll(new RegExp(`^netbpf_retransmitted_segments_total\\{destination="${p.addrB}:${PORT}",kind="\\w+",container="${c12}"\\} (\\d+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
+    expect(metrics).toContain(`netbpf_connect_attempts_total{destination="${p.addrB}:${PORT}",address="${p.addrB}",port="${PORT}",result="ok",container_id="${c12}"} 6`);
+    expect(metrics).toContain(`netbpf_connect_attempts_total{destination="${p.addrB}:${CLOSED}",address="${p.addrB}",port="${CLOSED}",result="refused",container_id="${c12}"} 3`);
+    // Every per-process series of the destination carries the container (an empty label is left out of the text).
+    const perProcess = [...metrics.matchAll(new RegExp(`^netbpf_(?:connect_attempts|retransmitted_segments|connections_closed|bytes)_total\\{destination="${p.addrB}:${PORT}"[^}]*\\}`, 'gm'))].map((m) => m[0]);
+    expect(perProcess.length).toBeGreaterThan(3);
+    for (const line of perProcess) expect(line).toContain(`container_id="${c12}"`);
+    const served = [...metrics.matchAll(new RegExp(`^netbpf_retransmitted_segments_total\\{destination="${p.addrB}:${PORT}",address="${p.addrB}",port="${PORT}",kind="\\w+",container_id="${c12}"\\} (\\d+)$`, 'gm'))].reduce((n, m) => n + Number(m[1]), 0);
     expect(served).toBe(retransSegs);
     expect(metrics).toMatch(/^netbpf_lost_events_total\{tool="retrans"\} 0$/m);
     const rss = /VmRSS:\s+(\d+) kB/.exec(readFileSync(join(stage, 'serve.rss'), 'utf8'))![1];
@@ -187,7 +191,7 @@ describeBpf('deployed as a DaemonSet pod and as a systemd service', () => {
     const argv = args.map((a) => a.replace(`127.0.0.1:${METRICS}`, `127.0.0.1:${port}`));
     // DynamicUser: an unprivileged uid; setpriv gives it what systemd would: ambient and bounding sets, no_new_privs.
     const svc = spawn('setpriv', ['--reuid', '65534', '--regid', '65534', '--clear-groups', `--inh-caps=-all,${caps}`, `--ambient-caps=-all,${caps}`,
-      `--bounding-set=-all,${caps}`, '--no-new-privs', process.execPath, join(root, 'bin/netbpf.js'), ...argv, '-c', CIDR, '-b', 'endpoint'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      `--bounding-set=-all,${caps}`, '--no-new-privs', process.execPath, join(root, 'bin/netbpf.js'), ...argv, '-c', CIDR, '-b', 'endpoint', '--scrape-interval', '0', '--linger', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';
     svc.stderr.on('data', (d) => { err += d; });
     const exited = new Promise<number | null>((resolve) => svc.once('exit', resolve));
@@ -200,7 +204,7 @@ describeBpf('deployed as a DaemonSet pod and as a systemd service', () => {
       await inContainer(PORT, { conns: 2 });
       await sleep(300);
       const metrics = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
-      expect(metrics).toContain(`netbpf_connect_attempts_total{destination="${p.addrB}:${PORT}",result="ok",container="${containerId.slice(0, 12)}"} 2`);
+      expect(metrics).toContain(`netbpf_connect_attempts_total{destination="${p.addrB}:${PORT}",address="${p.addrB}",port="${PORT}",result="ok",container_id="${containerId.slice(0, 12)}"} 2`);
     } finally {
       svc.kill('SIGTERM');
     }

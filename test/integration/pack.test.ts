@@ -44,7 +44,8 @@ describeBpf('npm package', () => {
     for (const f of ['LICENSE', 'LICENSES/GPL-2.0-only.txt', 'bin/netbpf.js', 'dist/index.js', 'dist/index.d.ts', 'dist/cli/main.js', 'cjs/index.cjs',
       'prebuilds/linux-x64/netbpf.napi.glibc.node', ...tools.map((t) => `prebuilds/linux-x64/bpf/${t}.bpf.o`),
       'bpf/retrans.bpf.c', 'bpf/netbpf.h', 'bpf/Makefile', 'CMakeLists.txt', 'addon/bpf_object.cc',
-      'scripts/install.mjs', 'scripts/build-libbpf.sh', 'scripts/tcp-load.mjs', 'docs/json.md', 'docs/schema/retrans.json']) {
+      'scripts/install.mjs', 'scripts/build-libbpf.sh', 'scripts/tcp-load.mjs', 'docs/json.md', 'docs/schema/retrans.json',
+      'deploy/prometheus/netbpf-rules.yml', 'deploy/prometheus/prometheus.yml', 'deploy/grafana/netbpf-dashboard.json', 'deploy/netbpf-daemonset.yaml', 'deploy/netbpf.service']) {
       expect(files, f).toContain(f);
     }
     expect(files.filter((f) => /^(build|node_modules|deps|src|test)\//.test(f) || f.startsWith('dist/testing/'))).toEqual([]);

@@ -65,7 +65,8 @@ table inet toptest_f {
 
     const want = [
       `10.231.0.2:${REFUSED}: refused: nothing listening (2 of 2 connects`,
-      `10.231.0.2:${FILTERED}: timing out: filtered or host down (1 of 1 connects`,
+      // The SYNs were dropped by the rule on this host: the firewall is named as the cause of the timeout.
+      `10.231.0.2:${FILTERED}: local firewall dropping packets (`,
       `10.231.0.2:${LOSSY}: local firewall dropping packets`,
     ];
     const rowOf = (text: string, port: number) => text.split('\n').find((l) => l.startsWith(`10.231.0.2:${port} `))?.trim().split(/\s+/);
@@ -75,7 +76,7 @@ table inet toptest_f {
       lossDrops = await p.nftCounter(p.b, 'toptest', 'input');
       synDrops = await p.nftCounter(p.b, 'toptest_f', 'input');
       text = screen();
-      if (want.every((w) => text.includes(w)) && Number(rowOf(text, LOSSY)?.[12]) >= lossDrops && rowOf(text, FILTERED)?.[12] === String(synDrops)) break;
+      if (want.every((w) => text.includes(w)) && Number(rowOf(text, LOSSY)?.[12]) >= lossDrops && rowOf(text, FILTERED)?.[12] === String(synDrops) && rowOf(text, FILTERED)?.[4] === '1') break;
     }
     for (const w of want) expect(text).toContain(w);
 
@@ -86,12 +87,13 @@ table inet toptest_f {
     };
     // DESTINATION HEALTH CONNS CONNECTS FAILED REFUSED TIMEOUT UNREACH P50_MS P99_MS RETR_SEGS RETR% DROPS TOP_DROP TREND
     const r = row(REFUSED);
-    expect(r.slice(1, 8)).toEqual(['critical', '0', '2', '2', '2', '0', '0']);
+    expect(r.slice(1, 8), text).toEqual(['critical', '0', '2', '2', '2', '0', '0']);
     const f = row(FILTERED);
     expect(f.slice(1, 8)).toEqual(['critical', '0', '1', '1', '0', '1', '0']);
     // Every SYN (first + retries) hit the drop rule and was seen as a NETFILTER_DROP.
     expect(synDrops).toBeGreaterThanOrEqual(2);
-    expect(f[12]).toBe(String(synDrops));
+    expect(f[12], text).toBe(String(synDrops));
+    expect(text).toContain(`10.231.0.2:${FILTERED}: local firewall dropping packets (${synDrops} packets dropped by netfilter on this host, 1 connect unanswered)`);
     expect(f[13]).toBe('NETFILTER_DROP');
     const l = row(LOSSY);
     expect(l[1]).toBe('critical');

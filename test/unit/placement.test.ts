@@ -18,15 +18,20 @@ describe('DropPlacement', () => {
     p.connectedTo('10.0.0.2');
     expect(p.add('10.0.0.1', '10.0.0.2', 'NETFILTER_DROP', 0)).toMatchObject({ destination: '10.0.0.2' });
   });
-  it('holds a drop until a connect tells its side, or for holdMs, then places it on its remote side', () => {
+  it('holds a drop until a connect tells its side, or for holdMs, then places it on its remote side, with its bytes', () => {
     const p = new DropPlacement<string>({ holdMs: 1000 });
-    expect(p.add('10.0.0.1', '10.0.0.2', 'R', 100)).toBeNull();
-    expect(p.add('10.0.0.1', '10.0.0.2', 'R', 150)).toBeNull();
+    expect(p.add('10.0.0.1', '10.0.0.2', 'R', 100, 1, null, 1500)).toBeNull();
+    expect(p.add('10.0.0.1', '10.0.0.2', 'R', 150, 1, null, 60)).toBeNull();
     expect(p.add('10.0.0.9', '10.0.0.8', 'R', 150)).toBeNull();
     p.connectedTo('10.0.0.2');
-    expect(p.flush(200)).toEqual([{ destination: '10.0.0.2', tag: 'R', count: 2, time: 100 }]);
+    expect(p.flush(200)).toEqual([{ destination: '10.0.0.2', tag: 'R', count: 2, bytes: 1560, time: 100 }]);
     expect(p.flush(1149)).toEqual([]);
-    expect(p.flush(1150)).toEqual([{ destination: '10.0.0.9', tag: 'R', count: 1, time: 150 }]);
+    expect(p.flush(1150)).toEqual([{ destination: '10.0.0.9', tag: 'R', count: 1, bytes: 0, time: 150 }]);
+  });
+  it('says which keys are connect destinations (where a reset sent by a server on this host belongs)', () => {
+    const p = new DropPlacement<string>();
+    p.connectedTo('10.0.0.2:80');
+    expect([p.isDestination('10.0.0.2:80'), p.isDestination('10.0.0.1')]).toEqual([true, false]);
   });
   it('places a drop whose packet names the server (SYN, SYN-ACK) on that side at once', () => {
     const p = new DropPlacement<string>();
@@ -65,7 +70,7 @@ describe('top and the Prometheus exporter place the same drop against the same d
     const top = new TopAggregator({ now: () => now + 10_000 });
     const listeners: Array<(tool: TopToolName, events: unknown[]) => void> = [];
     const session = { aggregator: top, onEvents: (l: (tool: TopToolName, e: unknown[]) => void) => { listeners.push(l); return session; }, onBulk: () => session, refresh: () => undefined, counters: () => ({}) } as unknown as TopSession;
-    const exporter = new PrometheusExporter(session, { processMetrics: false }).attach();
+    const exporter = new PrometheusExporter(session, { processMetrics: false, scrapeIntervalMs: 0, sockets: null }).attach();
     for (const [tool, e] of events) {
       if (tool === 'connect') top.addConnect(e);
       else top.addDrop(e);
@@ -74,7 +79,8 @@ describe('top and the Prometheus exporter place the same drop against the same d
     await exporter.close(); // places every drop still held
     const fromTop = Object.fromEntries(top.snapshot().rows.filter((r) => r.drops.total).map((r) => [r.key, r.drops.total]));
     const metrics = await exporter.metrics();
-    const fromExporter = Object.fromEntries([...metrics.matchAll(/^netbpf_drops_total\{destination="([^"]+)",reason="NETFILTER_DROP"\} (\d+)$/gm)].map((m) => [m[1], Number(m[2])]));
+    const fromExporter: Record<string, number> = {};
+    for (const m of metrics.matchAll(/^netbpf_drops_total\{destination="([^"]+)",reason="NETFILTER_DROP",direction="(?:received|sent)"\} (\d+)$/gm)) fromExporter[m[1]] = (fromExporter[m[1]] ?? 0) + Number(m[2]);
     expect(fromTop).toEqual({ '10.0.0.2': 3, '10.0.0.7': 1, '10.0.0.1': 2 });
     expect(fromExporter).toEqual(fromTop);
   });

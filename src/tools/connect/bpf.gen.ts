@@ -4,17 +4,20 @@ import type { Layout } from '../../core/record.js';
 /** struct connect_agg_key: byte offset and size of each field; stride steps its copies in a per-CPU map value. */
 export const CONNECT_AGG_KEY_LAYOUT = {
   struct: 'connect_agg_key',
-  size: 40,
-  stride: 40,
+  size: 48,
+  stride: 48,
   fields: {
     daddr: [0, 16],
     cgroup_id: [16, 8],
     err: [24, 4],
-    family: [28, 2],
-    dport: [30, 2],
-    kind: [32, 1],
-    flags: [33, 1],
-    pad: [34, 6],
+    netns: [28, 4],
+    family: [32, 2],
+    dport: [34, 2],
+    ports_low: [36, 2],
+    ports_high: [38, 2],
+    kind: [40, 1],
+    flags: [41, 1],
+    pad: [42, 6],
   },
   arrays: {
     daddr: [1, 16],
@@ -25,8 +28,8 @@ export const CONNECT_AGG_KEY_LAYOUT = {
 /** struct connect_agg_value: byte offset and size of each field; stride steps its copies in a per-CPU map value. */
 export const CONNECT_AGG_VALUE_LAYOUT = {
   struct: 'connect_agg_value',
-  size: 312,
-  stride: 312,
+  size: 320,
+  stride: 320,
   fields: {
     count: [0, 8],
     connections: [8, 8],
@@ -34,7 +37,8 @@ export const CONNECT_AGG_VALUE_LAYOUT = {
     latency_ns: [24, 8],
     min_latency_ns: [32, 8],
     max_latency_ns: [40, 8],
-    latency_us_log2: [48, 264],
+    max_elapsed_ns: [48, 8],
+    latency_us_log2: [56, 264],
   },
   arrays: {
     latency_us_log2: [8, 33],
@@ -44,8 +48,8 @@ export const CONNECT_AGG_VALUE_LAYOUT = {
 /** struct connect_event: byte offset and size of each field; stride steps its copies in a per-CPU map value. */
 export const CONNECT_EVENT_LAYOUT = {
   struct: 'connect_event',
-  size: 96,
-  stride: 96,
+  size: 104,
+  stride: 104,
   fields: {
     ts_ns: [0, 8],
     start_ns: [8, 8],
@@ -62,6 +66,9 @@ export const CONNECT_EVENT_LAYOUT = {
     kind: [78, 1],
     flags: [79, 1],
     comm: [80, 16],
+    ports_low: [96, 2],
+    ports_high: [98, 2],
+    pad: [100, 4],
   },
   arrays: {
     saddr: [1, 16],
@@ -73,6 +80,7 @@ export const CONNECT_EVENT_LAYOUT = {
 /** enum connect_agg_consts. */
 export const CONNECT_AGG_CONSTS = {
   CONNECT_AGG_BUCKETS: 33,
+  CONNECT_AGG_SYN_RETRANSMITTED: 64,
   CONNECT_AGG_OTHER: 128,
 } as const;
 
@@ -81,6 +89,7 @@ export const CONNECT_FLAGS = {
   CONNECT_RST_RECEIVED: 1,
   CONNECT_BEFORE_SYN: 2,
   CONNECT_ERROR_REPORTED: 4,
+  CONNECT_IN_SYSCALL: 8,
 } as const;
 
 /** enum connect_kind. */
@@ -94,7 +103,7 @@ export const CONNECT_KIND_NAMES = [undefined, 'established', 'failed'] as const;
 /** Read-only globals (const volatile, set before load): size in bytes by name. */
 export const CONNECT_RODATA = {
   agg_by_cgroup: 1,
-  agg_session_counts: 1,
+  agg_session: 1,
   aggregate_in_kernel: 1,
   filter_pid: 4,
   maintain_owners: 1,

@@ -9,7 +9,7 @@ import { CONNECT_EVENT_LAYOUT, CONNECT_FLAGS, CONNECT_KIND } from './bpf.gen.js'
 
 /** struct connect_event (bpf/connect.h): [offset, size] of each field. */
 export { CONNECT_EVENT_LAYOUT as CONNECT_LAYOUT };
-const { CONNECT_RST_RECEIVED, CONNECT_BEFORE_SYN } = CONNECT_FLAGS;
+const { CONNECT_RST_RECEIVED, CONNECT_BEFORE_SYN, CONNECT_IN_SYSCALL } = CONNECT_FLAGS;
 
 /**
  * Why a connect failed: refused (RST: reached the host, nothing listening), timeout (no answer after the
@@ -64,8 +64,10 @@ export interface ConnectFailedEvent extends ConnectEventBase {
   elapsedUs: number;
   /** A reset answered the SYN. */
   rstReceived: boolean;
-  /** connect() returned the error before the socket left CLOSE: no SYN was sent (e.g. no route). */
+  /** connect() returned the error before any SYN was sent (e.g. no route, no free local port). */
   beforeSyn: boolean;
+  /** The namespace's net.ipv4.ip_local_port_range when connect() found no free local port (EADDRNOTAVAIL). */
+  localPorts: { low: number; high: number } | null;
 }
 
 export type ConnectEvent = ConnectEstablishedEvent | ConnectFailedEvent;
@@ -98,5 +100,6 @@ export function decodeConnect(view: DataView, o: number, clock: ClockMapper): Co
   return {
     ...base, type: 'failed', failure: classifyFailure(err, flags), err, error: errnoName(err), elapsedUs: us,
     rstReceived: (flags & CONNECT_RST_RECEIVED) !== 0, beforeSyn: (flags & CONNECT_BEFORE_SYN) !== 0,
+    localPorts: flags & CONNECT_IN_SYSCALL ? { low: view.getUint16(o + F.ports_low[0], true), high: view.getUint16(o + F.ports_high[0], true) } : null,
   };
 }

@@ -15,7 +15,7 @@ import { ConnectAggregator, type ConnectAggregatorOptions, type ConnectSummary }
 import { classifyFailure, type ConnectEvent, type FailureClass } from './decode.js';
 import { connectSpec, type ConnectOptions } from './trace.js';
 
-const { CONNECT_AGG_OTHER } = CONNECT_AGG_CONSTS;
+const { CONNECT_AGG_OTHER, CONNECT_AGG_SYN_RETRANSMITTED } = CONNECT_AGG_CONSTS;
 const K = CONNECT_AGG_KEY_LAYOUT.fields;
 
 /** One in-kernel summary key: a remote endpoint and an outcome (for failures: class and errno).
@@ -30,6 +30,14 @@ export interface ConnectKey {
   err: number;
   error: string;
   beforeSyn: boolean;
+  /** A reset answered the SYN (refused by RST, not by ICMP). */
+  rstReceived: boolean;
+  /** The attempts retransmitted their SYN. */
+  synRetransmitted: boolean;
+  /** The namespace's local port range, for failures inside connect() (EADDRNOTAVAIL); null when not reported. */
+  localPorts: { low: number; high: number } | null;
+  /** Network namespace inode (kept only in a session's summaries: top, serve), else 0. */
+  netns: number;
   other: boolean;
 }
 
@@ -41,6 +49,8 @@ export interface ConnectBulk {
   synRetrans: number;
   /** Latency of the established ones, microseconds. */
   latencyUs: BulkHistogram;
+  /** The longest connect() -> failure of the failed ones, microseconds. */
+  maxElapsedUs: number;
 }
 
 export function decodeConnectKey(key: Buffer): ConnectKey {
@@ -50,6 +60,7 @@ export function decodeConnectKey(key: Buffer): ConnectKey {
   const err = view.getInt32(K.err[0], true);
   const other = (flags & CONNECT_AGG_OTHER) !== 0;
   const failed = view.getUint8(K.kind[0]) !== CONNECT_KIND.CONNECT_ESTABLISHED;
+  const ports = view.getUint16(K.ports_low[0], true) | (view.getUint16(K.ports_high[0], true) << 16);
   return {
     type: failed ? 'failed' : 'established',
     family: family === AF_INET ? 4 : 6,
@@ -57,7 +68,10 @@ export function decodeConnectKey(key: Buffer): ConnectKey {
     dport: view.getUint16(K.dport[0], true),
     cgroupId: view.getUint32(K.cgroup_id[0], true) + view.getUint32(K.cgroup_id[0] + 4, true) * 4294967296,
     failure: failed ? classifyFailure(err, flags) : null,
-    err, error: errnoName(err), beforeSyn: (flags & CONNECT_FLAGS.CONNECT_BEFORE_SYN) !== 0, other,
+    err, error: errnoName(err), beforeSyn: (flags & CONNECT_FLAGS.CONNECT_BEFORE_SYN) !== 0,
+    rstReceived: (flags & CONNECT_FLAGS.CONNECT_RST_RECEIVED) !== 0, synRetransmitted: (flags & CONNECT_AGG_SYN_RETRANSMITTED) !== 0,
+    localPorts: ports ? { low: ports & 0xffff, high: ports >>> 16 } : null,
+    netns: view.getUint32(K.netns[0], true), other,
   };
 }
 
@@ -65,6 +79,7 @@ export function connectBulk(d: KernelValues, t: KernelValues): ConnectBulk {
   return {
     count: d.count as number, connections: d.connections as number, synRetrans: d.syn_retrans as number,
     latencyUs: { log2: d.latency_us_log2 as Float64Array, sum: (d.latency_ns as number) / 1000, min: (t.min_latency_ns as number) / 1000, max: (t.max_latency_ns as number) / 1000 },
+    maxElapsedUs: (t.max_elapsed_ns as number) / 1000,
   };
 }
 

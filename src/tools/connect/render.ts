@@ -12,7 +12,7 @@ export const CONNECT_HEADER = `${'TIME'.padEnd(8)} ${'PID'.padEnd(7)} ${'COMM'.p
 export function connectLine(e: ConnectEvent): string {
   const head = `${clockTime(e.time).padEnd(8)} ${String(e.pid || '-').padEnd(7)} ${safeText((e.comm || '-').slice(0, 12)).padEnd(12)} ${String(e.family).padEnd(2)} ${formatEndpoint(e.saddr, e.sport).padEnd(26)} -> ${formatEndpoint(e.daddr, e.dport).padEnd(26)}`;
   if (e.type === 'established') return `${head} ${'ok'.padEnd(11)} ${(e.latencyUs / 1000).toFixed(3).padStart(9)} ${String(e.synRetrans).padStart(8)}`;
-  return `${head} ${e.failure.padEnd(11)} ${(e.elapsedUs / 1000).toFixed(3).padStart(9)} ${String(e.synRetrans).padStart(8)} ${e.error || '-'}${e.beforeSyn ? ' (no SYN sent)' : ''}`;
+  return `${head} ${e.failure.padEnd(11)} ${(e.elapsedUs / 1000).toFixed(3).padStart(9)} ${String(e.synRetrans).padStart(8)} ${e.error || '-'}${e.beforeSyn ? ' (no SYN sent)' : ''}${e.localPorts ? ` (local ports ${e.localPorts.low}-${e.localPorts.high})` : ''}`;
 }
 
 /** The documented JSON line of a connect event (docs/json.md). */

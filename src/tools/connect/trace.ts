@@ -31,7 +31,7 @@ export function connectSpec(opts: ConnectOptions = {}, kernel?: KernelAggregatio
     constants: {
       ...filterConstants(opts), filter_pid: constU32(opts.pid ?? 0), maintain_owners: Buffer.from([opts.ownersKeptElsewhere ? 0 : 1]),
       aggregate_in_kernel: Buffer.from([kernel ? 1 : 0]), agg_by_cgroup: Buffer.from([kernel?.byCgroup ? 1 : 0]),
-      agg_session_counts: Buffer.from([kernel?.sessionCounts ? 1 : 0]),
+      agg_session: Buffer.from([kernel?.session ? 1 : 0]),
     },
     rodata: CONNECT_RODATA,
     mapSizes: { connect_agg: kernel ? kernel.keys : 1, connect_agg_other: kernel ? KERNEL_OTHER_KEYS : 1 },

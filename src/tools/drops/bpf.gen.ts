@@ -4,8 +4,8 @@ import type { Layout } from '../../core/record.js';
 /** struct drop_agg_key: byte offset and size of each field; stride steps its copies in a per-CPU map value. */
 export const DROP_AGG_KEY_LAYOUT = {
   struct: 'drop_agg_key',
-  size: 56,
-  stride: 56,
+  size: 64,
+  stride: 64,
   fields: {
     saddr: [0, 16],
     daddr: [16, 16],
@@ -18,6 +18,8 @@ export const DROP_AGG_KEY_LAYOUT = {
     flags: [51, 1],
     tcp_flags: [52, 1],
     pad: [53, 3],
+    netns: [56, 4],
+    pad2: [60, 4],
   },
   arrays: {
     saddr: [1, 16],
@@ -100,6 +102,7 @@ export const DROP_REASON_CONSTS = {
 /** Read-only globals (const volatile, set before load): size in bytes by name. */
 export const DROPS_RODATA = {
   agg_key_ports: 1,
+  agg_session: 1,
   aggregate_in_kernel: 1,
   capture_stack: 1,
   filter_l4_proto: 1,

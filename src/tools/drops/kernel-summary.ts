@@ -45,6 +45,7 @@ export class KernelDropsReader {
     key.copy(r, F.daddr[0], AK.daddr[0], AK.daddr[0] + AK.daddr[1]);
     key.copy(r, F.location[0], AK.location[0], AK.location[0] + AK.location[1]);
     r.writeUInt32LE(key.readUInt32LE(AK.reason[0]), F.reason[0]);
+    r.writeUInt32LE(key.readUInt32LE(AK.netns[0]), F.netns[0]);
     r.writeUInt16LE(key.readUInt16LE(AK.family[0]), F.family[0]);
     r.writeUInt16LE(key.readUInt16LE(AK.sport[0]), F.sport[0]);
     r.writeUInt16LE(key.readUInt16LE(AK.dport[0]), F.dport[0]);

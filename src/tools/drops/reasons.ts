@@ -3,6 +3,7 @@
  * numbering differs between kernels), and which frees are socket-teardown purges rather than packets lost.
  */
 import { addon } from '../../core/addon.js';
+import { HARMLESS_FREES, freeKind } from '../../core/diagnosis/frees.js';
 import { NetbpfError, usageError } from '../../core/errors.js';
 import { DROP_REASON_CONSTS } from './bpf.gen.js';
 
@@ -10,23 +11,16 @@ const { DROP_REASON_FILTER_BITS } = DROP_REASON_CONSTS;
 /** drop_event.reason when the hook has no reason argument (tcp_drop, kernels < 5.17). */
 export const DROP_REASON_UNAVAILABLE = DROP_REASON_CONSTS.DROP_REASON_UNAVAILABLE;
 
-/** Reasons that mean "a socket was torn down with data still queued", not a packet lost on the way. */
-export const PURGE_REASONS: ReadonlySet<string> = new Set(['SOCKET_CLOSE', 'QUEUE_PURGE', 'UNIX_DISCONNECT']);
+/** Reasons that mean "a socket was torn down with data still queued", not a packet lost on the way (from the one
+ * list of harmless frees, src/core/diagnosis/frees.ts). */
+export const PURGE_REASONS: ReadonlySet<string> = new Set(HARMLESS_FREES.filter((h) => h.kind === 'purge' && !h.functions).map((h) => h.reason));
 
 /** Socket teardown functions that free queued data with the generic reason (NOT_SPECIFIED): purges too. */
-export const PURGE_FUNCTIONS: ReadonlySet<string> = new Set([
-  'udp_destruct_common', 'inet_sock_destruct', 'skb_queue_purge_reason', '__skb_queue_purge_reason', 'tcp_write_queue_purge',
-  'sk_stream_kill_queues', 'unix_release_sock', 'unix_sock_destructor', 'packet_release', 'sk_common_release',
-]);
+export const PURGE_FUNCTIONS: ReadonlySet<string> = new Set(HARMLESS_FREES.filter((h) => h.kind === 'purge' && h.reason === 'NOT_SPECIFIED').flatMap((h) => h.functions ?? []));
 
 /** "purge" when the reason or, for the generic reason, the freeing function says a socket was torn down. */
 export function dropCategory(reason: string, location: string): DropCategory {
-  if (PURGE_REASONS.has(reason)) return 'purge';
-  if (reason === 'NOT_SPECIFIED' && location) {
-    const plus = location.indexOf('+');
-    if (PURGE_FUNCTIONS.has(plus < 0 ? location : location.slice(0, plus))) return 'purge';
-  }
-  return 'drop';
+  return freeKind(reason, location) === 'purge' ? 'purge' : 'drop';
 }
 
 /** Names of the running kernel's enum skb_drop_reason (from BTF), without the SKB_DROP_REASON_ prefix. */

@@ -53,6 +53,8 @@ export interface KernelAggregation {
   events(): number;
   /** Keep ports in the summary keys (default true; views that group by address leave them out). */
   ports?: boolean;
+  /** For a session's views (top, serve): keys keep every drop's freeing function and its namespace. */
+  session?: boolean;
 }
 
 /** Keys of the kernel's "other" map: one per reason (x freeing function for NOT_SPECIFIED). */
@@ -70,7 +72,10 @@ export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) =>
   return {
     tool: 'drops',
     recordSize: DROP_EVENT_LAYOUT.size,
-    constants: { ...dropsConstants(opts, reasons, !!kernel), agg_key_ports: Buffer.from([kernel?.ports === false ? 0 : 1]) },
+    constants: {
+      ...dropsConstants(opts, reasons, !!kernel), agg_key_ports: Buffer.from([kernel?.ports === false ? 0 : 1]),
+      agg_session: Buffer.from([kernel?.session ? 1 : 0]),
+    },
     rodata: DROPS_RODATA,
     mapSizes: { stacks: opts.stack ? STACK_ENTRIES : 1, drop_agg: kernel ? kernel.keys : 1, drop_agg_other: kernel ? AGG_OTHER_KEYS : 1 },
     hooks: [{ feature: 'packet drops', required: true, alternatives }],

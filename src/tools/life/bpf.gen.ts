@@ -4,30 +4,32 @@ import type { Layout } from '../../core/record.js';
 /** struct life_agg_key: byte offset and size of each field; stride steps its copies in a per-CPU map value. */
 export const LIFE_AGG_KEY_LAYOUT = {
   struct: 'life_agg_key',
-  size: 40,
-  stride: 40,
+  size: 56,
+  stride: 56,
   fields: {
     daddr: [0, 16],
-    cgroup_id: [16, 8],
-    sk_err: [24, 4],
-    family: [28, 2],
-    port: [30, 2],
-    kind: [32, 1],
-    direction: [33, 1],
-    flags: [34, 1],
-    established: [35, 1],
-    pad: [36, 4],
+    saddr: [16, 16],
+    cgroup_id: [32, 8],
+    sk_err: [40, 4],
+    family: [44, 2],
+    port: [46, 2],
+    kind: [48, 1],
+    direction: [49, 1],
+    flags: [50, 1],
+    established: [51, 1],
+    netns: [52, 4],
   },
   arrays: {
     daddr: [1, 16],
+    saddr: [1, 16],
   },
 } as const satisfies Layout;
 
 /** struct life_agg_value: byte offset and size of each field; stride steps its copies in a per-CPU map value. */
 export const LIFE_AGG_VALUE_LAYOUT = {
   struct: 'life_agg_value',
-  size: 624,
-  stride: 624,
+  size: 920,
+  stride: 920,
   fields: {
     count: [0, 8],
     connections: [8, 8],
@@ -41,12 +43,18 @@ export const LIFE_AGG_VALUE_LAYOUT = {
     max_duration_ns: [72, 8],
     min_total_retrans: [80, 8],
     max_total_retrans: [88, 8],
-    duration_ms_log2: [96, 264],
-    total_retrans_log2: [360, 264],
+    srtt_count: [96, 8],
+    srtt_us: [104, 8],
+    min_srtt_us: [112, 8],
+    max_srtt_us: [120, 8],
+    duration_ms_log2: [128, 264],
+    total_retrans_log2: [392, 264],
+    srtt_us_log2: [656, 264],
   },
   arrays: {
     duration_ms_log2: [8, 33],
     total_retrans_log2: [8, 33],
+    srtt_us_log2: [8, 33],
   },
 } as const satisfies Layout;
 
@@ -92,7 +100,8 @@ export const LIFE_EVENT_LAYOUT = {
 /** enum life_agg_consts. */
 export const LIFE_AGG_CONSTS = {
   LIFE_AGG_BUCKETS: 33,
-  LIFE_AGG_RST_FLAGS: 3,
+  LIFE_AGG_RST_FLAGS: 11,
+  LIFE_AGG_ACTIVE_CLOSE: 64,
   LIFE_AGG_OTHER: 128,
 } as const;
 
@@ -110,8 +119,9 @@ export const LIFE_FLAGS = {
   LIFE_RST_SENT: 1,
   LIFE_RST_RECEIVED: 2,
   LIFE_FIN_RECEIVED: 4,
-  LIFE_SYN_ACKED: 8,
-  LIFE_FIN_ACKED: 16,
+  LIFE_RST_UNREAD: 8,
+  LIFE_SYN_ACKED: 16,
+  LIFE_FIN_ACKED: 32,
 } as const;
 
 /** enum life_kind. */
@@ -125,7 +135,7 @@ export const LIFE_KIND_NAMES = [undefined, 'established', 'closed'] as const;
 /** Read-only globals (const volatile, set before load): size in bytes by name. */
 export const LIFE_RODATA = {
   agg_by_cgroup: 1,
-  agg_session_counts: 1,
+  agg_session: 1,
   aggregate_in_kernel: 1,
   emit_established: 1,
 } as const;

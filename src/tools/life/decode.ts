@@ -11,7 +11,7 @@ import { LIFE_DIRECTION_NAMES, LIFE_EVENT_LAYOUT, LIFE_FLAGS, LIFE_KIND } from '
 
 /** struct life_event (bpf/life.h): [offset, size] of each field. */
 export { LIFE_EVENT_LAYOUT as LIFE_LAYOUT };
-const { LIFE_RST_SENT, LIFE_RST_RECEIVED, LIFE_FIN_RECEIVED, LIFE_SYN_ACKED, LIFE_FIN_ACKED } = LIFE_FLAGS;
+const { LIFE_RST_SENT, LIFE_RST_RECEIVED, LIFE_FIN_RECEIVED, LIFE_RST_UNREAD, LIFE_SYN_ACKED, LIFE_FIN_ACKED } = LIFE_FLAGS;
 /** Which side opened the connection (enum life_direction). */
 export type LifeDirection = (typeof LIFE_DIRECTION_NAMES)[number];
 /** Where the owning process was seen (always process context): connect(), recvmsg(), sendmsg(), close()/shutdown(). */
@@ -78,6 +78,8 @@ export interface LifeClosedEvent extends LifeEventBase {
   error: string;
   rstSent: boolean;
   rstReceived: boolean;
+  /** This host reset it because its application closed it with received data unread (TCPAbortOnClose). */
+  rstUnread: boolean;
 }
 
 export type LifeEvent = LifeEstablishedEvent | LifeClosedEvent;
@@ -151,5 +153,6 @@ export function decodeLife(view: DataView, o: number, clock: ClockMapper): LifeE
     error: skErr === 0 ? '' : errnoName(skErr),
     rstSent: (flags & LIFE_RST_SENT) !== 0,
     rstReceived: (flags & LIFE_RST_RECEIVED) !== 0,
+    rstUnread: (flags & LIFE_RST_UNREAD) !== 0,
   };
 }

@@ -9,12 +9,12 @@ import { usageError } from '../../core/errors.js';
 import { KernelSummaryTrace, KernelTableReader, type BulkHistogram } from '../../core/kernel-summary.js';
 import type { KernelValues } from '../../core/kernel-table.js';
 import { readAddress } from '../../core/record.js';
-import { LIFE_AGG_CONSTS, LIFE_AGG_KEY_LAYOUT, LIFE_AGG_VALUE_LAYOUT, LIFE_DIRECTION_NAMES, LIFE_KIND } from './bpf.gen.js';
+import { LIFE_AGG_CONSTS, LIFE_AGG_KEY_LAYOUT, LIFE_AGG_VALUE_LAYOUT, LIFE_DIRECTION_NAMES, LIFE_FLAGS, LIFE_KIND } from './bpf.gen.js';
 import { LifeAggregator, type LifeAggregatorOptions, type LifeSummary } from './aggregator.js';
 import { closeReason, type CloseReason, type LifeDirection, type LifeEvent } from './decode.js';
 import { LifeTrace, type LifeOptions } from './trace.js';
 
-const { LIFE_AGG_OTHER } = LIFE_AGG_CONSTS;
+const { LIFE_AGG_OTHER, LIFE_AGG_ACTIVE_CLOSE } = LIFE_AGG_CONSTS;
 const K = LIFE_AGG_KEY_LAYOUT.fields;
 
 /** One in-kernel summary key: a destination (remote address and port, or local port for accepted connections)
@@ -24,6 +24,8 @@ export interface LifeKey {
   direction: LifeDirection;
   family: Family;
   daddr: string;
+  /** The local address (kept only in a session's summaries: top, serve), else ''. */
+  saddr: string;
   /** connect: remote port; accept: local port. */
   port: number;
   cgroupId: number;
@@ -32,6 +34,12 @@ export interface LifeKey {
   reason: CloseReason;
   skErr: number;
   error: string;
+  /** Reset by this host because its application closed it with received data unread (TCPAbortOnClose). */
+  rstUnread: boolean;
+  /** Closed from FIN_WAIT1/FIN_WAIT2/CLOSING/TIME_WAIT: this side sent its FIN first (then TIME_WAIT). */
+  activeClose: boolean;
+  /** Network namespace inode (kept only in a session's summaries: top, serve), else 0. */
+  netns: number;
   other: boolean;
 }
 
@@ -49,6 +57,8 @@ export interface LifeBulk {
   ratioSent: number;
   durationMs: BulkHistogram;
   retrans: BulkHistogram;
+  /** Smoothed RTT at close of the ends that had one, microseconds. */
+  srttUs: BulkHistogram;
 }
 
 export function decodeLifeKey(key: Buffer): LifeKey {
@@ -63,9 +73,12 @@ export function decodeLifeKey(key: Buffer): LifeKey {
     direction: LIFE_DIRECTION_NAMES[view.getUint8(K.direction[0])] ?? 'unknown',
     family: family === AF_INET ? 4 : 6,
     daddr: other ? '' : readAddress(view, K.daddr[0], family),
+    saddr: other || !view.getUint32(K.netns[0], true) ? '' : readAddress(view, K.saddr[0], family),
     port: view.getUint16(K.port[0], true),
     cgroupId: view.getUint32(K.cgroup_id[0], true) + view.getUint32(K.cgroup_id[0] + 4, true) * 4294967296,
-    established, reason: closeReason(established, skErr, flags), skErr, error: errnoName(skErr), other,
+    established, reason: closeReason(established, skErr, flags), skErr, error: errnoName(skErr),
+    rstUnread: (flags & LIFE_FLAGS.LIFE_RST_UNREAD) !== 0, activeClose: (flags & LIFE_AGG_ACTIVE_CLOSE) !== 0,
+    netns: view.getUint32(K.netns[0], true), other,
   };
 }
 
@@ -76,6 +89,7 @@ export function lifeBulk(d: KernelValues, t: KernelValues): LifeBulk {
     ratioRetrans: d.ratio_retrans as number, ratioSent: d.ratio_sent as number,
     durationMs: { log2: d.duration_ms_log2 as Float64Array, sum: (d.duration_ns as number) / 1e6, min: (t.min_duration_ns as number) / 1e6, max: (t.max_duration_ns as number) / 1e6 },
     retrans: { log2: d.total_retrans_log2 as Float64Array, sum: d.total_retrans as number, min: t.min_total_retrans as number, max: t.max_total_retrans as number },
+    srttUs: { log2: d.srtt_us_log2 as Float64Array, sum: d.srtt_us as number, min: t.min_srtt_us as number, max: t.max_srtt_us as number },
   };
 }
 

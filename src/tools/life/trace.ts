@@ -35,7 +35,7 @@ export function lifeKernelAggregation(kernel: KernelAggregation | undefined): { 
     mapSizes: { life_agg: kernel ? kernel.keys : 1, life_agg_other: kernel ? KERNEL_OTHER_KEYS : 1 },
     constants: {
       aggregate_in_kernel: Buffer.from([kernel ? 1 : 0]), agg_by_cgroup: Buffer.from([kernel?.byCgroup ? 1 : 0]),
-      agg_session_counts: Buffer.from([kernel?.sessionCounts ? 1 : 0]),
+      agg_session: Buffer.from([kernel?.session ? 1 : 0]),
     },
   };
 }

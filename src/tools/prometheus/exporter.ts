@@ -1,214 +1,151 @@
 /**
- * A Prometheus exporter over a TopSession (prom-client): counters and histograms per destination and per
- * drop reason, lost events and recursion misses per tool, and process metrics. Per-destination labels are
- * bounded: the first `maxSeries` destinations keep their own label value, later ones share "other" (and are
- * counted), so a port scan or a spoofed flood cannot blow up the time-series database.
+ * A Prometheus exporter over a TopSession: netbpf's series (metrics.ts, fed by event-feed.ts) and the process
+ * metrics of prom-client, served over HTTP. Per-destination labels are bounded and stay useful over days
+ * (label-slots.ts), new series start at zero (series.ts), the exporter's own scrape connections are not
+ * destinations (scrape-traffic.ts), top's diagnoses are published per window (diagnoses.ts), and at shutdown the
+ * final values stay served for a last scrape (finish()).
  */
 import { createServer, type Server } from 'node:http';
-import { collectDefaultMetrics, Counter, Registry } from 'prom-client';
+import { readFileSync } from 'node:fs';
+import { release } from 'node:os';
+import { join } from 'node:path';
+import { collectDefaultMetrics, Registry } from 'prom-client';
+import { packageRoot } from '../../core/addon.js';
 import { usageError } from '../../core/errors.js';
-import { DropPlacement } from '../../core/placement.js';
-import { OTHER_KEY } from '../../core/table.js';
-import type { TraceCounters } from '../../core/trace.js';
-import type { ConnectEvent } from '../connect/index.js';
-import { dropSides, type DropEvent } from '../drops/index.js';
-import type { LifeEvent } from '../life/index.js';
-import type { RetransEvent } from '../retrans/index.js';
-import { destinationKey, type GroupBy, type TopBulk, type TopSession, type TopToolName } from '../top/index.js';
-import { FedHistogram } from './fed-histogram.js';
-
-/** Label values for an unbounded key space: the first `max` keys as themselves, the rest as "other". */
-export class BoundedLabels {
-  private readonly known = new Set<string>();
-  /** Keys that got "other" (each counted once while the sample of them is small). */
-  folded = 0;
-  private readonly foldedSeen = new Set<string>();
-  constructor(readonly max: number) {}
-  label(key: string): string {
-    if (this.known.has(key)) return key;
-    if (this.known.size < this.max) { this.known.add(key); return key; }
-    if (!this.foldedSeen.has(key)) { this.folded++; if (this.foldedSeen.size < 65536) this.foldedSeen.add(key); }
-    return OTHER_KEY;
-  }
-}
+import { ConntrackTrace } from '../conntrack/index.js';
+import type { GroupBy, SocketSource, TopSession, TopStartInfo } from '../top/index.js';
+import { EventFeed } from './event-feed.js';
+import { DiagnosisWindow } from './diagnoses.js';
+import { SocketReader } from '../sockets/index.js';
+import type { DiagnosisThresholds } from '../../core/diagnosis/index.js';
+import { NetbpfMetrics } from './metrics.js';
+import { ownNetns, ScrapeTraffic } from './scrape-traffic.js';
 
 export interface PrometheusExporterOptions {
-  /** Most destination label values before folding into "other". Default 100. */
+  /** Most destination label values at once before new ones share "other". Default 100. */
   maxSeries?: number;
-  /** Grouping of destinations (as for top). Default by address. */
+  /** Idle time after which a destination's (or container's) label slot may go to a new one, ms. Default 10 min. */
+  evictIdleMs?: number;
+  /** Grouping of destinations (as for top). Default the session's. */
   by?: GroupBy;
-  /** Container id of a cgroup id: adds a `container` label (bounded like destinations). */
+  /** Container id of a cgroup id: adds a `container_id` label (bounded like destinations). */
   containerOf?: (cgroupId: number) => string | null;
   /** How long a drop waits for the connect that tells which side is the destination (core/placement.ts), ms. */
   dropHoldMs?: number;
-  /** Registry to use (a new one by default). */
-  registry?: Registry;
-  /** Process metrics (CPU, memory, event loop lag, ...). Default true. */
+  /** The scrape interval of the Prometheus scraping this exporter, ms: a new series stays at zero for one interval
+   * after its first scrape (so rate() sees its first count). 0 shows counts at once. Default 15 s. */
+  scrapeIntervalMs?: number;
+  /** Process metrics (CPU, memory, file descriptors, event loop lag, heap, GC). Default true. */
   processMetrics?: boolean;
+  /** Diagnoses (netbpf_diagnosis, netbpf_host_diagnosis) over windows of this length, ms; 0: none. Default 60 s. */
+  diagnosisWindowMs?: number;
+  /** Where the diagnoses' host evidence reads sockets (listeners, CLOSE_WAIT, stalled windows): a SocketReader
+   * (opened and closed by the exporter), or null for none. Default: a SocketReader without filters. */
+  sockets?: SocketSource | null;
+  /** Diagnosis thresholds (as for top). */
+  thresholds?: DiagnosisThresholds;
 }
 
-const LATENCY_BUCKETS = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-const LIFETIME_BUCKETS = [0.001, 0.01, 0.1, 1, 10, 60, 600, 3600];
+/** How often host evidence is read within a diagnosis window at most, ms (a stalled window needs several readings). */
+const HOST_READ_MS = 5000;
 
-/** Metrics for a TopSession's events. Call `attach()` before `session.start()`. */
+/** prom-client's default metrics that `promtool check metrics` rejects: gauges named _total (their labelled
+ * siblings carry the same numbers by type; sum() gives the totals). */
+const MISNAMED_DEFAULT_METRICS = ['nodejs_active_handles_total', 'nodejs_active_requests_total', 'nodejs_active_resources_total'];
+const PREFIX = 'netbpf_';
+
+function packageVersion(): string {
+  try { return (JSON.parse(readFileSync(join(packageRoot, 'package.json'), 'utf8')) as { version: string }).version; } catch { return 'unknown'; }
+}
+
+/** Metrics for a TopSession. Call `attach()` before `session.start()` and `started()` after it. */
 export class PrometheusExporter {
-  readonly registry: Registry;
-  private readonly destinations: BoundedLabels;
-  private readonly containerLabels = new BoundedLabels(100);
-  private readonly by: GroupBy;
-  private readonly containerOf?: (cgroupId: number) => string | null;
-  private readonly m;
+  /** netbpf's own series. */
+  readonly series: NetbpfMetrics;
+  /** prom-client's registry with the process metrics. */
+  readonly registry = new Registry();
+  readonly contentType = 'text/plain; version=0.0.4; charset=utf-8';
+  private readonly feed: EventFeed;
   private server: Server | null = null;
-  /** Which destination each drop counts for: the rule top uses too. Tagged with the drop reason. */
-  private readonly placement: DropPlacement<string>;
   private flushTimer: NodeJS.Timeout | null = null;
+  private readonly window: DiagnosisWindow | null;
+  private readonly windowMs: number;
+  private readonly sockets: SocketSource | null;
+  private windowTimers: NodeJS.Timeout[] = [];
+  /** Why the diagnoses have no socket evidence (the iterator could not load; known after started()), or null. */
+  socketsError: string | null = null;
 
   constructor(private readonly session: TopSession, opts: PrometheusExporterOptions = {}) {
-    this.registry = opts.registry ?? new Registry();
-    this.destinations = new BoundedLabels(opts.maxSeries ?? 100);
-    this.by = opts.by ?? session.aggregator.by;
-    this.containerOf = opts.containerOf;
-    this.placement = new DropPlacement({ holdMs: opts.dropHoldMs });
-    const registers = [this.registry];
-    const withContainer = (labels: string[]) => (this.containerOf ? [...labels, 'container'] : labels);
-    const perTool = (name: string, help: string, pick: (c: TraceCounters) => number) => {
-      const last: Record<string, number> = {};
-      const session = this.session;
-      return new Counter({
-        name, help, labelNames: ['tool'], registers,
-        collect() {
-          // Counters read from the traces at scrape time: add what grew since the last scrape.
-          for (const [tool, c] of Object.entries(session.counters())) {
-            const v = pick(c!);
-            if (v > (last[tool] ?? 0)) this.inc({ tool }, v - (last[tool] ?? 0));
-            else this.inc({ tool }, 0);
-            last[tool] = Math.max(v, last[tool] ?? 0);
-          }
-        },
-      });
-    };
-    const labels = this.destinations;
-    this.m = {
-      connects: new Counter({ name: 'netbpf_connect_attempts_total', help: 'TCP connect attempts by destination and result (ok, refused, timeout, unreachable, aborted, other)', labelNames: withContainer(['destination', 'result']), registers }),
-      latency: new FedHistogram({ name: 'netbpf_connect_latency_seconds', help: 'Successful TCP connect latency (SYN sent to ESTABLISHED)', labelNames: withContainer(['destination']), buckets: LATENCY_BUCKETS, registers }),
-      retrans: new Counter({ name: 'netbpf_retransmitted_segments_total', help: 'TCP segments retransmitted, by destination and kind (rto, fast, tlp, syn, synack, other)', labelNames: withContainer(['destination', 'kind']), registers }),
-      drops: new Counter({ name: 'netbpf_drops_total', help: 'Packets dropped on this host, by kernel drop reason and destination (socket teardown purges excluded)', labelNames: ['destination', 'reason'], registers }),
-      purges: new Counter({ name: 'netbpf_purged_packets_total', help: 'Queued packets freed with their socket (close, queue purge): not loss', registers }),
-      closed: new Counter({ name: 'netbpf_connections_closed_total', help: 'TCP connections closed, by destination and close reason', labelNames: withContainer(['destination', 'reason']), registers }),
-      lifetime: new FedHistogram({ name: 'netbpf_connection_duration_seconds', help: 'TCP connection lifetime (first state change to CLOSE)', labelNames: ['destination'], buckets: LIFETIME_BUCKETS, registers }),
-      events: perTool('netbpf_events_total', 'Events delivered to user space per tool', (c) => c.events),
-      lost: perTool('netbpf_lost_events_total', 'Events lost in the kernel (ring buffer full) per tool', (c) => c.lost),
-      misses: perTool('netbpf_recursion_misses_total', 'BPF program runs the kernel skipped (recursion) per tool', (c) => c.recursionMisses),
-      folded: new Counter({
-        name: 'netbpf_destinations_folded_total', help: 'Destinations that got the "other" label (past --max-series)', registers,
-        collect() { this.reset(); this.inc(labels.folded); },
-      }),
-    };
-    if (opts.processMetrics !== false) collectDefaultMetrics({ register: this.registry, prefix: 'netbpf_' });
-  }
-
-  private dest(addr: string, port: number | null): string {
-    return this.destinations.label(destinationKey(this.by, addr, port));
-  }
-
-  private container(cgroupId: number): Record<string, string> {
-    if (!this.containerOf) return {};
-    const c = cgroupId ? this.containerOf(cgroupId) : null;
-    return { container: c ? this.containerLabels.label(c.slice(0, 12)) : '' };
-  }
-
-  /** Subscribes to the session's events, or (a session counting in the kernel) to what it reads from its maps. */
-  attach(): this {
-    this.flushTimer = setInterval(() => this.flushDrops(), 250);
-    this.flushTimer.unref();
-    this.session.onBulk((b) => this.bulk(b));
-    this.session.onEvents((tool: TopToolName, events: unknown[]) => {
-      if (tool === 'connect') for (const e of events as ConnectEvent[]) this.connect(e);
-      else if (tool === 'retrans') for (const e of events as RetransEvent[]) this.m.retrans.inc({ destination: this.dest(e.daddr, e.dport), kind: e.kind, ...this.container(e.cgroupId) }, e.segs);
-      else if (tool === 'drops') for (const e of events as DropEvent[]) this.drop(e);
-      else if (tool === 'life') for (const e of events as LifeEvent[]) this.life(e);
-    });
-    return this;
-  }
-
-  private connect(e: ConnectEvent): void {
-    const key = destinationKey(this.by, e.daddr, e.dport);
-    this.placement.connectedTo(key);
-    const destination = this.destinations.label(key);
-    const c = this.container(e.cgroupId);
-    this.m.connects.inc({ destination, result: e.type === 'established' ? 'ok' : e.failure, ...c });
-    if (e.type === 'established') this.m.latency.observe({ destination, ...c }, e.latencyUs / 1e6);
-  }
-
-  /** A drop counts for the destination core/placement.ts's rule gives it (shared with top). */
-  private drop(e: DropEvent): void {
-    if (e.category === 'purge') { this.m.purges.inc(); return; }
-    const sides = dropSides(e);
-    if (sides.remote === null) { this.m.drops.inc({ destination: 'unknown', reason: e.reason }); return; }
-    const local = sides.local === null ? null : destinationKey(this.by, sides.local.addr, sides.local.port);
-    const placed = this.placement.add(destinationKey(this.by, sides.remote.addr, sides.remote.port), local, e.reason, e.time, 1, sides.server);
-    if (placed) this.m.drops.inc({ destination: this.destinations.label(placed.destination), reason: placed.tag }, placed.count);
-  }
-
-  /** Counts the drops whose destination is known by now (all of them with force). */
-  flushDrops(force = false): void {
-    for (const p of this.placement.flush(Date.now(), force)) this.m.drops.inc({ destination: this.destinations.label(p.destination), reason: p.tag }, p.count);
-  }
-
-  private life(e: LifeEvent): void {
-    if (e.type !== 'closed') return;
-    const destination = this.dest(e.daddr, e.direction === 'accept' ? null : e.dport);
-    this.m.closed.inc({ destination, reason: e.reason, ...this.container(e.cgroupId) });
-    this.m.lifetime.observe({ destination }, e.durationMs / 1000);
-  }
-
-  /**
-   * What the kernel counted for one key since the previous read, into the same series the events feed: counters by
-   * the count, histograms by their log2 buckets (FedHistogram), drops through the same placement rule.
-   */
-  private bulk(b: TopBulk): void {
-    if (b.tool === 'connect') {
-      const k = b.key;
-      const key = k.other ? OTHER_KEY : destinationKey(this.by, k.daddr, k.dport);
-      if (!k.other) this.placement.connectedTo(key);
-      const destination = k.other ? OTHER_KEY : this.destinations.label(key);
-      const c = this.container(k.cgroupId);
-      this.m.connects.inc({ destination, result: k.type === 'established' ? 'ok' : (k.failure ?? 'other'), ...c }, b.bulk.count);
-      if (k.type === 'established') this.m.latency.observeLog2({ destination, ...c }, b.bulk.latencyUs, 1e-6);
-    } else if (b.tool === 'retrans') {
-      const k = b.key;
-      if (!k.counted) return;
-      const destination = k.other ? OTHER_KEY : this.dest(k.daddr, k.dport);
-      this.m.retrans.inc({ destination, kind: k.kind, ...this.container(k.cgroupId) }, b.bulk.segs);
-    } else if (b.tool === 'life') {
-      const k = b.key;
-      if (k.kind !== 'closed') return;
-      const destination = k.other ? OTHER_KEY : this.dest(k.daddr, k.direction === 'accept' ? null : k.port);
-      this.m.closed.inc({ destination, reason: k.reason, ...this.container(k.cgroupId) }, b.bulk.count);
-      this.m.lifetime.observeLog2({ destination }, b.bulk.durationMs, 1e-3);
-    } else {
-      const e = b.event;
-      if (e.category === 'purge') { this.m.purges.inc(b.bulk.count); return; }
-      const sides = dropSides(e);
-      if (b.folded || sides.remote === null) { this.m.drops.inc({ destination: b.folded ? OTHER_KEY : 'unknown', reason: e.reason }, b.bulk.count); return; }
-      const local = sides.local === null ? null : destinationKey(this.by, sides.local.addr, sides.local.port);
-      const placed = this.placement.add(destinationKey(this.by, sides.remote.addr, sides.remote.port), local, e.reason, b.bulk.firstSeen, b.bulk.count, sides.server);
-      if (placed) this.m.drops.inc({ destination: this.destinations.label(placed.destination), reason: placed.tag }, placed.count);
+    const by = opts.by ?? session.aggregator.by;
+    this.series = new NetbpfMetrics({ by, maxSeries: opts.maxSeries, evictIdleMs: opts.evictIdleMs, holdMs: opts.scrapeIntervalMs, containers: !!opts.containerOf });
+    this.feed = new EventFeed(this.series, { by, containerOf: opts.containerOf, dropHoldMs: opts.dropHoldMs });
+    this.windowMs = opts.diagnosisWindowMs ?? 60000;
+    this.sockets = this.windowMs > 0 ? (opts.sockets === undefined ? new SocketReader() : opts.sockets) : null;
+    this.window = this.windowMs > 0 ? new DiagnosisWindow({ by, sockets: this.sockets, thresholds: opts.thresholds, dropHoldMs: opts.dropHoldMs, knownDestinations: () => this.feed.knownDestinations() }) : null;
+    this.feed.window = this.window;
+    if (opts.processMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
+      for (const name of MISNAMED_DEFAULT_METRICS) this.registry.removeSingleMetric(PREFIX + name);
     }
   }
 
-  /** The metrics in Prometheus text format (a session counting in the kernel reads its maps first). */
-  metrics(): Promise<string> {
-    this.session.refresh();
-    return this.registry.metrics();
+  /** Subscribes to the session's events. */
+  attach(): this {
+    this.flushTimer = setInterval(() => this.feed.flushDrops(), 250);
+    this.flushTimer.unref();
+    const w = this.window;
+    if (w) {
+      this.windowTimers = [
+        setInterval(() => w.tick(), Math.min(HOST_READ_MS, this.windowMs / 4)),
+        // A session counting in the kernel hands over what it counted first, so the window closes with it.
+        setInterval(() => { this.session.refresh(); this.series.diagnoses(w.close()); }, this.windowMs),
+      ];
+      for (const t of this.windowTimers) t.unref();
+    }
+    this.session.onEvents((tool, events) => this.feed.add(tool, events));
+    // A session counting in the kernel (the default): what it read from its maps, key by key, into the same series.
+    this.session.onBulk((b) => this.feed.addBulk(b));
+    return this;
   }
 
-  /** Serves /metrics over HTTP; resolves with the address bound. */
+  /** What the session started with (netbpf_build_info, netbpf_hook_info, netbpf_tool_up). */
+  started(info: TopStartInfo): this {
+    const all: TopStartInfo = { ...info };
+    if (this.sockets instanceof SocketReader) {
+      // The diagnoses' socket iterator: in netbpf_hook_info and netbpf_tool_up like the tools.
+      const feature = 'sockets of every process (listeners, CLOSE_WAIT, windows)';
+      try {
+        this.sockets.open();
+        all.sockets = { hooks: [{ feature, hook: 'iter/task_file', program: 'dump_task_file', programs: ['dump_task_file'], skipped: [] }], startupMs: 0 };
+      } catch (err) {
+        all.sockets = { error: (err as Error).message };
+        this.socketsError = (err as Error).message;
+      }
+    }
+    this.series.startInfo(packageVersion(), release(), all);
+    this.window?.tick(); // host evidence baselines, now that the tools see everything
+    return this;
+  }
+
+
+  /** The metrics in Prometheus text format (a session counting in the kernel reads its maps first). */
+  async metrics(): Promise<string> {
+    this.session.refresh();
+    for (const [tool, c] of Object.entries(this.session.counters())) if (c) this.series.toolCounters(tool, c);
+    for (const { trace } of this.session.traces ?? []) if (trace instanceof ConntrackTrace) this.series.conntrack(trace.pressure());
+    this.series.slotCounters();
+    return this.series.series.expose() + (await this.registry.metrics());
+  }
+
+  /**
+   * Serves /metrics over HTTP; resolves with the address bound. Connections to this listener (and, from this
+   * network namespace, to its port) are scrapes, not destinations, from then on.
+   */
   listen(host: string, port: number): Promise<{ host: string; port: number }> {
     const server = createServer((req, res) => {
       if (req.url === '/metrics' || req.url?.startsWith('/metrics?')) {
         this.metrics().then(
-          (body) => { res.writeHead(200, { 'Content-Type': this.registry.contentType }); res.end(body); },
+          (body) => { res.writeHead(200, { 'Content-Type': this.contentType }); res.end(body); },
           (err: Error) => { res.writeHead(500); res.end(`${err.message}\n`); },
         );
       } else if (req.url === '/') {
@@ -224,15 +161,30 @@ export class PrometheusExporter {
       server.once('error', reject);
       server.listen(port, host, () => {
         const a = server.address();
-        resolve({ host, port: typeof a === 'object' && a ? a.port : port });
+        const bound = typeof a === 'object' && a ? a.port : port;
+        this.feed.scrapes = new ScrapeTraffic(ownNetns(), host, bound);
+        resolve({ host, port: bound });
       });
     });
   }
 
-  async close(): Promise<void> {
+  /** After the session stopped: every drop still waiting is placed and every series shows its final counts, so
+   * the next scrape carries the last values of the run. Keep serving for a scrape interval, then close(). */
+  finish(): void {
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.flushTimer = null;
-    this.flushDrops(true);
+    this.feed.flushDrops(true);
+    for (const t of this.windowTimers) clearInterval(t);
+    // The last, partial window: its diagnoses (a failure just before the stop) are the ones the last scrape shows.
+    if (this.windowTimers.length && this.window) this.series.diagnoses(this.window.close());
+    this.windowTimers = [];
+    this.series.series.hold.released = true;
+  }
+
+  /** Stops serving (after finish(), which it calls if needed). */
+  async close(): Promise<void> {
+    this.finish();
+    this.sockets?.close();
     const s = this.server;
     this.server = null;
     if (s) await new Promise<void>((r) => { s.close(() => r()); s.closeAllConnections?.(); });

@@ -10,15 +10,16 @@ export const RETRANS_AGG_KEY_LAYOUT = {
     daddr: [0, 16],
     cgroup_id: [16, 8],
     err: [24, 4],
-    family: [28, 2],
-    dport: [30, 2],
-    kind: [32, 1],
-    flags: [33, 1],
-    pad: [34, 6],
+    netns: [28, 4],
+    family: [32, 2],
+    dport: [34, 2],
+    kind: [36, 1],
+    flags: [37, 1],
+    pad: [38, 2],
   },
   arrays: {
     daddr: [1, 16],
-    pad: [1, 6],
+    pad: [1, 2],
   },
 } as const satisfies Layout;
 
@@ -108,5 +109,6 @@ export const RETRANS_KIND_NAMES = ['other', 'rto', 'fast', 'tlp', 'syn', 'synack
 /** Read-only globals (const volatile, set before load): size in bytes by name. */
 export const RETRANS_RODATA = {
   agg_by_cgroup: 1,
+  agg_session: 1,
   aggregate_in_kernel: 1,
 } as const;

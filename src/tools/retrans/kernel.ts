@@ -28,6 +28,8 @@ export interface RetransKey {
   err: number;
   /** Whether the kernel counted these retransmits' segments (as RetransSegs does): countedByKernel(). */
   counted: boolean;
+  /** Network namespace inode (kept only in a session's summaries: top, serve), else 0. */
+  netns: number;
   other: boolean;
 }
 
@@ -58,7 +60,7 @@ export function decodeRetransKey(key: Buffer): RetransKey {
     dport: view.getUint16(K.dport[0], true),
     cgroupId: view.getUint32(K.cgroup_id[0], true) + view.getUint32(K.cgroup_id[0] + 4, true) * 4294967296,
     kind: RETRANS_KINDS[view.getUint8(K.kind[0])] ?? 'other',
-    err, counted: countedByKernel({ err }), other,
+    err, counted: countedByKernel({ err }), netns: view.getUint32(K.netns[0], true), other,
   };
 }
 

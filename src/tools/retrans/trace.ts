@@ -28,7 +28,10 @@ export function retransSpec(opts: RetransOptions = {}, kernel?: KernelAggregatio
   return {
     tool: 'retrans',
     recordSize: RETRANS_EVENT_LAYOUT.size,
-    constants: { ...filterConstants(opts), aggregate_in_kernel: Buffer.from([kernel ? 1 : 0]), agg_by_cgroup: Buffer.from([kernel?.byCgroup ? 1 : 0]) },
+    constants: {
+      ...filterConstants(opts), aggregate_in_kernel: Buffer.from([kernel ? 1 : 0]), agg_by_cgroup: Buffer.from([kernel?.byCgroup ? 1 : 0]),
+      agg_session: Buffer.from([kernel?.session ? 1 : 0]),
+    },
     rodata: RETRANS_RODATA,
     mapSizes: { retrans_agg: kernel ? kernel.keys : 1, retrans_agg_other: kernel ? KERNEL_OTHER_KEYS : 1 },
     sharedMaps: ['owners'],

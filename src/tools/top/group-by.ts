@@ -44,6 +44,11 @@ export function destinationKey(by: GroupBy, addr: string, port: number | null): 
   }
 }
 
+/** The row key of a connection end: an accepted connection's remote side is a client whose ephemeral port says
+ * nothing (its local port names the service), a connect's remote side is the destination. */
+export function connectionKey(by: GroupBy, direction: string, daddr: string, sport: number, dport: number): string {
+  return destinationKey(by, daddr, direction === 'accept' ? (by.kind === 'service' ? sport : null) : dport);
+}
 
 export function byText(by: GroupBy): string {
   return by.kind === 'cidr' ? `cidr/${by.v4}/${by.v6}` : by.kind;

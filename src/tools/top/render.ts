@@ -39,6 +39,9 @@ export function renderTop(s: TopSummary, counters: Partial<Record<TopToolName, T
     `events: ${lost}${s.folded ? `  folded into "other": ${s.folded}` : ''}`,
     '',
   ];
+  // Diagnoses about the host itself (listeners, leaking processes, conntrack), before the rows.
+  for (const d of s.host.diagnoses) lines.splice(lines.length - 1, 0, `  host -> ${safeText(d.text)}`);
+  if (s.host.unavailable) lines.splice(lines.length - 1, 0, `  host: socket evidence unavailable (${safeText(s.host.unavailable)})`);
   const header = ['DESTINATION', 'HEALTH', 'CONNS', 'CONNECTS', 'FAILED', 'REFUSED', 'TIMEOUT', 'UNREACH', 'P50_MS', 'P99_MS', 'RETR_SEGS', 'RETR%', 'DROPS', 'TOP_DROP'];
   if (o.conntrack) header.push('CT');
   if (o.containers) header.push('CONTAINERS');
@@ -60,7 +63,7 @@ export function renderTop(s: TopSummary, counters: Partial<Record<TopToolName, T
   lines.push(rendered[0]);
   shown.forEach((r, i) => {
     lines.push(rendered[i + 1]);
-    for (const d of r.diagnoses) lines.push(`  -> ${safeText(r.key)}: ${d.text}`);
+    for (const d of r.diagnoses) lines.push(`  -> ${safeText(r.key)}: ${safeText(d.text)}`);
   });
   return o.columns ? lines.map((l) => (l.length > o.columns! ? l.slice(0, o.columns! - 1) : l)) : lines;
 }

@@ -6,7 +6,7 @@
  * instead (onEvents). The objects share one socket-owner map (SharedMaps), kept by life when it runs.
  */
 import type { FilterOptions } from '../../core/filters.js';
-import type { DiagnosisThresholds } from '../../core/diagnosis.js';
+import type { DiagnosisThresholds } from '../../core/diagnosis/index.js';
 import { addon, type NativeBpfObject } from '../../core/addon.js';
 import { ClockMapper } from '../../core/record.js';
 import { SharedMaps } from '../../core/shared-maps.js';
@@ -16,7 +16,9 @@ import { conntrack, type ConntrackEvent } from '../conntrack/index.js';
 import { DropReasons, drops, dropsSpec, KernelDropsReader, type DropBulk, type DropEvent } from '../drops/index.js';
 import { LifeKernelReader, LifeTrace, type LifeBulk, type LifeEvent, type LifeKey } from '../life/index.js';
 import { retrans, retransSpec, RetransKernelReader, type RetransBulk, type RetransEvent, type RetransKey } from '../retrans/index.js';
+import { SocketReader } from '../sockets/index.js';
 import { TopAggregator, type TopSummary } from './aggregator.js';
+import { HostEvidenceCollector } from './host.js';
 import type { GroupBy } from './group-by.js';
 
 export interface TopOptions extends FilterOptions {
@@ -25,6 +27,11 @@ export interface TopOptions extends FilterOptions {
   life?: boolean;
   /** Also trace conntrack entries. Default false. */
   conntrack?: boolean;
+  /** Network namespaces whose conntrack tables to watch (as `netbpf conntrack --netns`). Default: this one. */
+  conntrackNetns?: string[];
+  /** Read every process's TCP sockets each interval (listener overflows, CLOSE_WAIT leaks, stalled windows) with
+   * a BPF iterator. Default true. */
+  sockets?: boolean;
   maxDestinations?: number;
   historyLength?: number;
   thresholds?: DiagnosisThresholds;
@@ -67,6 +74,8 @@ export class TopSession {
   private readonly readers: Array<{ name: TopToolName; read: (obj: NativeBpfObject) => void }> = [];
   private readonly shared = new SharedMaps();
   private running: TopToolName[] = [];
+  /** Host evidence (sockets, conntrack of namespaces where a netfilter hook dropped), read at each snapshot. */
+  readonly host: HostEvidenceCollector;
 
   constructor(opts: TopOptions = {}) {
     this.aggregator = new TopAggregator({ by: opts.by, maxDestinations: opts.maxDestinations, historyLength: opts.historyLength, thresholds: opts.thresholds, containerOf: opts.containerOf, conntrack: !!opts.conntrack });
@@ -87,17 +96,17 @@ export class TopSession {
       if (withLife) {
         const reader = new LifeKernelReader();
         const read = (obj: NativeBpfObject) => reader.read(obj, (key, bulk) => emit({ tool: 'life', key, bulk }));
-        this.addKernel('life', new LifeTrace(small, { keys, byCgroup, sessionCounts: true, events: () => reader.ends, beforeClose: read }), read);
+        this.addKernel('life', new LifeTrace(small, { keys, byCgroup, session: true, events: () => reader.ends, beforeClose: read }), read);
       }
       {
         const reader = new ConnectKernelReader();
         const read = (obj: NativeBpfObject) => reader.read(obj, (key, bulk) => emit({ tool: 'connect', key, bulk }));
-        this.addKernel('connect', new Trace(connectSpec({ ...small, ...owners }, { keys, byCgroup, sessionCounts: true, events: () => reader.outcomes, beforeClose: read }), small), read);
+        this.addKernel('connect', new Trace(connectSpec({ ...small, ...owners }, { keys, byCgroup, session: true, events: () => reader.outcomes, beforeClose: read }), small), read);
       }
       {
         const reader = new RetransKernelReader();
         const read = (obj: NativeBpfObject) => reader.read(obj, (key, bulk) => emit({ tool: 'retrans', key, bulk }));
-        this.addKernel('retrans', new Trace(retransSpec({ ...small, ...owners }, { keys, byCgroup, events: () => reader.events, beforeClose: read }), small), read);
+        this.addKernel('retrans', new Trace(retransSpec({ ...small, ...owners }, { keys, byCgroup, session: true, events: () => reader.events, beforeClose: read }), small), read);
       }
       {
         const reader = new KernelDropsReader({ addBulk: (event, bulk, folded = false) => emit({ tool: 'drops', event, bulk, folded }) }, { clock: new ClockMapper(), reasons: DropReasons.kernel() });
@@ -108,7 +117,7 @@ export class TopSession {
         };
         // Drop ports matter only to groupings by endpoint or service (a storm's drops are one per connection).
         const ports = opts.by !== undefined && (opts.by.kind === 'endpoint' || opts.by.kind === 'service');
-        this.addKernel('drops', new Trace(dropsSpec(filters, undefined, { keys, events: () => reader.events, beforeClose: read, ports }), small), read);
+        this.addKernel('drops', new Trace(dropsSpec(filters, undefined, { keys, events: () => reader.events, beforeClose: read, ports, session: true }), small), read);
       }
     } else {
       if (withLife) this.add('life', new LifeTrace({ ...common, established: true }), (e: LifeEvent) => a.addLife(e));
@@ -116,7 +125,8 @@ export class TopSession {
       this.add('drops', drops(common), (e: DropEvent) => a.addDrop(e));
       this.add('connect', connect({ ...common, ...owners }), (e: ConnectEvent) => a.addConnect(e));
     }
-    if (opts.conntrack) this.add('conntrack', conntrack({ ...filters, ringBufferBytes: opts.ringBufferBytes, pollMs: opts.pollMs }), (e: ConntrackEvent) => a.addConntrack(e));
+    if (opts.conntrack) this.add('conntrack', conntrack({ ...filters, ringBufferBytes: opts.ringBufferBytes, pollMs: opts.pollMs, netns: opts.conntrackNetns }), (e: ConntrackEvent) => a.addConntrack(e));
+    this.host = new HostEvidenceCollector(opts.sockets === false ? null : new SocketReader(filters));
   }
 
   private add<E>(name: TopToolName, trace: Trace<E>, feed: (e: E) => void): void {
@@ -169,6 +179,7 @@ export class TopSession {
       }
     }
     if (!this.running.length) throw firstError;
+    this.host.start();
     // Reported in one order whatever order they started in (life starts first: it creates the shared maps).
     const ordered: TopStartInfo = {};
     for (const name of TOOL_ORDER) if (info[name]) ordered[name] = info[name];
@@ -187,15 +198,17 @@ export class TopSession {
     return out;
   }
 
-  /** The rows now (reading the kernel maps first). */
+  /** Rows and diagnoses now (reading the kernel maps first), with the host evidence read at this moment. */
   snapshot(): TopSummary {
     this.refresh();
-    return this.aggregator.snapshot();
+    this.host.update(this.aggregator.hookDropNetns());
+    return this.aggregator.snapshot(this.host.evidence(), this.host.socketsError);
   }
 
   async stop(): Promise<void> {
     await Promise.all(this.traces.map(({ trace }) => trace.stop()));
     this.shared.close();
+    this.host.close();
   }
 }
 
