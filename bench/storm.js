@@ -29,11 +29,12 @@ function stormLines(file) {
 
 /** The losses on a netbpf exit line: "... N lost ..., M missed by recursion ..., K connections untracked". */
 function netbpfLosses(stderr) {
-  let lost = 0, misses = 0, untracked = 0;
+  let lost = 0, misses = 0, untracked = 0, skipped = 0;
   for (const m of stderr.matchAll(/(\d+) lost/g)) lost += Number(m[1]);
   for (const m of stderr.matchAll(/(\d+) missed by recursion/g)) misses += Number(m[1]);
+  for (const m of stderr.matchAll(/and (\d+) skipped runs/g)) skipped += Number(m[1]);
   for (const m of stderr.matchAll(/(\d+) connections untracked/g)) untracked += Number(m[1]);
-  return { lost, misses, untracked };
+  return { lost, misses, untracked, skipped };
 }
 
 function scrape(port) {
@@ -138,7 +139,7 @@ export async function runStorm(root, q, log) {
       for (const t of order) {
         const r = await stormOnce(root, pair, ns, t, t === 'none' ? null : STORM_TRACERS[t], () => client(q.stormSeconds, q.stormRate ?? 0));
         log(`  storm / ${t}: ${r.connPerS.toFixed(0)} conn/s (${r.made} made, ${r.failed} failed); ends ${r.endsMade}` +
-          (r.recorded !== null ? `, recorded ${r.recorded}, lost ${r.lost}, missed ${r.misses}, untracked ${r.untracked}, tracer CPU ${(r.cpuNs / 1e6).toFixed(0)} ms = ${(r.cpuNs / 1e3 / r.made).toFixed(1)} us/conn, RSS ${(r.rss / 1048576).toFixed(0)} MiB` : ''));
+          (r.recorded !== null ? `, recorded ${r.recorded}, lost ${r.lost}, missed ${r.misses} (skipped ${r.skipped}), untracked ${r.untracked}, tracer CPU ${(r.cpuNs / 1e6).toFixed(0)} ms = ${(r.cpuNs / 1e3 / r.made).toFixed(1)} us/conn, RSS ${(r.rss / 1048576).toFixed(0)} MiB` : ''));
         rows[t].push(r);
       }
     }
@@ -168,6 +169,7 @@ export async function runStorm(root, q, log) {
       made: sum((r) => r.made), endsMade: sum((r) => r.endsMade),
       recorded: tracer ? sum((r) => r.recorded) : null,
       lost: tracer ? sum((r) => r.lost) : null, misses: tracer ? sum((r) => r.misses) : null, untracked: tracer ? sum((r) => r.untracked) : null,
+      skipped: tracer ? sum((r) => r.skipped) : null,
       // Median over rounds of the tracer's CPU per connection made, microseconds.
       cpuUsPerConn: tracer ? median(rs.map((r) => r.cpuNs / 1e3 / r.made)) : null,
       cpuUsPerConnAll: tracer ? rs.map((r) => r.cpuNs / 1e3 / r.made) : null,
@@ -212,7 +214,7 @@ async function stormOnce(root, pair, ns, name, tracer, drive) {
     // Every end of the storm's connections has happened once the namespace has no socket left in a closing state.
     await quiet(pair, ns);
     const s1 = await snmp();
-    let recorded = null, cpuNs = 0, rss = 0, losses = { lost: 0, misses: 0, untracked: 0 }, metrics = '';
+    let recorded = null, cpuNs = 0, rss = 0, losses = { lost: 0, misses: 0, untracked: 0, skipped: 0 }, metrics = '';
     if (proc) {
       cpuNs = cpuNsOf(proc.child.pid) - cpu0;
       rss = rssOf(proc.child.pid);

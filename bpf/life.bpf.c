@@ -29,6 +29,9 @@ NETBPF_CONTRACT(enum life_direction);
 NETBPF_CONTRACT(enum life_flags);
 NETBPF_CONTRACT(enum life_agg_consts);
 
+/* Hold an end that may still send its reset until the reset or tcp:tcp_destroy_sock (0 where that tracepoint is
+ * missing: the end is final at CLOSE, with an unread-data reset decided by __tcp_close's own condition). */
+const volatile __u8 hold_for_reset = 1;
 /* A record when the handshake completes, besides the one at the end (`netbpf life --established`). */
 const volatile __u8 emit_established = 0;
 /* Summary-only runs: count each end into `life_agg` instead of sending a record. */
@@ -328,8 +331,8 @@ static __always_inline void end(const struct sock *sk, const struct birth *b, in
 	if ((oldstate == TCP_ESTABLISHED || oldstate == TCP_CLOSE_WAIT) && closed_with_unread_data(sk))
 		e.flags |= LIFE_RST_UNREAD;
 	__u64 key = (__u64)sk;
-	if (bpf_map_update_elem(&closing, &key, &e, BPF_ANY)) {
-		/* No room to wait for the reset: an unread-data close is known to send one (__tcp_close). */
+	if (!hold_for_reset || bpf_map_update_elem(&closing, &key, &e, BPF_ANY)) {
+		/* Not waiting for the reset (no room, or no destruction hook): an unread-data close is known to send one. */
 		if (e.flags & LIFE_RST_UNREAD)
 			e.flags |= LIFE_RST_SENT;
 		deliver(&e, sk);

@@ -77,6 +77,11 @@ function btfTracepointMissing(name: string): Unavailable | null {
   return has ? null : kernel(`no tracepoint ${name} in this kernel`);
 }
 
+/** Whether the kernel has tracepoint `name` (as tp_btf and raw_tp attach it); true when BTF cannot tell. */
+export function hasTracepoint(name: string): boolean {
+  return kernelBtfHas('typedef', `btf_trace_${name}`) !== false;
+}
+
 /** null when a classic tracepoint can be attached (tracefs mounted and the event there), else why not. */
 function classicTracepointMissing(category: string, name: string): Unavailable | null {
   const root = tracefsRoot();

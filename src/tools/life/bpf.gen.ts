@@ -138,4 +138,5 @@ export const LIFE_RODATA = {
   agg_session: 1,
   aggregate_in_kernel: 1,
   emit_established: 1,
+  hold_for_reset: 1,
 } as const;

@@ -4,7 +4,7 @@
  */
 import { usageError } from '../../core/errors.js';
 import { filterConstants, type FilterOptions } from '../../core/filters.js';
-import { preferHook, tracepoint, type HookPreference } from '../../core/hooks.js';
+import { hasTracepoint, preferHook, tracepoint, type HookPreference } from '../../core/hooks.js';
 import { ClockMapper } from '../../core/record.js';
 import { KERNEL_OTHER_KEYS, type KernelAggregation } from '../../core/kernel-summary.js';
 import { Trace, type TraceOptions, type TraceSpec } from '../../core/trace.js';
@@ -48,7 +48,11 @@ export function lifeSpec(opts: LifeOptions = {}, kernel?: KernelAggregation): Tr
   return {
     tool: 'life',
     recordSize: LIFE_EVENT_LAYOUT.size,
-    constants: { ...filterConstants(opts), ...agg.constants, emit_established: Buffer.from([opts.established ? 1 : 0]) },
+    constants: {
+      ...filterConstants(opts), ...agg.constants, emit_established: Buffer.from([opts.established ? 1 : 0]),
+      // Ends wait for a late reset only where the socket's destruction can release them.
+      hold_for_reset: Buffer.from([hasTracepoint('tcp_destroy_sock') ? 1 : 0]),
+    },
     rodata: LIFE_RODATA,
     mapSizes: { ...agg.mapSizes, ...(opts.maxConnections ? { births: opts.maxConnections } : {}) },
     sharedMaps: ['owners'],
