@@ -44,7 +44,9 @@ export async function runPipeline(root, consumer, { events, rate = 0, ringBytes,
     const m = await gen.waitFor(/^\d+\n(\d+) (\d+)\n/, 120000);
     const generated = Number(m[1]), elapsedNs = Number(m[2]);
     await cons.stop('SIGTERM');
-    const r = JSON.parse(cons.stdout.trim().split('\n').pop());
+    const last = cons.stdout.trim().split('\n').pop();
+    if (!last?.startsWith('{')) throw new Error(`${consumer} consumer ended without its result (exit ${cons.child.exitCode ?? cons.child.signalCode}): ${cons.stderr.slice(-500)}`);
+    const r = JSON.parse(last);
     if (process.env.BENCH_DEBUG) process.stderr.write(cons.stdout + cons.stderr);
     if (r.produced !== generated) {
       throw new Error(`${consumer}: the BPF program saw ${r.produced} calls, the generator made ${generated}`);

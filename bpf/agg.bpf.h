@@ -21,19 +21,26 @@ static __always_inline __u32 log2_bucket(__u64 v)
 	return r + 1;
 }
 
-/* The value of `key` in the per-CPU `map`, inserting `zero` when absent; NULL when the map is full (then *full is
- * set, and later calls for new keys skip the insert). EEXIST from the insert: another CPU inserted the key
- * meanwhile, and the second lookup finds it. */
-static __always_inline void *agg_slot(void *map, const void *key, const void *zero, volatile __u8 *full)
+/* For a `key` a lookup in the per-CPU `map` just missed: inserts `zero` and returns the new value; NULL when the
+ * map is full (then *full is set, and later calls skip the insert: a full map costs the caller's one lookup).
+ * EEXIST from the insert: another CPU inserted the key meanwhile, and the second lookup finds it. */
+static __always_inline void *agg_insert(void *map, const void *key, const void *zero, volatile __u8 *full)
 {
-	void *v = bpf_map_lookup_elem(map, key);
-	if (v || *full)
-		return v;
+	if (*full)
+		return NULL;
 	if (bpf_map_update_elem(map, key, zero, BPF_NOEXIST) == -7 /* -E2BIG: no room */) {
 		*full = 1;
 		return NULL;
 	}
 	return bpf_map_lookup_elem(map, key);
+}
+
+/* The value of `key` in the per-CPU `map`, inserting `zero` when absent; NULL when the map is full (then *full is
+ * set, and later calls for new keys skip the insert). */
+static __always_inline void *agg_slot(void *map, const void *key, const void *zero, volatile __u8 *full)
+{
+	void *v = bpf_map_lookup_elem(map, key);
+	return v ? v : agg_insert(map, key, zero, full);
 }
 
 /* Adds 1 to the log2 bucket of v in hist[n] (the last bucket takes every larger value). */

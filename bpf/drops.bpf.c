@@ -13,14 +13,21 @@
 #include "netbpf.bpf.h"
 #include "tracepoints.bpf.h"
 #include "agg.bpf.h"
+#include "topk.bpf.h"
 #include "drops.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 /* The record contract with src/tools/drops/bpf.gen.ts (see NETBPF_CONTRACT). */
 NETBPF_CONTRACT(struct drop_event);
-NETBPF_CONTRACT(struct drop_agg_key);
+NETBPF_CONTRACT(struct drop_view_key);
+NETBPF_CONTRACT(struct drop_session_key);
 NETBPF_CONTRACT(struct drop_agg_value);
+NETBPF_CONTRACT(struct drop_top_slot);
+NETBPF_CONTRACT(struct drop_top_bucket);
+NETBPF_CONTRACT(struct drop_dest_state);
+NETBPF_CONTRACT(struct drop_dest_slot);
+NETBPF_CONTRACT(struct drop_dest_bucket);
 NETBPF_CONTRACT(enum drop_flags);
 NETBPF_CONTRACT(enum drop_reason_consts);
 NETBPF_CONTRACT(enum drop_agg_consts);
@@ -43,33 +50,88 @@ const volatile __u8 capture_stack = 0;
 const volatile __u32 filter_reason_count = 0;
 const volatile __u64 filter_reasons[DROP_REASON_FILTER_BITS / 64] = {};
 
-/* Summary-only runs: count each drop into `drop_agg` instead of sending a record (a drop flood then costs
- * a map update, not a ring buffer record plus decoding in user space). */
+/* Summary-only runs: count each drop into the views' maps instead of sending a record (a drop flood then costs
+ * a few map accesses, not a ring buffer record plus decoding in user space). */
 const volatile __u8 aggregate_in_kernel = 0;
-/* With aggregate_in_kernel: 0 keeps no ports in the summary keys (views that group by address: top, serve), so a
- * connection storm's one drop per connection does not make a key per connection. */
-const volatile __u8 agg_key_ports = 1;
-/* With aggregate_in_kernel, for a session's views (top, serve): keys keep the freeing function of every drop and the
- * namespace (what their diagnoses weigh drops by, and how the exporter leaves its own scrapes out). */
+/* Buckets of the top-talker maps and of the destination front minus one (each a power of two), and the seed of
+ * their hash. */
+const volatile __u32 top_bucket_mask = 255;
+const volatile __u32 dest_front_mask = 63;
+const volatile __u64 top_hash_seed = 0;
+
+/* A session's summaries (top, serve): drops counted by their two sides in `drop_session` only (the views above are
+ * not read there); agg_key_ports 0 leaves the ports out (sessions grouped by address). */
 const volatile __u8 agg_session = 0;
+const volatile __u8 agg_key_ports = 1;
 
-/* Per summary key; user space sizes it (1 entry when not aggregating). No prealloc: memory grows with use. */
+/* Destination view, front: where destinations are counted until their bucket is full (see struct
+ * drop_dest_bucket): a hash of the key and a compare per slot, no hash map, no allocation. */
 struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 64);
+	__type(key, __u32);
+	__type(value, struct drop_dest_bucket);
+} drop_dest_front SEC(".maps");
+
+/* Destination view: per packet destination (daddr:dport) x reason, past the front, exact while the map has room;
+ * user space sizes it (1 entry when not aggregating). No prealloc: memory grows with use (an insert can then fail
+ * for lack of memory under a burst of new keys: the drop folds, and a later drop of that key tries again). */
+struct {
+#ifdef DROP_DEST_LRU /* measured against the sticky full flag (BENCHMARKS.md): not built by default */
+	__uint(type, BPF_MAP_TYPE_LRU_PERCPU_HASH);
+#else
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+#endif
 	__uint(max_entries, 16384);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct drop_agg_key);
+	__type(key, struct drop_view_key);
 	__type(value, struct drop_agg_value);
-} drop_agg SEC(".maps");
+} drop_dest SEC(".maps");
 
-/* Drops whose key found `drop_agg` full: per reason (+ location), so totals per reason stay exact. */
+/* Drops whose destination found `drop_dest` full: per reason (+ location), so totals per reason stay exact.
+ * Preallocated (256 keys x 304 bytes per CPU): folding never fails for lack of memory. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 1024);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct drop_agg_key);
+	__uint(max_entries, 256);
+	__type(key, struct drop_view_key);
 	__type(value, struct drop_agg_value);
-} drop_agg_other SEC(".maps");
+} drop_dest_other SEC(".maps");
+
+/* Remote views: top talkers by remote endpoint x reason and by remote address x reason (topk.bpf.h). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct drop_top_bucket);
+} drop_top_endpoint SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 256);
+	__type(key, __u32);
+	__type(value, struct drop_top_bucket);
+} drop_top_address SEC(".maps");
+
+/* A session's view (struct drop_session_key): exact while it has room (user space sizes it: 1 entry outside
+ * sessions), then per reason and function in the preallocated `drop_session_other`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct drop_session_key);
+	__type(value, struct drop_agg_value);
+} drop_session SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct drop_session_key);
+	__type(value, struct drop_agg_value);
+} drop_session_other SEC(".maps");
+
+/* Set when drop_session / drop_session_other found no room (agg_slot). */
+volatile __u8 drop_session_full = 0;
+volatile __u8 drop_session_other_full = 0;
 
 /* The value new keys start from (a map value pointer, so it does not take 300 bytes of stack). */
 static const struct drop_agg_value agg_zero;
@@ -81,6 +143,11 @@ struct {
 	__type(key, __u32);
 	__uint(value_size, 127 * sizeof(__u64));
 } stacks SEC(".maps");
+
+/* skb->a->b...: a plain load where the program's arguments are BTF-typed (tp_btf: the verifier checks each
+ * load, a few ns), a probe read elsewhere (raw_tp, classic tracepoint and kprobe pointers are plain numbers:
+ * a helper call each, ~30 ns here). `btf` is a constant of each program, so only one side is compiled in. */
+#define SKB_READ(btf, ptr, ...) ((btf) ? ___arrow(ptr, __VA_ARGS__) : BPF_CORE_READ(ptr, __VA_ARGS__))
 
 /* What the packet parser found. */
 struct parsed {
@@ -95,46 +162,63 @@ struct parsed {
 	__u8 flags;
 };
 
+/* The first bytes of a TCP header that matter here: ports (0..3) ... flags byte at 13; a UDP header's ports. */
+#define L4_BYTES 14
+
+/* The ports (and TCP flags) from the first bytes of the L4 header, `l4` (L4_BYTES, or 4 for UDP). */
+static __always_inline void parse_l4_bytes(const __u8 *l4, struct parsed *p)
+{
+	p->sport = (l4[0] << 8) | l4[1];
+	p->dport = (l4[2] << 8) | l4[3];
+	if (p->l4_proto == IPPROTO_TCP)
+		p->tcp_flags = l4[13];
+}
+
+static __always_inline bool has_ports(__u8 l4_proto)
+{
+	return l4_proto == IPPROTO_TCP || l4_proto == IPPROTO_UDP || l4_proto == IPPROTO_UDPLITE;
+}
+
 /* Reads the L4 ports (and TCP flags) at offset `off` of the skb's linear data, if they fit before tail. */
 static __always_inline void parse_l4(const unsigned char *head, __u32 off, __u32 tail, struct parsed *p)
 {
-	if (p->l4_proto == IPPROTO_TCP) {
-		__u8 th[14]; /* ports (0..3) ... flags byte at 13 */
-		if (off + sizeof(th) > tail || bpf_probe_read_kernel(th, sizeof(th), head + off))
-			goto no_ports;
-		p->sport = (th[0] << 8) | th[1];
-		p->dport = (th[2] << 8) | th[3];
-		p->tcp_flags = th[13];
+	__u8 l4[L4_BYTES];
+	__u32 need = p->l4_proto == IPPROTO_TCP ? L4_BYTES : 4;
+	if (!has_ports(p->l4_proto) || off + need > tail ||
+	    bpf_probe_read_kernel(l4, p->l4_proto == IPPROTO_TCP ? L4_BYTES : 4, head + off)) {
+		p->flags |= DROP_F_NO_PORTS;
 		return;
 	}
-	if (p->l4_proto == IPPROTO_UDP || p->l4_proto == IPPROTO_UDPLITE) {
-		__u8 uh[4];
-		if (off + sizeof(uh) > tail || bpf_probe_read_kernel(uh, sizeof(uh), head + off))
-			goto no_ports;
-		p->sport = (uh[0] << 8) | uh[1];
-		p->dport = (uh[2] << 8) | uh[3];
-		return;
-	}
-no_ports:
-	p->flags |= DROP_F_NO_PORTS;
+	parse_l4_bytes(l4, p);
 }
 
 /* Parses IPv4/IPv6 and TCP/UDP headers from skb->head + network_header. The transport header offset is
  * computed from the IP header (IHL, IPv6 extension headers), never taken from transport_header: on the
  * receive path it is unset (~0) or equal to the network header until the IP layer has run. */
-static __always_inline bool parse_headers(const struct sk_buff *skb, struct parsed *p)
+static __always_inline bool parse_headers(const struct sk_buff *skb, struct parsed *p, const bool btf)
 {
-	const unsigned char *head = BPF_CORE_READ(skb, head);
-	__u32 nh = BPF_CORE_READ(skb, network_header);
-	__u32 tail = BPF_CORE_READ(skb, tail); /* an offset from head on 64-bit kernels */
-	__u16 proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	const unsigned char *head = SKB_READ(btf, skb, head);
+	__u32 nh = SKB_READ(btf, skb, network_header);
+	__u32 tail = SKB_READ(btf, skb, tail); /* an offset from head on 64-bit kernels */
+	__u16 proto = bpf_ntohs(SKB_READ(btf, skb, protocol));
 
 	if (!head || nh == NO_HEADER)
 		return false;
 	if (proto == ETH_P_IP) {
-		struct iphdr iph;
-		if (nh + sizeof(iph) > tail || bpf_probe_read_kernel(&iph, sizeof(iph), head + nh))
+		/* One read for the IP header and the L4 bytes after it when both fit (no IP options): floods are
+		 * parsed with one helper call per packet. */
+		struct {
+			struct iphdr ip;
+			__u8 l4[L4_BYTES];
+		} h;
+		bool with_l4 = nh + sizeof(h) <= tail;
+		if (with_l4) {
+			if (bpf_probe_read_kernel(&h, sizeof(h), head + nh))
+				return false;
+		} else if (nh + sizeof(h.ip) > tail || bpf_probe_read_kernel(&h.ip, sizeof(h.ip), head + nh)) {
 			return false;
+		}
+		struct iphdr iph = h.ip;
 		if (iph.version != 4 || iph.ihl < 5)
 			return false;
 		p->family = NETBPF_AF_INET;
@@ -145,6 +229,9 @@ static __always_inline bool parse_headers(const struct sk_buff *skb, struct pars
 		p->flags |= DROP_F_HEADERS;
 		if (bpf_ntohs(iph.frag_off) & IP_OFFSET_MASK)
 			p->flags |= DROP_F_NO_PORTS; /* a later fragment: no L4 header in it */
+		else if (with_l4 && iph.ihl == 5 && has_ports(p->l4_proto) &&
+			 nh + sizeof(iph) + (p->l4_proto == IPPROTO_TCP ? L4_BYTES : 4) <= tail)
+			parse_l4_bytes(h.l4, p);
 		else
 			parse_l4(head, nh + iph.ihl * 4, tail, p);
 		return true;
@@ -192,9 +279,9 @@ static __always_inline bool parse_headers(const struct sk_buff *skb, struct pars
 }
 
 /* Request and time-wait sockets share only sock_common with a full socket. */
-static __always_inline bool full_socket(const struct sock *sk)
+static __always_inline bool full_socket(const struct sock *sk, const bool btf)
 {
-	__u8 state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	__u8 state = SKB_READ(btf, sk, __sk_common.skc_state);
 	return state != TCP_TIME_WAIT && state != TCP_NEW_SYN_RECV;
 }
 
@@ -219,55 +306,44 @@ static __always_inline bool reason_wanted(__u32 reason)
 	return filter_reasons[word] & (1ULL << (reason % 64));
 }
 
-/* floor(log2(v)) for v > 0. */
-/* Set when drop_agg / drop_agg_other found no room (agg.bpf.h): new keys then skip the insert. */
-volatile __u8 drop_agg_full = 0;
-volatile __u8 drop_agg_other_full = 0;
+/* Set when drop_dest / drop_dest_other found no room (agg.bpf.h): new keys then cost one lookup, no insert.
+ * In a map rather than .bss so user space can read it by name (tests, the "map full" note). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct drop_dest_state);
+} drop_dest_state SEC(".maps");
 
-static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason, __u64 location, __u32 len, __u32 netns)
+/* The destination's value in the front: its slot, or a free slot it now takes; NULL when its bucket is full. */
+static __always_inline struct drop_agg_value *front_value(const struct drop_view_key *k)
 {
-	struct drop_agg_key k;
-	__builtin_memset(&k, 0, sizeof(k));
-	__builtin_memcpy(k.saddr, p->saddr, NETBPF_ADDR_LEN);
-	__builtin_memcpy(k.daddr, p->daddr, NETBPF_ADDR_LEN);
-	k.reason = reason;
-	/* The generic reason is a purge or a drop depending on the function that freed the skb. */
-	if (agg_session || (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED) &&
-			    reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED)))
-		k.location = location;
-	k.netns = netns;
-	k.family = p->family;
-	k.sport = agg_key_ports ? p->sport : 0;
-	k.dport = agg_key_ports ? p->dport : 0;
-	k.l4_proto = p->l4_proto;
-	k.flags = p->flags & DROP_AGG_FLAGS;
-	/* A SYN goes to the server, a SYN-ACK comes from it: kept so the views can place the drop (tcp_flags & SYN). */
-	if (p->tcp_flags & 0x02)
-		k.tcp_flags = p->tcp_flags & 0x12;
-
-	struct drop_agg_value *v = agg_slot(&drop_agg, &k, &agg_zero, &drop_agg_full);
-	if (!v) {
-		/* Full: fold into "other" for this reason, never lose the drop silently. */
-		__builtin_memset(k.saddr, 0, NETBPF_ADDR_LEN);
-		__builtin_memset(k.daddr, 0, NETBPF_ADDR_LEN);
-		k.family = 0;
-		k.sport = 0;
-		k.dport = 0;
-		k.l4_proto = 0;
-		k.flags = DROP_AGG_OTHER;
-		k.tcp_flags = 0;
-		k.netns = 0;
-		v = agg_slot(&drop_agg_other, &k, &agg_zero, &drop_agg_other_full);
-		if (!v) {
-			/* Both maps full (over 1024 reason x location folds): counted as lost, reported as such. */
-			__u32 zero = 0;
-			__u64 *lost_count = bpf_map_lookup_elem(&lost, &zero);
-			if (lost_count)
-				__sync_fetch_and_add(lost_count, 1);
-			return;
+	__u32 h = topk_hash(k, sizeof(*k), top_hash_seed);
+	__u32 index = h & dest_front_mask;
+	struct drop_dest_bucket *b = bpf_map_lookup_elem(&drop_dest_front, &index);
+	if (!b)
+		return NULL;
+	__u32 free = DROP_DEST_WAYS;
+#pragma unroll
+	for (__u32 i = 0; i < DROP_DEST_WAYS; i++) {
+		if (!b->slots[i].value.count) {
+			free = i; /* slots are taken in order and never given back: none after this one is taken */
+			break;
 		}
+		if (b->hash[i] == h && topk_key_eq(&b->slots[i].key, k, sizeof(*k)))
+			return &b->slots[i].value;
 	}
-	__u64 now = bpf_ktime_get_ns();
+	if (free == DROP_DEST_WAYS)
+		return NULL;
+	free &= DROP_DEST_WAYS - 1;
+	__builtin_memcpy(&b->slots[free].key, k, sizeof(*k));
+	b->hash[free] = h;
+	return &b->slots[free].value;
+}
+
+/* Counts one drop of `len` bytes at `now` into a destination or session value. */
+static __always_inline void drop_value_add(struct drop_agg_value *v, __u32 len, __u64 now)
+{
 	if (!v->count) {
 		v->first_ns = now;
 		v->min_len = len;
@@ -287,8 +363,163 @@ static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason,
 		v->len_log2[bucket]++;
 }
 
+/* The destination view: exact per key in the front or, past it, in `drop_dest` while it has room; then per reason
+ * in `drop_dest_other`. */
+static __always_inline void count_destination(struct drop_view_key *k, __u32 len, __u64 now)
+{
+	struct drop_agg_value *v = front_value(k);
+	if (!v)
+		v = bpf_map_lookup_elem(&drop_dest, k);
+	__u32 zero = 0;
+	struct drop_dest_state *st = v ? NULL : bpf_map_lookup_elem(&drop_dest_state, &zero);
+	if (st)
+		v = agg_insert(&drop_dest, k, &agg_zero, &st->dest_full);
+	if (!v) {
+		/* Full: fold into "other" for this reason, never lose the drop silently. */
+		__builtin_memset(k->addr, 0, NETBPF_ADDR_LEN);
+		k->family = 0;
+		k->port = 0;
+		k->l4_proto = 0;
+		k->flags = DROP_AGG_OTHER;
+		if (st)
+			v = agg_slot(&drop_dest_other, k, &agg_zero, &st->other_full);
+		if (!v) {
+			/* Both maps full (over 256 reason x location folds): counted as lost, reported as such. */
+			__u64 *lost_count = bpf_map_lookup_elem(&lost, &zero);
+			if (lost_count)
+				__sync_fetch_and_add(lost_count, 1);
+			return;
+		}
+	}
+	drop_value_add(v, len, now);
+}
+
+/* A remote view: the key's slot among the top talkers of its bucket (space-saving, topk.bpf.h). */
+static __always_inline void count_top(void *map, const struct drop_view_key *k, __u32 len, __u64 now)
+{
+	__u32 h = topk_hash(k, sizeof(*k), top_hash_seed);
+	__u32 index = h & top_bucket_mask;
+	struct drop_top_bucket *b = bpf_map_lookup_elem(map, &index);
+	if (!b)
+		return;
+	bool fresh;
+	__u32 i = TOPK_SLOT(b, k, h, &fresh);
+	/* The verifier sees i in [0, DROP_TOP_SLOTS) on every path; the mask keeps it so on older ones. */
+	i &= DROP_TOP_SLOTS - 1;
+	struct drop_top_slot *s = &b->slots[i];
+	if (fresh) {
+		s->bytes = 0;
+		s->first_ns = now;
+	}
+	b->count[i]++;
+	s->bytes += len;
+	s->last_ns = now;
+}
+
+/* The clock of first/last-seen times, per CPU: bpf_ktime_get_ns() costs ~40 ns on this VM, a drop flood's whole
+ * budget; bpf_ktime_get_coarse_ns() is refused to tracing programs. So the clock is read once per tick and CPU:
+ * `ns` is bpf_ktime_get_ns() at the first drop of jiffy `jiffies` on this CPU (a time at most one tick early). */
+struct drop_clock {
+	__u64 jiffies;
+	__u64 ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct drop_clock);
+} drop_clock SEC(".maps");
+
+/* Nanoseconds of CLOCK_MONOTONIC, up to one tick early (exact on kernels without bpf_jiffies64, before 5.5). */
+static __always_inline __u64 drop_time(void)
+{
+	if (!bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_jiffies64))
+		return bpf_ktime_get_ns();
+	__u32 zero = 0;
+	struct drop_clock *c = bpf_map_lookup_elem(&drop_clock, &zero);
+	if (!c)
+		return bpf_ktime_get_ns();
+	__u64 j = bpf_jiffies64();
+	if (c->jiffies != j) {
+		c->jiffies = j;
+		c->ns = bpf_ktime_get_ns();
+	}
+	return c->ns;
+}
+
+/* Counts one drop in each view: its destination (exact), its remote endpoint and its remote address (top talkers),
+ * each map apart, so that churn in one view never folds another. */
+static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason, __u64 location, __u32 len)
+{
+	__u64 now = drop_time();
+	struct drop_view_key k;
+	__builtin_memset(&k, 0, sizeof(k));
+	k.reason = reason;
+	/* The generic reason (or none, before 5.17) is a purge or a drop depending on the function that freed the
+	 * skb, which is then all there is to tell drops apart. */
+	if (reason == DROP_REASON_UNAVAILABLE ||
+	    (bpf_core_enum_value_exists(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED) &&
+	     reason == bpf_core_enum_value(enum skb_drop_reason, SKB_DROP_REASON_NOT_SPECIFIED)))
+		k.location = location;
+	k.family = p->family;
+	k.l4_proto = p->l4_proto;
+	k.flags = p->flags & DROP_AGG_FLAGS;
+
+	/* Remote side: the source of a received packet, else its destination (socket tuples: the peer). */
+	bool remote_is_source = (p->flags & DROP_F_RECEIVED) && !(p->flags & DROP_F_SOCK_TUPLE);
+	__builtin_memcpy(k.addr, remote_is_source ? p->saddr : p->daddr, NETBPF_ADDR_LEN);
+	k.port = remote_is_source ? p->sport : p->dport;
+	count_top(&drop_top_endpoint, &k, len, now);
+	/* The address view: one key per address and reason, whatever its ports, protocol or orientation. */
+	k.port = 0;
+	k.l4_proto = 0;
+	k.flags = 0;
+	count_top(&drop_top_address, &k, len, now);
+
+	__builtin_memcpy(k.addr, p->daddr, NETBPF_ADDR_LEN);
+	k.port = p->dport;
+	k.l4_proto = p->l4_proto;
+	k.flags = p->flags & DROP_AGG_FLAGS;
+	count_destination(&k, len, now); /* last: a full map folds k in place */
+}
+
+/* A session's view: one key per drop's two sides, reason, function and namespace (struct drop_session_key). */
+static __always_inline void count_session(const struct parsed *p, __u32 reason, __u64 location, __u32 len, __u32 netns)
+{
+	struct drop_session_key k;
+	__builtin_memset(&k, 0, sizeof(k));
+	__builtin_memcpy(k.saddr, p->saddr, NETBPF_ADDR_LEN);
+	__builtin_memcpy(k.daddr, p->daddr, NETBPF_ADDR_LEN);
+	k.location = location;
+	k.reason = reason;
+	k.family = p->family;
+	k.sport = agg_key_ports ? p->sport : 0;
+	k.dport = agg_key_ports ? p->dport : 0;
+	k.l4_proto = p->l4_proto;
+	k.flags = p->flags & DROP_AGG_FLAGS;
+	/* A SYN goes to the server, a SYN-ACK comes from it: kept so the session can place the drop. */
+	if (p->tcp_flags & 0x02)
+		k.tcp_flags = p->tcp_flags & 0x12;
+	k.netns = netns;
+	struct drop_agg_value *v = AGG_SLOT_OR_OTHER(&drop_session, &drop_session_other, &k, &agg_zero, &drop_session_full,
+						     &drop_session_other_full, ({
+		__builtin_memset(k.saddr, 0, NETBPF_ADDR_LEN);
+		__builtin_memset(k.daddr, 0, NETBPF_ADDR_LEN);
+		k.family = 0;
+		k.sport = 0;
+		k.dport = 0;
+		k.l4_proto = 0;
+		k.tcp_flags = 0;
+		k.flags = DROP_AGG_OTHER;
+	}));
+	if (v)
+		drop_value_add(v, len, drop_time());
+}
+
+/* `btf`: the program's pointers are BTF-typed (tp_btf), so fields are read with plain loads (SKB_READ). */
 static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u64 location, __u32 reason,
-				       const struct sock *sk)
+				       const struct sock *sk, const bool btf)
 {
 	if (reason != DROP_REASON_UNAVAILABLE && !reason_wanted(reason))
 		return 0;
@@ -296,17 +527,17 @@ static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u
 		return 0;
 
 	struct parsed p = {};
-	__u32 iif = BPF_CORE_READ(skb, skb_iif);
+	__u32 iif = SKB_READ(btf, skb, skb_iif);
 	if (iif)
 		p.flags |= DROP_F_RECEIVED;
 	if (!sk) {
-		sk = BPF_CORE_READ(skb, sk);
+		sk = SKB_READ(btf, skb, sk);
 		/* A packet that crossed from another namespace (veth) holds its sender's socket until the IP layer
 		 * orphans it (ip_rcv_core, ipv6_rcv): that socket is not the receiver's, so it is not reported. */
-		if (sk && iif && sock_netns(sk) != BPF_CORE_READ(skb, dev, nd_net.net, ns.inum))
+		if (sk && iif && sock_netns(sk) != SKB_READ(btf, skb, dev, nd_net.net, ns.inum))
 			sk = NULL;
 	}
-	if (!parse_headers(skb, &p) && sk) {
+	if (!parse_headers(skb, &p, btf) && sk) {
 		/* No usable headers (e.g. queued data freed with its socket): take the socket's own tuple. */
 		struct sock_tuple t;
 		if (!read_sock_tuple(sk, &t)) {
@@ -319,7 +550,7 @@ static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u
 		}
 	}
 	if (!p.l4_proto && sk)
-		p.l4_proto = full_socket(sk) ? BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) : IPPROTO_TCP;
+		p.l4_proto = full_socket(sk, btf) ? BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) : IPPROTO_TCP;
 	if (filter_l4_proto && p.l4_proto != filter_l4_proto)
 		return 0;
 
@@ -345,8 +576,12 @@ static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u
 
 	if (aggregate_in_kernel) {
 		/* skb->len depends on how far the stack has pulled the packet; the IP length does not. */
-		__u32 netns = !agg_session ? 0 : sk ? sock_netns(sk) : BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
-		aggregate_drop(&p, reason, location, p.ip_len ? p.ip_len : BPF_CORE_READ(skb, len), netns);
+		__u32 len = p.ip_len ? p.ip_len : SKB_READ(btf, skb, len);
+		if (agg_session)
+			count_session(&p, reason, location, len,
+				      sk ? sock_netns(sk) : SKB_READ(btf, skb, dev, nd_net.net, ns.inum));
+		else
+			aggregate_drop(&p, reason, location, len);
 		return 0;
 	}
 
@@ -360,14 +595,14 @@ static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u
 	if (sk)
 		e->netns = sock_netns(sk);
 	else
-		e->netns = BPF_CORE_READ(skb, dev, nd_net.net, ns.inum);
+		e->netns = SKB_READ(btf, skb, dev, nd_net.net, ns.inum);
 	e->reason = reason;
 	/* skb->len depends on how far the stack has pulled the packet; the IP length does not. */
-	e->len = p.ip_len ? p.ip_len : BPF_CORE_READ(skb, len);
+	e->len = p.ip_len ? p.ip_len : SKB_READ(btf, skb, len);
 	e->stack_id = capture_stack ? bpf_get_stackid(ctx, &stacks, 0) : -1;
 	/* With a socket, skb->dev may hold a protocol's scratch value instead of a device pointer. */
-	e->ifindex = iif ? iif : (sk ? 0 : BPF_CORE_READ(skb, dev, ifindex));
-	e->l3_proto = bpf_ntohs(BPF_CORE_READ(skb, protocol));
+	e->ifindex = iif ? iif : (sk ? 0 : SKB_READ(btf, skb, dev, ifindex));
+	e->l3_proto = bpf_ntohs(SKB_READ(btf, skb, protocol));
 	e->family = p.family;
 	e->sport = p.sport;
 	e->dport = p.dport;
@@ -377,7 +612,7 @@ static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u
 	if (sk) {
 		p.flags |= DROP_F_SOCKET;
 		if (p.l4_proto == IPPROTO_TCP)
-			e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
+			e->state = SKB_READ(btf, sk, __sk_common.skc_state);
 	}
 	e->flags = p.flags;
 	submit_event(e);
@@ -387,7 +622,7 @@ static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u
 /* The reason argument exists since 5.17, rx_sk since 6.12ish; the classic tracepoint record gained the same
  * fields at the same time, so CO-RE on its struct tells which arguments this kernel passes. Arguments the
  * kernel does not have are never read (the branch is removed at load). */
-static __always_inline int on_kfree_skb(__u64 *ctx, struct sk_buff *skb, void *location)
+static __always_inline int on_kfree_skb(__u64 *ctx, struct sk_buff *skb, void *location, const bool btf)
 {
 	__u32 reason = DROP_REASON_UNAVAILABLE;
 	const struct sock *rx_sk = NULL;
@@ -395,10 +630,21 @@ static __always_inline int on_kfree_skb(__u64 *ctx, struct sk_buff *skb, void *l
 		reason = (__u32)ctx[2];
 	if (bpf_core_field_exists(((struct trace_event_raw_kfree_skb *)0)->rx_sk))
 		rx_sk = (const struct sock *)ctx[3];
-	return record_drop(ctx, skb, (__u64)location, reason, rx_sk);
+	return record_drop(ctx, skb, (__u64)location, reason, rx_sk, btf);
 }
 
-TRACEPOINT_PROGRAMS(kfree_skb, handle_kfree_skb, on_kfree_skb(ctx, skb, location), struct sk_buff *skb, void *location)
+/* TRACEPOINT_PROGRAMS (tracepoints.bpf.h) written out: the tp_btf body reads the skb with plain loads. */
+SEC("tp_btf/kfree_skb")
+int BPF_PROG(handle_kfree_skb_btf, struct sk_buff *skb, void *location)
+{
+	return on_kfree_skb(ctx, skb, location, true);
+}
+
+SEC("raw_tp/kfree_skb")
+int BPF_PROG(handle_kfree_skb_raw, struct sk_buff *skb, void *location)
+{
+	return on_kfree_skb(ctx, skb, location, false);
+}
 
 /* Classic tracepoint: the record's field offsets are relocated by CO-RE (rx_sk moved protocol and reason). */
 SEC("tp/skb/kfree_skb")
@@ -410,18 +656,18 @@ int handle_kfree_skb_tp(struct trace_event_raw_kfree_skb *ctx)
 		reason = ctx->reason;
 	if (bpf_core_field_exists(ctx->rx_sk))
 		rx_sk = ctx->rx_sk;
-	return record_drop(ctx, ctx->skbaddr, (__u64)ctx->location, reason, rx_sk);
+	return record_drop(ctx, ctx->skbaddr, (__u64)ctx->location, reason, rx_sk, false);
 }
 
 /* Kernels without drop reasons: TCP's own drop function (removed in 5.19), which has the socket. */
 SEC("fentry/tcp_drop")
 int BPF_PROG(handle_tcp_drop_fentry, struct sock *sk, struct sk_buff *skb)
 {
-	return record_drop(ctx, skb, 0, DROP_REASON_UNAVAILABLE, sk);
+	return record_drop(ctx, skb, 0, DROP_REASON_UNAVAILABLE, sk, false);
 }
 
 SEC("kprobe/tcp_drop")
 int BPF_KPROBE(handle_tcp_drop_kprobe, struct sock *sk, struct sk_buff *skb)
 {
-	return record_drop(ctx, skb, 0, DROP_REASON_UNAVAILABLE, sk);
+	return record_drop(ctx, skb, 0, DROP_REASON_UNAVAILABLE, sk, false);
 }

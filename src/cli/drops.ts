@@ -1,5 +1,6 @@
 /** `netbpf drops`: dropped packets with the kernel's drop reason, live or per destination, over the public API. */
 import { Command, Option } from 'commander';
+import { ListenQueueCounters } from '../core/listen-queue.js';
 import { dropJson, dropLine, dropReasonsNote, drops, DROPS_HEADER, DropsAggregator, dropsSummary, renderDropsSummary, type DropEvent, type DropsSummary } from '../index.js';
 import { addAggregateOption, addCommonOptions, aggregateInKernel, filterOptions, runSettings, type CommonCliOptions } from './common.js';
 import { runTool, type Summarizer } from './run.js';
@@ -32,14 +33,16 @@ async function runDrops(o: DropsCliOptions): Promise<number> {
   const s = runSettings(o);
   const opts = { ...filterOptions(o), all: !!o.all, reasons: o.reason ?? [], hook: o.hook, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs };
   let trace, summary: Summarizer<DropEvent, DropsSummary>;
+  // SYN-flood effects no drop tracepoint shows (cookies, SYN-queue drops freed without a reason).
+  const listenQueue = new ListenQueueCounters();
   if (aggregateInKernel(o, s.summary, o.stack ? '--stack' : null)) {
     // Summary-only: drops are counted in the kernel; no event crosses into Node.
-    const kernel = dropsSummary({ ...opts, maxDestinations: s.maxDestinations });
+    const kernel = dropsSummary({ ...opts, maxDestinations: s.maxDestinations, listenQueue });
     trace = kernel.trace;
     summary = kernel;
   } else {
     trace = drops({ ...opts, stack: !!o.stack });
-    summary = new DropsAggregator({ maxDestinations: s.maxDestinations });
+    summary = new DropsAggregator({ maxDestinations: s.maxDestinations, listenQueue });
   }
   return runTool({
     tool: 'drops',

@@ -7,6 +7,8 @@ import { afterAll, beforeAll, expect, it } from 'vitest';
 import { describeBpf, sleep } from '../helpers.js';
 import { NetnsPair } from '../../src/testing/netns.js';
 import { drops, dropsSummary, DropsAggregator, type DropEvent } from '../../src/index.js';
+import { addon } from '../../src/core/addon.js';
+import { DROP_AGG_CONSTS } from '../../src/tools/drops/bpf.gen.js';
 
 describeBpf('netbpf drops aggregated in the kernel (real kernel, private namespaces)', () => {
   let pair: NetnsPair;
@@ -79,7 +81,8 @@ describeBpf('netbpf drops aggregated in the kernel (real kernel, private namespa
     expect(s.totals.events).toBe(counter);
     expect(summary.counters()).toMatchObject({ events: counter, lost: 0 });
     expect(s.byReason).toEqual([expect.objectContaining({ reason: 'NETFILTER_DROP', count: counter })]);
-    expect(own.length).toBeLessThanOrEqual(kernelKeys);
+    // The hash map's keys, and those the destination front took (one bucket for so small a map, per CPU).
+    expect(own.length).toBeLessThanOrEqual(kernelKeys + DROP_AGG_CONSTS.DROP_DEST_WAYS * addon().numPossibleCpus);
     expect(s.folded.kernel).toBeGreaterThan(0);
     expect(other?.count).toBe(s.folded.kernel);
     expect(own.reduce((a, r) => a + r.count, 0) + s.folded.kernel!).toBe(counter);

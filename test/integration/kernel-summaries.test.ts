@@ -17,6 +17,9 @@ import { describeBpf, sleep } from '../helpers.js';
 
 const PORT = 5121, UNREAD = 5122, CLOSED = 5123, DROPPED = 5124, LOSSY = 5125;
 
+// Its own addresses: the summaries see every namespace, and other suites use the default subnet at the same time.
+const SUBNET = 245;
+
 describeBpf('summaries counted in the kernel (real kernel, private namespaces)', () => {
   let p: NetnsPair;
   let unreadServer: ChildProcess;
@@ -26,7 +29,7 @@ describeBpf('summaries counted in the kernel (real kernel, private namespaces)',
   const until = async (pred: () => boolean, ms = 5000) => { for (const t0 = Date.now(); !pred() && Date.now() - t0 < ms; ) await sleep(50); };
 
   beforeAll(async () => {
-    p = await NetnsPair.create('ks');
+    p = await NetnsPair.create('ks', SUBNET);
     nsA = await p.netnsInode(p.a);
     nsB = await p.netnsInode(p.b);
     await p.startServer(PORT, ['--reply', '2000']);
@@ -46,7 +49,7 @@ describeBpf('summaries counted in the kernel (real kernel, private namespaces)',
   afterAll(async () => { await p?.destroy(); });
 
   it('counts every connection end and outcome exactly as the event path and the kernel counters do', async () => {
-    const cidr = { remoteCidrs: ['10.231.0.0/24'] };
+    const cidr = { remoteCidrs: [`10.${SUBNET}.0.0/24`] };
     const events = life({ ...cidr, established: true, pollMs: 10 });
     const summary = lifeSummary(cidr);
     const connects = connect({ ...cidr, pollMs: 10 });
@@ -104,7 +107,7 @@ describeBpf('summaries counted in the kernel (real kernel, private namespaces)',
   }, 60000);
 
   it('a server that closes with unread data: its end is reset-sent (TCPAbortOnClose), the client\'s reset-received (EstabResets)', async () => {
-    const cidr = { remoteCidrs: ['10.231.0.0/24'] };
+    const cidr = { remoteCidrs: [`10.${SUBNET}.0.0/24`] };
     const events = life({ ...cidr, pollMs: 10 });
     const summary = lifeSummary(cidr);
     const seen: LifeClosedEvent[] = [];

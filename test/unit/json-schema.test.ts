@@ -14,6 +14,7 @@ import { decodeConntrack, CONNTRACK_LAYOUT, ConntrackAggregator } from '../../sr
 import { TopAggregator } from '../../src/tools/top/index.js';
 import { retransEventJson as retransJson } from '../../src/tools/retrans/index.js';
 import { dropJson } from '../../src/tools/drops/index.js';
+import { ListenQueueCounters } from '../../src/core/listen-queue.js';
 import { lifeEventJson } from '../../src/tools/life/index.js';
 import { conntrackEventJson as conntrackJson } from '../../src/tools/conntrack/index.js';
 
@@ -67,6 +68,14 @@ describe('JSON lines follow docs/schema', () => {
     a.add(e);
     a.add(unknown);
     valid('drops', { ...a.snapshot(), final: false, lost: 0, recursionMisses: 0, droppedByConsumer: 0 });
+    // Summary-only runs: remote views from the kernel's top talkers (countMax), listen-queue counters.
+    const k = new DropsAggregator({ listenQueue: new ListenQueueCounters(() => 'TcpExt: SyncookiesSent ListenDrops\nTcpExt: 5 1\n') });
+    k.addDestinationBulk(e, { count: 3, bytes: 180, lenLog2: [0, 0, 0, 0, 0, 0, 3], minLen: 60, maxLen: 60, firstSeen: 1, lastSeen: 2 });
+    k.setRemoteCounts('addresses', { total: 3, rows: [{ event: e, count: 2, countMax: 3, bytes: 120, firstSeen: 1, lastSeen: 2 }] });
+    const ks = k.snapshot();
+    expect(ks.byAddress.map((r) => [r.key, r.count, r.countMax])).toEqual([['10.0.0.2 NETFILTER_DROP', 2, 3], ['other', 1, undefined]]);
+    expect(ks.listen).toEqual({ cookiesSent: 0, cookiesFailed: 0, synQueueDrops: 0, acceptQueueOverflows: 0, listenDrops: 0 });
+    valid('drops', { ...ks, final: true, lost: 0, recursionMisses: 0, droppedByConsumer: 0 });
   });
 
   it('life: established and closed events and summaries', () => {

@@ -35,22 +35,35 @@ export function dropJson(e: DropEvent): Record<string, unknown> {
   return out;
 }
 
-function rowCells(r: DropRow): Array<string | number> {
-  return [r.key === 'other' ? 'other' : endpoint(r.addr, r.port), r.reason || '-', r.count, r.rate, percent(r.share), r.bytes];
+function rowCells(r: DropRow, withMax: boolean): Array<string | number> {
+  const cells: Array<string | number> = [r.key === 'other' ? 'other' : endpoint(r.addr, r.port), r.reason || '-', r.count];
+  if (withMax) cells.push(r.countMax ?? r.count);
+  cells.push(r.rate, percent(r.share), r.bytes);
+  return cells;
 }
 
-/** The summary as text: drops by remote endpoint and by destination x reason, purges apart, folds. */
+/** A table of rows; with a MAX column (upper bound of each row's drops) when its rows are top talkers. */
+function rowTable(title: string, rows: DropRow[]): string[] {
+  const withMax = rows.some((r) => r.countMax !== undefined);
+  const header = [title, 'REASON', 'COUNT', ...(withMax ? ['MAX'] : []), 'PER_S', 'SHARE', 'BYTES'];
+  return table(header, rows.map((r) => rowCells(r, withMax))).map((l) => `  ${l}`);
+}
+
+/** The summary as text: drops by remote endpoint, remote address and destination x reason, purges apart, folds. */
 export function renderDropsSummary(s: DropsSummary, top: number, final: boolean): string[] {
   const lines: string[] = [];
   const title = final ? `drops, whole run (${s.elapsedS.toFixed(1)} s)` : `drops, last ${s.intervalS.toFixed(1)} s (run ${s.elapsedS.toFixed(1)} s)`;
   lines.push('', `${clockTime(s.time)} ${title}: ${s.totals.drops} dropped packets, ${s.totals.purges} socket-close purges`);
   const drops = (rows: DropRow[]) => rows.filter((r) => r.category === 'drop');
-  const header = ['REASON', 'COUNT', 'PER_S', 'SHARE', 'BYTES'];
   const byEndpoint = drops(s.byEndpoint);
   if (byEndpoint.length === 0) lines.push('  (no drops)');
   else {
-    lines.push(...table(['REMOTE', ...header], byEndpoint.slice(0, top).map(rowCells)).map((l) => `  ${l}`));
-    lines.push('', ...table(['DESTINATION', ...header], drops(s.byDestination).slice(0, top).map(rowCells)).map((l) => `  ${l}`));
+    lines.push(...rowTable('REMOTE', byEndpoint.slice(0, top)));
+    lines.push('', ...rowTable('REMOTE ADDRESS', drops(s.byAddress).slice(0, top)));
+    if ([...s.byEndpoint, ...s.byAddress].some((r) => r.countMax !== undefined)) {
+      lines.push('  (remote rows: top talkers counted in the kernel; COUNT is exact since each was first seen, MAX bounds its total)');
+    }
+    lines.push('', ...rowTable('DESTINATION', drops(s.byDestination).slice(0, top)));
     // Histograms for the top destinations: remote endpoints of received drops are often ephemeral ports.
     for (const r of drops(s.byDestination).slice(0, Math.min(3, top))) {
       lines.push('', `  ${safeText(endpoint(r.addr, r.port))} ${r.reason}`);
@@ -61,6 +74,13 @@ export function renderDropsSummary(s: DropsSummary, top: number, final: boolean)
   if (purges.length) {
     lines.push('', '  socket-close purges (data freed with its socket, not lost on the way):');
     lines.push(...table(['REASON', 'COUNT'], purges.map((r) => [r.reason, r.count])).map((l) => `    ${l}`));
+  }
+  const q = s.listen;
+  if (q && (q.cookiesSent || q.synQueueDrops || q.acceptQueueOverflows || q.listenDrops || q.cookiesFailed)) {
+    // Not drops the tracepoint sees: a SYN past a full SYN queue is answered with a cookie or freed without a reason.
+    lines.push('', `  listen queues (kernel counters of this namespace): ${q.cookiesSent} SYNs answered with cookies (SYN queue full), ` +
+      `${q.synQueueDrops} SYNs discarded (SYN queue full, cookies off), ${q.acceptQueueOverflows} accept-queue overflows, ` +
+      `${q.listenDrops} listener drops in all, ${q.cookiesFailed} bad cookies; SYNs past a full queue are not traced as drops`);
   }
   const f = s.folded;
   if (f.endpoints || f.addresses || f.destinations || f.kernel) {

@@ -7,6 +7,7 @@ import { fentry, kprobe, tracepoint, type HookAlternative, type HookPreference }
 import { Kallsyms, kernelAddressKey } from '../../core/kallsyms.js';
 import type { NativeBpfObject } from '../../core/addon.js';
 import { ClockMapper } from '../../core/record.js';
+import { randomBytes } from 'node:crypto';
 import { constU32 } from '../../core/rodata.js';
 import { Trace, type StartInfo, type TraceOptions, type TraceSpec } from '../../core/trace.js';
 import { DROPS_RODATA, DROP_EVENT_LAYOUT, DROP_REASON_CONSTS } from './bpf.gen.js';
@@ -28,8 +29,9 @@ export interface DropsOptions extends FilterOptions, TraceOptions {
 
 const STACK_ENTRIES = 16384;
 
-/** The constants of bpf/drops.bpf.c for these options (reasons resolved via the kernel's BTF). */
-export function dropsConstants(opts: DropsOptions, reasons: DropReasons, aggregateInKernel = false): Record<string, Buffer> {
+/** The constants of bpf/drops.bpf.c for these options (reasons resolved via the kernel's BTF); `kernel`: how a
+ * summary-only run aggregates in the kernel (map sizes, hash seed). */
+export function dropsConstants(opts: DropsOptions, reasons: DropReasons, kernel?: Pick<KernelAggregation, 'topBuckets' | 'frontBuckets' | 'topSeed' | 'session'>): Record<string, Buffer> {
   const codes = reasons.resolve(opts.reasons ?? []);
   const bitmap = Buffer.alloc(DROP_REASON_FILTER_BITS / 8);
   for (const c of codes) bitmap[c >> 3] |= 1 << (c & 7); // little-endian u64 words == byte-wise bits
@@ -39,26 +41,37 @@ export function dropsConstants(opts: DropsOptions, reasons: DropReasons, aggrega
     capture_stack: Buffer.from([opts.stack ? 1 : 0]),
     filter_reason_count: constU32(codes.length),
     filter_reasons: bitmap,
-    aggregate_in_kernel: Buffer.from([aggregateInKernel ? 1 : 0]),
+    aggregate_in_kernel: Buffer.from([kernel ? 1 : 0]),
+    top_bucket_mask: constU32((kernel?.topBuckets ?? 1) - 1),
+    dest_front_mask: constU32((kernel?.frontBuckets ?? 1) - 1),
+    // A fresh seed per run: which sources share a bucket cannot be chosen from outside.
+    top_hash_seed: kernel?.topSeed ?? randomBytes(8),
+    agg_session: Buffer.from([kernel?.session ? 1 : 0]),
+    agg_key_ports: Buffer.from([kernel?.session?.ports === false ? 0 : 1]),
   };
 }
 
 /** How a summary-only run aggregates in the kernel (see dropsSummary). */
 export interface KernelAggregation {
-  /** Keys of the `drop_agg` map before drops fold into "other". */
+  /** Keys of the `drop_dest` map before destinations fold into "other" (past those the front holds). */
   keys: number;
+  /** Buckets of the destination front (`drop_dest_front`, DROP_DEST_WAYS destinations each, per CPU): a power of two. */
+  frontBuckets: number;
+  /** Buckets of each top-talker map (`drop_top_endpoint`, `drop_top_address`): a power of two. */
+  topBuckets: number;
+  /** Their hash seed (8 bytes, random per run; the reader checks slots against it). */
+  topSeed: Buffer;
+  /** A session's view instead of the tool's (top, serve): drops by their two sides, function and namespace, in
+   * `drop_session` (`keys` entries; the views' maps then take one entry each); `ports: false` leaves ports out. */
+  session?: { ports: boolean };
   /** The last read of the maps before the object closes. */
   beforeClose(obj: NativeBpfObject): void;
   /** Drops counted in the kernel so far (as of the last read). */
   events(): number;
-  /** Keep ports in the summary keys (default true; views that group by address leave them out). */
-  ports?: boolean;
-  /** For a session's views (top, serve): keys keep every drop's freeing function and its namespace. */
-  session?: boolean;
 }
 
-/** Keys of the kernel's "other" map: one per reason (x freeing function for NOT_SPECIFIED). */
-const AGG_OTHER_KEYS = 1024;
+/** Keys of the kernel's destination "other" map: one per reason (x freeing function for NOT_SPECIFIED). */
+const AGG_OTHER_KEYS = 256;
 
 export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) => string[], kernel?: KernelAggregation): TraceSpec<DropEvent> {
   const reasons = DropReasons.kernel();
@@ -72,12 +85,18 @@ export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) =>
   return {
     tool: 'drops',
     recordSize: DROP_EVENT_LAYOUT.size,
-    constants: {
-      ...dropsConstants(opts, reasons, !!kernel), agg_key_ports: Buffer.from([kernel?.ports === false ? 0 : 1]),
-      agg_session: Buffer.from([kernel?.session ? 1 : 0]),
-    },
+    constants: dropsConstants(opts, reasons, kernel),
     rodata: DROPS_RODATA,
-    mapSizes: { stacks: opts.stack ? STACK_ENTRIES : 1, drop_agg: kernel ? kernel.keys : 1, drop_agg_other: kernel ? AGG_OTHER_KEYS : 1 },
+    mapSizes: {
+      stacks: opts.stack ? STACK_ENTRIES : 1,
+      drop_dest: kernel && !kernel.session ? kernel.keys : 1,
+      drop_dest_front: kernel?.frontBuckets ?? 1,
+      drop_dest_other: kernel && !kernel.session ? AGG_OTHER_KEYS : 1,
+      drop_session: kernel?.session ? kernel.keys : 1,
+      drop_session_other: kernel?.session ? AGG_OTHER_KEYS : 1,
+      drop_top_endpoint: kernel?.topBuckets ?? 1,
+      drop_top_address: kernel?.topBuckets ?? 1,
+    },
     hooks: [{ feature: 'packet drops', required: true, alternatives }],
     disabledPrograms: auto.filter((a) => !alternatives.includes(a)).flatMap((a) => a.programs),
     decode: (view, o) => decodeDrop(view, o, ctx),

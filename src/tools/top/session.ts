@@ -5,6 +5,7 @@
  * so a connection storm costs the session nothing per connection. With aggregate 'events' every event is delivered
  * instead (onEvents). The objects share one socket-owner map (SharedMaps), kept by life when it runs.
  */
+import { randomBytes } from 'node:crypto';
 import type { FilterOptions } from '../../core/filters.js';
 import type { DiagnosisThresholds } from '../../core/diagnosis/index.js';
 import { addon, type NativeBpfObject } from '../../core/addon.js';
@@ -13,7 +14,7 @@ import { SharedMaps } from '../../core/shared-maps.js';
 import { Trace, type StartInfo, type TraceCounters } from '../../core/trace.js';
 import { connect, connectSpec, ConnectKernelReader, type ConnectBulk, type ConnectEvent, type ConnectKey } from '../connect/index.js';
 import { conntrack, type ConntrackEvent } from '../conntrack/index.js';
-import { DropReasons, drops, dropsSpec, KernelDropsReader, type DropBulk, type DropEvent } from '../drops/index.js';
+import { DropReasons, drops, dropsSpec, KernelSessionDropsReader, type DropBulk, type DropEvent } from '../drops/index.js';
 import { LifeKernelReader, LifeTrace, type LifeBulk, type LifeEvent, type LifeKey } from '../life/index.js';
 import { retrans, retransSpec, RetransKernelReader, type RetransBulk, type RetransEvent, type RetransKey } from '../retrans/index.js';
 import { SocketReader } from '../sockets/index.js';
@@ -109,15 +110,13 @@ export class TopSession {
         this.addKernel('retrans', new Trace(retransSpec({ ...small, ...owners }, { keys, byCgroup, session: true, events: () => reader.events, beforeClose: read }), small), read);
       }
       {
-        const reader = new KernelDropsReader({ addBulk: (event, bulk, folded = false) => emit({ tool: 'drops', event, bulk, folded }) }, { clock: new ClockMapper(), reasons: DropReasons.kernel() });
-        const read = (obj: NativeBpfObject) => {
-          const cpus = addon().numPossibleCpus;
-          reader.ingest(obj.mapDump('drop_agg'), cpus);
-          reader.ingest(obj.mapDump('drop_agg_other'), cpus);
-        };
+        const reader = new KernelSessionDropsReader((event, bulk, folded) => emit({ tool: 'drops', event, bulk, folded }), { clock: new ClockMapper(), reasons: DropReasons.kernel() });
+        const read = (obj: NativeBpfObject) => reader.read(obj, addon().numPossibleCpus);
         // Drop ports matter only to groupings by endpoint or service (a storm's drops are one per connection).
         const ports = opts.by !== undefined && (opts.by.kind === 'endpoint' || opts.by.kind === 'service');
-        this.addKernel('drops', new Trace(dropsSpec(filters, undefined, { keys, events: () => reader.events, beforeClose: read, ports, session: true }), small), read);
+        this.addKernel('drops', new Trace(dropsSpec(filters, undefined, {
+          keys, frontBuckets: 1, topBuckets: 1, topSeed: randomBytes(8), session: { ports }, events: () => reader.events, beforeClose: read,
+        }), small), read);
       }
     } else {
       if (withLife) this.add('life', new LifeTrace({ ...common, established: true }), (e: LifeEvent) => a.addLife(e));
