@@ -48,6 +48,9 @@ function scrape(port) {
   });
 }
 
+/** serve's scrape interval in the storm, seconds (--scrape-interval). */
+const SCRAPE_S = 1;
+
 /** Sum of a Prometheus counter's samples (optionally only those whose labels match). */
 function metricSum(text, name, labelRe = null) {
   let n = 0;
@@ -103,9 +106,10 @@ export const STORM_TRACERS = {
     losses: true,
   },
   'netbpf serve': {
-    argv: (root, o) => netbpf(root, 'serve', '-c', CIDR, '--prometheus', `127.0.0.1:${o.metricsPort}`),
+    argv: (root, o) => netbpf(root, 'serve', '-c', CIDR, '--prometheus', `127.0.0.1:${o.metricsPort}`, '--scrape-interval', String(SCRAPE_S)),
     ready: [/Prometheus metrics on/, 'stderr'],
-    // What reached Prometheus: the closed-connections counter in one scrape after the storm.
+    // What reached Prometheus: scraped every SCRAPE_S during the storm (a new series shows zero for one interval
+    // first), the closed-connections counter in a scrape one interval after the storm.
     recorded: ({ metrics }) => metricSum(metrics, 'netbpf_connections_closed_total'),
     scrape: true,
     losses: true,
@@ -210,15 +214,25 @@ async function stormOnce(root, pair, ns, name, tracer, drive) {
     }
     const s0 = await snmp();
     const cpu0 = proc ? cpuNsOf(proc.child.pid) : 0;
+    let scraping = null;
+    if (tracer?.scrape) {
+      let stop = false;
+      const loop = (async () => { while (!stop) { await scrape(metricsPort).catch(() => ''); await sleep(SCRAPE_S * 1000); } })();
+      scraping = async () => { stop = true; await loop; };
+    }
     const c = await drive();
     // Every end of the storm's connections has happened once the namespace has no socket left in a closing state.
     await quiet(pair, ns);
+    await scraping?.();
     const s1 = await snmp();
     let recorded = null, cpuNs = 0, rss = 0, losses = { lost: 0, misses: 0, untracked: 0, skipped: 0 }, metrics = '';
     if (proc) {
       cpuNs = cpuNsOf(proc.child.pid) - cpu0;
       rss = rssOf(proc.child.pid);
-      if (tracer.scrape) metrics = await scrape(metricsPort);
+      if (tracer.scrape) {
+        await sleep(SCRAPE_S * 1000 + 300);
+        metrics = await scrape(metricsPort);
+      }
       await proc.stop('SIGINT', 30000);
       recorded = tracer.recorded({ out: outFile, stderr: proc.stderr, metrics });
       if (tracer.losses) losses = netbpfLosses(proc.stderr);

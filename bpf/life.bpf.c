@@ -211,7 +211,10 @@ static __always_inline void aggregate(const struct life_event *e, const void *sk
 	}
 	if (agg_session) {
 		k.netns = e->netns;
-		__builtin_memcpy(k.saddr, e->saddr, NETBPF_ADDR_LEN);
+		/* The local address places an accepted connection's unread-data reset (top's placement); elsewhere it
+		 * would only multiply the keys (a client with many source addresses). */
+		if (k.direction == LIFE_DIR_ACCEPT && (k.flags & LIFE_RST_UNREAD))
+			__builtin_memcpy(k.saddr, e->saddr, NETBPF_ADDR_LEN);
 	}
 	struct life_agg_value *v = AGG_SLOT_OR_OTHER(&life_agg, &life_agg_other, &k, &agg_zero, &life_agg_full,
 						     &life_agg_other_full, ({

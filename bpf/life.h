@@ -66,7 +66,7 @@ enum life_agg_consts {
  * what decides the close reason (handshake completed, resets, sk_err), for closes and for handshakes apart. */
 struct life_agg_key {
 	__u8 daddr[NETBPF_ADDR_LEN];
-	__u8 saddr[NETBPF_ADDR_LEN]; /* the local address in a session's summaries (agg_session), else zero */
+	__u8 saddr[NETBPF_ADDR_LEN]; /* the local address of an accepted connection closed with unread data, in a session (agg_session), else zero */
 	__u64 cgroup_id;    /* socket's cgroup v2 id when summaries are kept per cgroup (containers), else 0 */
 	__s32 sk_err;
 	__u16 family;
