@@ -4,10 +4,12 @@
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,8 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
                            InstanceMethod("detachAll", &BpfObject::DetachAll),
                            InstanceMethod("programInfo", &BpfObject::ProgramInfo),
                            InstanceMethod("mapFd", &BpfObject::MapFd),
+                           InstanceMethod("mapFdDup", &BpfObject::MapFdDup),
+                           InstanceMethod("reuseMapFd", &BpfObject::ReuseMapFd),
                            InstanceMethod("mapLookup", &BpfObject::MapLookup),
                            InstanceMethod("mapUpdate", &BpfObject::MapUpdate),
                            InstanceMethod("mapDelete", &BpfObject::MapDelete),
@@ -388,6 +392,31 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     return Napi::Number::New(env, bpf_map__fd(map));
   }
 
+  // A duplicate of a loaded map's fd that the caller owns (and closes): it keeps the map alive after this object
+  // closes, so another object can reuse it (reuseMapFd) however long the first one lives.
+  Napi::Value MapFdDup(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bpf_map* map = FindMap(env, info[0]);
+    if (!map) return env.Undefined();
+    int fd = bpf_map__fd(map);
+    if (fd < 0) return ThrowErrno(env, std::string("map ") + bpf_map__name(map) + " not loaded", EBADF);
+    int dup_fd = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup_fd < 0) return ThrowErrno(env, std::string("duplicate fd of map ") + bpf_map__name(map), errno);
+    return Napi::Number::New(env, dup_fd);
+  }
+
+  // Before load: this object's map `name` is the existing map behind `fd` (shared between objects; libbpf checks
+  // that type, key, value and size agree at load, and keeps its own duplicate of the fd).
+  Napi::Value ReuseMapFd(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bpf_map* map = FindMap(env, info[0]);
+    if (!map) return env.Undefined();
+    if (loaded_) return ThrowErrno(env, "reuse a map fd after load", EBUSY);
+    int err = bpf_map__reuse_fd(map, info[1].ToNumber().Int32Value());
+    if (err) return ThrowErrno(env, std::string("reuse fd for map ") + bpf_map__name(map), -err);
+    return env.Undefined();
+  }
+
   bool CheckKey(Napi::Env env, bpf_map* map, const Napi::Value& key) {
     if (key.IsBuffer() && key.As<Napi::Buffer<uint8_t>>().Length() == bpf_map__key_size(map)) return true;
     ThrowErrno(env, std::string("key for map ") + bpf_map__name(map) + " must be a Buffer of " +
@@ -433,7 +462,8 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     return Napi::Boolean::New(env, true);
   }
 
-  // All entries of a map as two packed buffers (keys, values): one crossing for the whole map.
+  // All entries of a map as two packed buffers (keys, values): one crossing for the whole map. Read with
+  // BPF_MAP_LOOKUP_BATCH (Linux >= 5.6: a few syscalls for the whole map), else key by key.
   Napi::Value MapDump(const Napi::CallbackInfo& info) {
     Napi::Env env = info.Env();
     bpf_map* map = FindMap(env, info[0]);
@@ -442,8 +472,53 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     size_t ksize = bpf_map__key_size(map), vsize = UserValueSize(map);
     uint32_t limit = info.Length() > 1 ? info[1].ToNumber().Uint32Value() : bpf_map__max_entries(map);
     std::vector<uint8_t> keys, values;
-    std::vector<uint8_t> cur(ksize), next(ksize), value(vsize);
     uint32_t count = 0;
+    int err = DumpBatched(fd, ksize, vsize, limit, keys, values, count);
+    if (err == EINVAL || err == EOPNOTSUPP || err == 524 /* ENOTSUPP */ || err == ENOSYS) {
+      keys.clear();
+      values.clear();
+      count = 0;
+      err = DumpByKey(fd, ksize, vsize, limit, keys, values, count);
+    }
+    if (err) return ThrowErrno(env, std::string("dump map ") + bpf_map__name(map), err);
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("count", count);
+    out.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), count * ksize));
+    out.Set("values", Napi::Buffer<uint8_t>::Copy(env, values.data(), count * vsize));
+    return out;
+  }
+
+  // Batched lookups in chunks (the buffers grow with the map's use, not its size): 0, or the errno.
+  static int DumpBatched(int fd, size_t ksize, size_t vsize, uint32_t limit, std::vector<uint8_t>& keys,
+                         std::vector<uint8_t>& values, uint32_t& count) {
+    uint32_t chunk = (uint32_t)std::max<size_t>(64, std::min<size_t>(limit, (1u << 20) / (ksize + vsize)));
+    // The batch token is opaque (a bucket index for hash maps); key-sized and at least 8 bytes is enough.
+    std::vector<uint8_t> in(std::max<size_t>(ksize, 8)), out(in.size());
+    bool first = true;
+    LIBBPF_OPTS(bpf_map_batch_opts, opts);
+    while (count < limit) {
+      uint32_t n = std::min(chunk, limit - count);
+      keys.resize((size_t)(count + n) * ksize);
+      values.resize((size_t)(count + n) * vsize);
+      int rc = bpf_map_lookup_batch(fd, first ? nullptr : in.data(), out.data(), keys.data() + (size_t)count * ksize,
+                                    values.data() + (size_t)count * vsize, &n, &opts);
+      int e = rc ? errno : 0;
+      if (e == ENOSPC && n == 0) {  // a hash bucket holds more entries than the chunk: take bigger chunks
+        chunk *= 2;
+        continue;
+      }
+      if (e && e != ENOENT) return e;
+      count += n;
+      if (e == ENOENT) break;  // the whole map was read
+      in.swap(out);
+      first = false;
+    }
+    return 0;
+  }
+
+  static int DumpByKey(int fd, size_t ksize, size_t vsize, uint32_t limit, std::vector<uint8_t>& keys,
+                       std::vector<uint8_t>& values, uint32_t& count) {
+    std::vector<uint8_t> cur(ksize), next(ksize), value(vsize);
     void* prev = nullptr;
     while (count < limit && bpf_map_get_next_key(fd, prev, next.data()) == 0) {
       if (bpf_map_lookup_elem(fd, next.data(), value.data()) == 0) {
@@ -454,11 +529,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
       cur.swap(next);
       prev = cur.data();
     }
-    Napi::Object out = Napi::Object::New(env);
-    out.Set("count", count);
-    out.Set("keys", Napi::Buffer<uint8_t>::Copy(env, keys.data(), keys.size()));
-    out.Set("values", Napi::Buffer<uint8_t>::Copy(env, values.data(), values.size()));
-    return out;
+    return 0;
   }
 
   Napi::Value Close(const Napi::CallbackInfo& info) {

@@ -89,7 +89,7 @@ int main(int argc, char **argv)
 		for (int i = 0; i < ncpu; i++)
 			lost += per[i];
 	printf("{\"received\":%llu,\"lost\":%llu,\"produced\":%llu,\"cpuNs\":%lld}\n", received, lost,
-	       (unsigned long long)skel->bss->produced, cpu);
+	       (unsigned long long)skel->data_produced->produced, cpu);
 	free(per);
 	ring_buffer__free(rb);
 	bench_bpf__destroy(skel);

@@ -8,8 +8,8 @@ const CLK_TCK = 100; // USER_HZ on Linux: /proc/<pid>/stat times are in 1/100 s
 export function start(argv, opts = {}) {
   const child = spawn(argv[0], argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'], ...opts });
   const out = { stdout: '', stderr: '', child, exited: null };
-  child.stdout.setEncoding('utf8').on('data', (d) => { out.stdout += d; });
-  child.stderr.setEncoding('utf8').on('data', (d) => { out.stderr += d; });
+  child.stdout?.setEncoding('utf8').on('data', (d) => { out.stdout += d; });
+  child.stderr?.setEncoding('utf8').on('data', (d) => { out.stderr += d; });
   out.exit = new Promise((resolve) => child.once('close', (code, sig) => { out.exited = { code, sig }; resolve(out.exited); }));
   out.waitFor = (re, timeoutMs = 20000, stream = 'stdout') => new Promise((resolve, reject) => {
     const deadline = Date.now() + timeoutMs;

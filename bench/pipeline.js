@@ -16,15 +16,24 @@ export const CONSUMERS = {
     label: 'netbpf: addon + Trace + decodeRetrans + RetransAggregator',
     argv: (root, cfg) => [process.execPath, join(root, 'bench/jsconsumer.js'), JSON.stringify({ ...cfg, mode: 'aggregate' })],
   },
+  'netbpf-summary': {
+    label: 'netbpf summary: counted in the kernel (retrans\'s summary maps), read every second into RetransAggregator',
+    argv: (root, cfg) => [process.execPath, join(root, 'bench/jsconsumer.js'), JSON.stringify({ ...cfg, mode: 'summary' })],
+  },
+  'netbpf-life-lines': {
+    label: 'netbpf life live: addon + Trace + decodeLife + tcplife lines written (struct life_event records)',
+    argv: (root, cfg) => [process.execPath, join(root, 'bench/jsconsumer.js'), JSON.stringify({ ...cfg, mode: 'life-lines' })],
+  },
   'netbpf-decode': {
     label: 'netbpf: addon + Trace + decodeRetrans (no aggregation)',
     argv: (root, cfg) => [process.execPath, join(root, 'bench/jsconsumer.js'), JSON.stringify({ ...cfg, mode: 'decode' })],
   },
 };
 
-/** One run: `events` getppid() calls at `rate` per second (0 = as fast as the generator goes). */
-export async function runPipeline(root, consumer, { events, rate = 0, ringBytes, pollMs, wakeupBytes, destinations }) {
-  const gen = start([join(root, 'build/bench/gen'), String(events), String(rate)]);
+/** One run: `events` getppid() calls at `rate` per second (0 = as fast as the generator goes); `burst`: from `at`
+ * seconds on, for `seconds`, at `rate` per second instead. */
+export async function runPipeline(root, consumer, { events, rate = 0, ringBytes, pollMs, wakeupBytes, destinations, burst = null }) {
+  const gen = start([join(root, 'build/bench/gen'), String(events), String(rate), ...(burst ? [burst.at, burst.seconds, burst.rate].map(String) : [])]);
   let cons = null;
   try {
     const pid = Number((await gen.waitFor(/^(\d+)\n/))[1]);
@@ -47,7 +56,7 @@ export async function runPipeline(root, consumer, { events, rate = 0, ringBytes,
     }
     const seconds = elapsedNs / 1e9;
     return {
-      consumer, events, requestedRate: rate, ringBytes, pollMs, wakeupBytes,
+      consumer, events, requestedRate: rate, ringBytes, pollMs, wakeupBytes, burst,
       generated, received: r.received, lost: r.lost, seconds,
       offeredRate: generated / seconds,
       receivedRate: r.received / seconds,

@@ -9,8 +9,9 @@ import { readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { cpus, release, totalmem } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { pipelineSweep } from './pipeline.js';
+import { pipelineSweep, runPipeline } from './pipeline.js';
 import { runWorkloads } from './workloads.js';
+import { runStorm } from './storm.js';
 import { runAttack, renderAttack } from './attack.js';
 import { start, median, fmtRate, fmtMiB } from './lib.js';
 
@@ -34,14 +35,21 @@ const log = (s) => process.stderr.write(s + '\n');
 const Q = quick
   ? { events: 200_000, fractions: [0.5], consumers: ['c', 'netbpf'], stress: true, startupRuns: 2, memoryN: 100_000,
       lossPercent: 5, bulkBytes: 2_000_000, bulkConns: 2, conns: 300, parallel: 8, floodSeconds: 0.5, ctConns: 200, reps: 1, attackPackets: 200_000,
-      workloads: ['retrans-bulk', 'connect-close'], tracers: ['netbpf retrans', 'netbpf life'] }
+      workloads: ['retrans-bulk', 'connect-close'], tracers: ['netbpf retrans', 'netbpf life'],
+      stormSeconds: 2, stormReps: 1, stormRate: 2000, stormParallel: 16, stormMaxConns: 4000, stormTracers: ['netbpf life', 'netbpf life --summary'] }
   : { events: 2_000_000, fractions: [0.25, 0.5, 0.75], consumers: ['c', 'netbpf', 'netbpf-decode'], stress: true, startupRuns: 7,
       memoryN: 1_000_000, lossPercent: 5, bulkBytes: 20_000_000, bulkConns: 4, conns: 2000, parallel: 16, floodSeconds: 1.5,
-      ctConns: 1000, reps: 5, attackPackets: 2_000_000, workloads: ['retrans-bulk', 'connect-close', 'drop-flood', 'conntrack-churn'], tracers: null };
+      ctConns: 1000, reps: 5, attackPackets: 2_000_000, workloads: ['retrans-bulk', 'connect-close', 'drop-flood', 'conntrack-churn'], tracers: null,
+      stormSeconds: 8, stormReps: 3, stormRate: 0, stormParallel: 64, stormMaxConns: 1_000_000, stormTracers: null, stormBurst: { rate: 1500, seconds: 5 } };
 const wlArg = args.indexOf('--workloads');
 if (wlArg >= 0) Q.workloads = args[wlArg + 1].split(',');
 const repsArg = args.indexOf('--reps');
-if (repsArg >= 0) Q.reps = Number(args[repsArg + 1]);
+if (repsArg >= 0) Q.reps = Q.stormReps = Number(args[repsArg + 1]);
+// --storm-tracers 'netbpf life,netbpf top' picks storm tracers; --storm-seconds, --storm-rate set the storm.
+const argOf = (name) => (args.indexOf(name) >= 0 ? args[args.indexOf(name) + 1] : undefined);
+if (argOf('--storm-tracers')) Q.stormTracers = argOf('--storm-tracers').split(',');
+if (argOf('--storm-seconds')) Q.stormSeconds = Number(argOf('--storm-seconds'));
+if (argOf('--storm-rate')) Q.stormRate = Number(argOf('--storm-rate'));
 // The netbpf defaults (src/core/trace.ts): 4 MiB ring, 20 ms timed poll, wakeup past a quarter of the ring.
 const RING = { ringBytes: 4 * 1024 * 1024, pollMs: 20, wakeupBytes: 1024 * 1024, destinations: 256 };
 // A small ring makes loss start within the generator's reach, so where loss starts (and its exact
@@ -109,6 +117,33 @@ if (wants('workloads')) {
   results.workloads = await runWorkloads(root, Q, log);
 }
 
+// Line rate (issue 14), its own block of BENCHMARKS.md: the connection storm side by side, the pipeline rows of
+// the consumers that matter to it (summary counted in the kernel, life's live lines; the C consumer beside them)
+// and bursts. Not part of --quick's smoke run (test/storm.smoke.test.ts runs a quick storm).
+if (only ? only.has('storm') : !quick) {
+  if (!quick) {
+    log('line rate: pipeline (summary in the kernel, life lines, C):');
+    results.lineRatePipeline = await pipelineSweep(root, ['c', 'netbpf-summary', 'netbpf-life-lines'], { events: Q.events, ...RING }, Q.fractions, log);
+    const s = results.lineRatePipeline.summary;
+    results.lineRatePipeline.summaryCpuToC = s['netbpf-summary'].cpuNsPerEvent / s.c.cpuNsPerEvent;
+    results.lineRatePipeline.lifeLinesCpuToC = s['netbpf-life-lines'].cpuNsPerEvent / s.c.cpuNsPerEvent;
+    // Bursts: a storm's steady rate of connection ends (30k/s: 15k connections/s, two ends each), then ten times
+    // that for one second, then steady again; netbpf life's live path (decode, lines, write) with rings of 1 and 4 MiB.
+    log('line rate: pipeline (10x burst for 1 s):');
+    results.pipelineBurst = [];
+    for (const ringBytes of [1 << 20, RING.ringBytes]) {
+      for (const consumer of ['c', 'netbpf-life-lines']) {
+        const S = 30000;
+        const r = await runPipeline(root, consumer, { events: 13 * S, rate: S, ringBytes, pollMs: RING.pollMs, wakeupBytes: ringBytes / 4, destinations: RING.destinations, burst: { at: 2, seconds: 1, rate: 10 * S } });
+        log(`  ${consumer} ring ${ringBytes >> 10} KiB: ${r.generated} records in ${r.seconds.toFixed(2)} s (steady ${S}/s, burst ${10 * S}/s for 1 s), lost ${r.lost}; ${r.accounting}`);
+        results.pipelineBurst.push({ ...r, steadyRate: S });
+      }
+    }
+  }
+  log('connection storm:');
+  results.storm = await runStorm(root, Q, log);
+}
+
 // The attack floods take minutes: in the full run and when asked for, not in --quick's smoke run.
 if (only ? only.has('attack') : !quick) {
   log('drop flood under attack (spoofed sources):');
@@ -117,8 +152,9 @@ if (only ? only.has('attack') : !quick) {
 
 if (args.includes('--json')) process.stdout.write(JSON.stringify(results) + '\n');
 if (!args.includes('--no-write')) {
-  // `--only attack` replaces its own block of the existing file; any other run writes the whole file.
-  writeFileSync(join(root, 'BENCHMARKS.md'), only && only.size === 1 && only.has('attack') ? spliceAttack(results) : render(results));
+  // `--only attack` or `--only storm` replaces its own block of the existing file; any other run writes the whole file.
+  const block = only?.size === 1 ? (only.has('attack') ? ['ATTACK', attackBlock] : only.has('storm') ? ['STORM', stormBlock] : null) : null;
+  writeFileSync(join(root, 'BENCHMARKS.md'), block ? spliceBlock(block[0], block[1](results)) : render(results));
   log('wrote BENCHMARKS.md');
 }
 
@@ -127,11 +163,73 @@ function attackBlock(r) {
   return ['<!-- ATTACK -->', ...renderAttack(r.attack, `sudo ${r.command}`), '<!-- /ATTACK -->'].join('\n');
 }
 
-function spliceAttack(r) {
+/** The existing BENCHMARKS.md with the block between `<!-- NAME -->` markers replaced (or added before "How to run"). */
+function spliceBlock(name, block) {
   const old = readFileSync(join(root, 'BENCHMARKS.md'), 'utf8');
-  const block = attackBlock(r);
-  if (/<!-- ATTACK -->[\s\S]*?<!-- \/ATTACK -->/.test(old)) return old.replace(/<!-- ATTACK -->[\s\S]*?<!-- \/ATTACK -->/, () => block);
+  const re = new RegExp(`<!-- ${name} -->[\\s\\S]*?<!-- /${name} -->`);
+  if (re.test(old)) return old.replace(re, () => block);
   return old.replace('## How to run', () => `${block}\n\n## How to run`);
+}
+
+/** The kept block `name` of the existing file, or null. */
+function keptBlock(name, oldFile) {
+  return new RegExp(`<!-- ${name} -->[\\s\\S]*?<!-- /${name} -->`).exec(oldFile)?.[0] ?? null;
+}
+
+/** The line-rate block (issue 14): pipeline rows of the summary and live-lines consumers, bursts, the storm. */
+function stormBlock(r) {
+  const L = ['<!-- STORM -->', `## Line rate (issue 14): \`sudo ${r.command}\` on ${r.machine.date.slice(0, 10)}, load average at start ${r.machine.loadavg}`, ''];
+  const p = r.lineRatePipeline;
+  if (p) {
+    L.push('### Pipeline: summary counted in the kernel, life\'s live lines, the C consumer', '');
+    L.push('As the pipeline section (bench/gen, one record per getppid()), with two more consumers: `netbpf-summary` (bench.bpf.c counts each',
+      'record in retrans\'s in-kernel map instead of sending it, as `--summary`, `top` and `serve` do; the consumer reads the maps every second)',
+      'and `netbpf-life-lines` (one 120-byte `struct life_event` per call, decoded and written as `netbpf life` writes its lines).', '');
+    L.push('| consumer | zero-loss rate | CPU ns/event | vs C | loss starts at (offered) |', '|---|---:|---:|---:|---:|');
+    for (const [c, v] of Object.entries(p.summary)) {
+      L.push(`| ${c} | ${fmtRate(v.zeroLossRate)} | ${v.cpuNsPerEvent.toFixed(0)} | ${(v.cpuNsPerEvent / p.summary.c.cpuNsPerEvent).toFixed(1)}x | ${v.lossStartsAt ? fmtRate(v.lossStartsAt) : `no loss up to ${fmtRate(v.maxOffered)}`} |`);
+    }
+    L.push('', `**Summary mode / C consumer, CPU per event: ${p.summaryCpuToC.toFixed(1)}x** (goal <= 10x). ` +
+      'Its CPU is mostly fixed per second (one read of the maps, the timers): per event it falls as the rate rises.', '');
+  }
+  if (r.pipelineBurst) {
+    L.push('### Bursts: ten times the steady rate for one second', '');
+    L.push('`bench/gen` at a storm\'s steady rate of connection ends (30k/s: 15k connections/s, two ends each), 10x that for one second from t = 2 s, then steady again;',
+      '`netbpf-life-lines` does what `netbpf life` does with each record (struct life_event: decode, tcplife line, one write per batch). On 2 cores the',
+      'generator and the consumer share the CPUs, so the burst takes longer than its second when the consumer needs one of them.', '');
+    L.push('| consumer | ring | records | seconds | lost | CPU ns/event | accounting |', '|---|---:|---:|---:|---:|---:|---|');
+    for (const x of r.pipelineBurst) L.push(`| ${x.consumer} | ${x.ringBytes >> 10} KiB | ${x.generated} | ${x.seconds.toFixed(2)} | ${x.lost} | ${x.cpuNsPerEvent.toFixed(0)} | ${x.accounting} |`);
+    L.push('');
+  }
+  {
+    const rows = r.storm.rows;
+    const tcplife = rows.find((x) => x.tracer === 'libbpf-tools tcplife');
+    L.push('### Connection storm: every end recorded, side by side', '');
+    L.push(`\`bench/storm.c\` in a private namespace: a client connects to 8 listening ports on loopback (127.99.0.1, from 64 source addresses in`,
+      `127.99.1.0/24) and closes each connection as soon as it is established, as fast as it goes, ${r.storm.rows[0].runs} rounds of ${Q.stormSeconds} s; the server accepts and`,
+      'closes at once. Tracers run one at a time on the host, interleaved (none, tcplife, netbpf life, ...), each filtered to 127.99.0.0/16 (or its',
+      'output counted for it). Ends made: the namespace\'s ActiveOpens + PassiveOpens (two per connection). Recorded: lines with a storm address (tcplife,',
+      '`netbpf life`), the final summary\'s closed connections (`life --summary`), life\'s exit count (`top`), `netbpf_connections_closed_total` in one',
+      'scrape after the storm (`serve`). Tracer CPU: utime+stime of the tracer process over the storm, per connection made (median over rounds).',
+      'Lost: ring buffer and kernel-map losses netbpf reports; misses: BPF program runs the kernel skipped (recursion) that could cost an end.', '');
+    L.push('| tracer | connections/s median [min - max] | vs untraced | tracer CPU per connection | vs tcplife | ends recorded / made | lost | recursion misses | RSS |',
+      '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
+    for (const x of rows) {
+      const rec = x.recorded === null ? '-' : `${x.recorded} / ${x.endsMade} (${(100 * x.recorded / x.endsMade).toFixed(2)}%)`;
+      const vsTcplife = x.cpuUsPerConn !== null && tcplife?.cpuUsPerConn ? `${(100 * x.cpuUsPerConn / tcplife.cpuUsPerConn).toFixed(0)}%` : '-';
+      L.push(`| ${x.tracer} | ${x.connPerS.toFixed(0)} [${x.min.toFixed(0)} - ${x.max.toFixed(0)}] | ${(100 * x.ratioToNone).toFixed(0)}% | ` +
+        `${x.cpuUsPerConn === null ? '-' : `${x.cpuUsPerConn.toFixed(1)} us`} | ${vsTcplife} | ${rec} | ${x.lost === null ? '-' : x.peerSaysLost ? 'not reported' : x.lost} | ` +
+        `${x.misses === null ? '-' : x.peerSaysLost ? 'not reported' : x.misses} | ${x.rss ? fmtMiB(x.rss) : '-'} |`);
+    }
+    L.push('');
+    if (r.storm.burst) {
+      const b = r.storm.burst;
+      L.push(`Burst: \`netbpf life\` while the client runs ${b.seconds} s at ${b.steadyRate} connections/s with ${b.burstRate}/s for one second from t = 2 s: ` +
+        `${b.made} connections, ${b.recorded} / ${b.endsMade} ends recorded, ${b.lost} lost, ${b.misses} recursion misses.`, '');
+    }
+  }
+  L.push('<!-- /STORM -->');
+  return L.join('\n');
 }
 
 function render(r) {
@@ -154,6 +252,10 @@ function render(r) {
       L.push(`| ${c} | ${fmtRate(v.zeroLossRate)} | ${v.cpuNsPerEvent.toFixed(0)} | ${v.lossStartsAt ? fmtRate(v.lossStartsAt) : `no loss up to ${fmtRate(v.maxOffered)}`} | ${fmtRate(v.maxOffered)} |`);
     }
     L.push('', `**netbpf / C zero-loss rate: ${(r.pipeline.netbpfToC * 100).toFixed(0)}%** (goal >= 50%).`, '');
+    if (r.pipeline.summaryCpuToC) {
+      L.push(`**Summary mode (netbpf-summary: records counted in the kernel, maps read every second) / C consumer, CPU per event: ${r.pipeline.summaryCpuToC.toFixed(1)}x** (goal <= 10x). ` +
+        'Its CPU is mostly fixed per second (one read of the maps, the timers): per event it falls as the rate rises.', '');
+    }
     const runsTable = (runs) => {
       L.push('| consumer | ring | offered | received | lost | CPU ns/event | consumer CPU share | accounting |', '|---|---:|---:|---:|---:|---:|---:|---|');
       for (const x of runs) {
@@ -211,20 +313,20 @@ function render(r) {
     L.push('');
   }
   const oldFile = existsSync(join(root, 'BENCHMARKS.md')) ? readFileSync(join(root, 'BENCHMARKS.md'), 'utf8') : '';
-  if (r.attack) L.push(attackBlock(r), '');
-  else {
-    const kept = /<!-- ATTACK -->[\s\S]*?<!-- \/ATTACK -->/.exec(oldFile)?.[0];
-    if (kept) L.push(kept, '');
+  for (const [name, has, make] of [['STORM', r.storm, stormBlock], ['ATTACK', r.attack, attackBlock]]) {
+    const block = has ? make(r) : keptBlock(name, oldFile);
+    if (block) L.push(block, '');
   }
   L.push('## How to run', '',
     '```', 'npm run build', 'sudo npm run bench            # full run, writes BENCHMARKS.md (a few minutes)',
     'sudo node bench/run.js --quick --no-write   # smoke size (test/bench.smoke.test.ts)',
     'sudo node bench/run.js --only pipeline      # sections: pipeline, workloads, startup, memory',
     'sudo node bench/run.js --only workloads --workloads drop-flood --reps 3   # one workload',
+    'sudo node bench/run.js --only storm --reps 3 --storm-seconds 8   # the connection storm (tracers: --storm-tracers a,b)',
     'sudo node bench/run.js --only attack --reps 3   # the spoofed-source drop floods (issue 19); replaces only its section', '```', '',
     'Needs root, kernel BTF, clang, bpftool, perf (hit counting), bpftrace, libbpf-tools, conntrack (peers). Files: bench/run.js (harness), pipeline.js,',
-    'workloads.js (TRACERS and WORKLOADS: a new tool adds one entry to each), memory.js, bench.bpf.c, gen.c, cconsumer.c,',
-    'jsconsumer.js, Makefile (builds into build/bench/).', '');
+    'workloads.js (TRACERS and WORKLOADS: a new tool adds one entry to each), storm.js + storm.c (the connection storm, STORM_TRACERS), memory.js,',
+    'bench.bpf.c, gen.c, cconsumer.c, jsconsumer.js, live.js and decode.js (in-process costs), Makefile (builds into build/bench/).', '');
   let text = L.join('\n');
   // Hand-written notes (between the markers in the existing file) survive re-runs.
   const old = existsSync(join(root, 'BENCHMARKS.md')) ? readFileSync(join(root, 'BENCHMARKS.md'), 'utf8') : '';

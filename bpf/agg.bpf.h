@@ -1,7 +1,7 @@
 /* In-kernel aggregation, written once for every tool: a summary key's counters live in a per-CPU hash map
  * (no record per event, no lock), user space reads the maps at each interval and at exit (src/core/kernel-table.ts)
- * and takes differences. Maps are bounded: a key that finds its map full is counted under a coarser key in a fold
- * map instead ("other", kept per reason or kind so totals stay exact), and once a map is full it stays full for
+ * and takes differences. Maps are bounded: a key that finds its map full (or no memory for a new entry: key maps
+ * allocate on first use) is counted under a coarser key in a fold map instead ("other", kept per reason or kind so totals stay exact), and once a map is full it stays full for
  * the run, so new keys cost one lookup instead of a failing insert per event. */
 #ifndef NETBPF_AGG_BPF_H
 #define NETBPF_AGG_BPF_H
@@ -42,5 +42,49 @@ static __always_inline void *agg_slot(void *map, const void *key, const void *ze
 	void *v = bpf_map_lookup_elem(map, key);
 	return v ? v : agg_insert(map, key, zero, full);
 }
+
+/* Adds 1 to the log2 bucket of v in hist[n] (the last bucket takes every larger value). */
+#define AGG_HIST_ADD(hist, n, v)						\
+	do {									\
+		__u32 b_ = log2_bucket(v);					\
+		if (b_ >= (n))							\
+			b_ = (n) - 1;						\
+		/* Keep the bound check on the register that indexes: older verifiers lose it across arithmetic. */ \
+		barrier_var(b_);						\
+		if (b_ < (n))							\
+			(hist)[b_]++;						\
+	} while (0)
+
+/* min/max of a value field pair (min_x, max_x) once `count` says whether the slot had counted anything yet. */
+#define AGG_MIN_MAX(v, field, x)						\
+	do {									\
+		if (!(v)->count || (x) < (v)->min_##field)			\
+			(v)->min_##field = (x);					\
+		if (!(v)->count || (x) > (v)->max_##field)			\
+			(v)->max_##field = (x);					\
+	} while (0)
+
+/* Counts an event that found both its key map and its fold map full: reported with the ring buffer losses. */
+static __always_inline void agg_count_lost(void)
+{
+	__u32 zero = 0;
+	__u64 *n = bpf_map_lookup_elem(&lost, &zero);
+	if (n)
+		__sync_fetch_and_add(n, 1);
+}
+
+/* The slot of `key` in `map`; when `map` is full, the slot of the same key after `fold` (a statement that turns
+ * `key` into its coarser "other" key) in `other`; NULL when both are full (the event is then counted as lost). */
+#define AGG_SLOT_OR_OTHER(map, other, key, zero, full, other_full, fold)	\
+	({									\
+		void *s_ = agg_slot(map, key, zero, full);			\
+		if (!s_) {							\
+			fold;							\
+			s_ = agg_slot(other, key, zero, other_full);		\
+			if (!s_)						\
+				agg_count_lost();				\
+		}								\
+		s_;								\
+	})
 
 #endif

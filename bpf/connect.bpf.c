@@ -13,6 +13,8 @@
 #include <bpf/bpf_endian.h>
 #include "netbpf.bpf.h"
 #include "tracepoints.bpf.h"
+#include "agg.bpf.h"
+#include "owner.bpf.h"
 #include "connect.h"
 
 char LICENSE[] SEC("license") = "GPL";
@@ -21,9 +23,21 @@ char LICENSE[] SEC("license") = "GPL";
 NETBPF_CONTRACT(struct connect_event);
 NETBPF_CONTRACT(enum connect_kind);
 NETBPF_CONTRACT(enum connect_flags);
+NETBPF_CONTRACT(struct connect_agg_key);
+NETBPF_CONTRACT(struct connect_agg_value);
+NETBPF_CONTRACT(enum connect_agg_consts);
 
 /* Only connects by this process (tgid); 0 = any. Known at connect() time, so filtered here. */
 const volatile __u32 filter_pid = 0;
+/* Record the connecting process in the shared owner map (0 when another object of the session does: life). */
+const volatile __u8 maintain_owners = 1;
+/* Summary-only runs: count each outcome into `connect_agg` instead of sending a record. */
+const volatile __u8 aggregate_in_kernel = 0;
+/* With aggregate_in_kernel: keep summaries per cgroup too (container attribution). */
+const volatile __u8 agg_by_cgroup = 0;
+/* With aggregate_in_kernel, for a session's views (top, serve): keys carry the namespace, and distinct connections
+ * are counted with the session's other tools. */
+const volatile __u8 agg_session = 0;
 
 /* errno values of the Linux ABI (asm-generic) that connect() returns for "still in progress". */
 #define NB_EINPROGRESS 115
@@ -32,14 +46,13 @@ const volatile __u32 filter_pid = 0;
 #define NB_S_IFMT 00170000
 #define NB_S_IFSOCK 0140000
 
+/* The attempt; who made it is in the shared owner map (bpf/owner.bpf.h), captured at connect(). */
 struct attempt {
 	__u64 start_ns;
-	__u32 pid;
 	__u32 syn_retrans;
 	__s32 err;
 	__u8 flags;
-	__u8 pad[3];
-	char comm[NETBPF_COMM_LEN];
+	__u8 pad[7];
 };
 
 /* Socket -> attempt in SYN_SENT. Attempts last at most the SYN timeout; LRU keeps a flood of
@@ -79,6 +92,86 @@ struct {
 	__type(value, struct pending);
 } pending SEC(".maps");
 
+/* Per summary key; user space sizes it (1 entry when not aggregating). No prealloc: memory grows with use. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 16384);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, struct connect_agg_key);
+	__type(value, struct connect_agg_value);
+} connect_agg SEC(".maps");
+
+/* Outcomes whose key found `connect_agg` full (or whose insert found no memory: its entries are
+ * allocated on first use), per outcome and errno, so totals stay exact. Preallocated, so it always has room for them. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct connect_agg_key);
+	__type(value, struct connect_agg_value);
+} connect_agg_other SEC(".maps");
+
+volatile __u8 connect_agg_full = 0;
+volatile __u8 connect_agg_other_full = 0;
+static const struct connect_agg_value agg_zero;
+
+/* Counts an outcome into the summary maps (`sk` NULL: no socket to count among the connections). */
+static __always_inline void aggregate(const struct connect_event *e, const void *sk)
+{
+	struct connect_agg_key k;
+	__builtin_memset(&k, 0, sizeof(k));
+	__builtin_memcpy(k.daddr, e->daddr, NETBPF_ADDR_LEN);
+	k.cgroup_id = agg_by_cgroup ? e->cgroup_id : 0;
+	k.err = e->err;
+	k.family = e->family;
+	k.dport = e->dport;
+	k.kind = e->kind;
+	k.flags = e->flags | (e->syn_retrans ? CONNECT_AGG_SYN_RETRANSMITTED : 0);
+	k.ports_low = e->ports_low;
+	k.ports_high = e->ports_high;
+	k.netns = agg_session ? e->netns : 0;
+	struct connect_agg_value *v = AGG_SLOT_OR_OTHER(&connect_agg, &connect_agg_other, &k, &agg_zero,
+							&connect_agg_full, &connect_agg_other_full, ({
+		__builtin_memset(k.daddr, 0, NETBPF_ADDR_LEN);
+		k.cgroup_id = 0;
+		k.family = 0;
+		k.dport = 0;
+		k.ports_low = 0;
+		k.ports_high = 0;
+		k.netns = 0;
+		k.flags |= CONNECT_AGG_OTHER;
+	}));
+	if (!v)
+		return;
+	if (e->kind == CONNECT_ESTABLISHED) {
+		__u64 latency = e->ts_ns - e->start_ns, new_conn, d_retrans, d_sent;
+		if (sk && agg_session) {
+			owner_take_counts(sk, 0, 0, &new_conn, &d_retrans, &d_sent);
+			v->connections += new_conn;
+		}
+		AGG_MIN_MAX(v, latency_ns, latency);
+		v->latency_ns += latency;
+		AGG_HIST_ADD(v->latency_us_log2, CONNECT_AGG_BUCKETS, latency / 1000);
+	} else if (e->ts_ns - e->start_ns > v->max_elapsed_ns) {
+		v->max_elapsed_ns = e->ts_ns - e->start_ns;
+	}
+	v->count++;
+	v->syn_retrans += e->syn_retrans;
+}
+
+/* A filled record to user space, or into the summary maps. */
+static __always_inline void deliver(const struct connect_event *e, const void *sk)
+{
+	if (aggregate_in_kernel) {
+		aggregate(e, sk);
+		return;
+	}
+	struct connect_event *r = reserve_event(sizeof(*r));
+	if (!r)
+		return;
+	__builtin_memcpy(r, e, sizeof(*r));
+	submit_event(r);
+}
+
 static __always_inline bool pid_wanted(__u32 pid)
 {
 	return !filter_pid || pid == filter_pid;
@@ -113,27 +206,31 @@ static __always_inline void emit_outcome(const struct sock *sk, const struct att
 	t.sport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
 	if (!tuple_wanted(&t))
 		return;
-	struct connect_event *e = reserve_event(sizeof(*e));
-	if (!e)
-		return;
-	e->ts_ns = now;
-	e->start_ns = a->start_ns;
-	fill_common(e, sk, &t);
-	e->pid = a->pid;
-	e->syn_retrans = a->syn_retrans;
-	e->kind = kind;
-	e->flags = a->flags;
-	e->err = 0;
+	struct connect_event e;
+	struct sock_owner *o = owner_of(sk);
+	e.ts_ns = now;
+	e.start_ns = a->start_ns;
+	fill_common(&e, sk, &t);
+	e.syn_retrans = a->syn_retrans;
+	e.kind = kind;
+	e.flags = a->flags;
+	e.err = 0;
 	if (kind == CONNECT_FAILED) {
 		/* sk_err is set before tcp_done() moves the socket to CLOSE; an error report seen earlier wins
 		 * (a getsockopt(SO_ERROR) on another CPU may already have cleared sk_err). */
-		e->err = a->err ? a->err : sock_error_now(sk);
+		e.err = a->err ? a->err : sock_error_now(sk);
 	}
-	__builtin_memcpy(e->comm, a->comm, NETBPF_COMM_LEN);
-	e->ports_low = 0;
-	e->ports_high = 0;
-	e->pad = 0;
-	submit_event(e);
+	if (o) {
+		e.pid = o->pid;
+		__builtin_memcpy(e.comm, o->comm, NETBPF_COMM_LEN);
+	} else {
+		e.pid = 0;
+		__builtin_memset(e.comm, 0, NETBPF_COMM_LEN);
+	}
+	e.ports_low = 0;
+	e.ports_high = 0;
+	e.pad = 0;
+	deliver(&e, sk);
 }
 
 /* Before Linux 6.3 the range was two ints under a seqlock; since, one u32 (high << 16 | low). */
@@ -162,6 +259,10 @@ static __always_inline void local_port_range(const struct sock *sk, __u16 *low, 
 
 static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate)
 {
+	/* Most state changes are none of connect's business: told apart by the arguments first (registers), before any
+	 * read of the socket, so a softirq that interrupts this program rarely finds it running (a recursion miss). */
+	if (newstate != TCP_SYN_SENT && oldstate != TCP_SYN_SENT && !(newstate == TCP_SYN_RECV && maintain_owners))
+		return 0;
 	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
 	__u64 key = (__u64)sk;
@@ -171,11 +272,18 @@ static __always_inline int on_set_state(const struct sock *sk, int oldstate, int
 		struct pending *p = bpf_map_lookup_elem(&pending, &tid);
 		if (p && p->sk == key)
 			p->stage = PENDING_SYN_SENT;
-		struct attempt a = { .start_ns = bpf_ktime_get_ns(), .pid = tid >> 32 };
-		if (!pid_wanted(a.pid))
+		struct attempt a = { .start_ns = bpf_ktime_get_ns() };
+		if (!pid_wanted(tid >> 32))
 			return 0;
-		bpf_get_current_comm(a.comm, sizeof(a.comm));
+		if (maintain_owners)
+			owner_capture_connect(sk);
 		bpf_map_update_elem(&attempts, &key, &a, BPF_ANY);
+		return 0;
+	}
+	/* A listener's new child at a reused socket address: what was known about the address is stale. */
+	if (newstate == TCP_SYN_RECV) {
+		if (maintain_owners)
+			owner_forget(sk);
 		return 0;
 	}
 	if (oldstate != TCP_SYN_SENT)
@@ -348,22 +456,20 @@ static __always_inline int on_connect_exit(__s64 ret)
 	t.sport = BPF_CORE_READ(sk, __sk_common.skc_num);
 	if (!tuple_wanted(&t))
 		return 0;
-	struct connect_event *e = reserve_event(sizeof(*e));
-	if (!e)
-		return 0;
-	e->ts_ns = bpf_ktime_get_ns();
-	e->start_ns = copy.start_ns;
-	fill_common(e, sk, &t);
-	e->pid = tid >> 32;
-	e->err = (__s32)err;
-	e->syn_retrans = 0;
-	e->kind = CONNECT_FAILED;
-	e->flags = CONNECT_BEFORE_SYN | (copy.stage == PENDING_FAILED ? CONNECT_IN_SYSCALL : 0);
-	e->ports_low = copy.ports_low;
-	e->ports_high = copy.ports_high;
-	e->pad = 0;
-	bpf_get_current_comm(e->comm, sizeof(e->comm));
-	submit_event(e);
+	struct connect_event e;
+	e.ts_ns = bpf_ktime_get_ns();
+	e.start_ns = copy.start_ns;
+	fill_common(&e, sk, &t);
+	e.pid = tid >> 32;
+	e.err = (__s32)err;
+	e.syn_retrans = 0;
+	e.kind = CONNECT_FAILED;
+	e.flags = CONNECT_BEFORE_SYN | (copy.stage == PENDING_FAILED ? CONNECT_IN_SYSCALL : 0);
+	e.ports_low = copy.ports_low;
+	e.ports_high = copy.ports_high;
+	e.pad = 0;
+	bpf_get_current_comm(e.comm, sizeof(e.comm));
+	deliver(&e, NULL);
 	return 0;
 }
 

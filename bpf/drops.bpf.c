@@ -21,6 +21,7 @@ char LICENSE[] SEC("license") = "GPL";
 /* The record contract with src/tools/drops/bpf.gen.ts (see NETBPF_CONTRACT). */
 NETBPF_CONTRACT(struct drop_event);
 NETBPF_CONTRACT(struct drop_view_key);
+NETBPF_CONTRACT(struct drop_session_key);
 NETBPF_CONTRACT(struct drop_agg_value);
 NETBPF_CONTRACT(struct drop_top_slot);
 NETBPF_CONTRACT(struct drop_top_bucket);
@@ -57,6 +58,11 @@ const volatile __u8 aggregate_in_kernel = 0;
 const volatile __u32 top_bucket_mask = 255;
 const volatile __u32 dest_front_mask = 63;
 const volatile __u64 top_hash_seed = 0;
+
+/* A session's summaries (top, serve): drops counted by their two sides in `drop_session` only (the views above are
+ * not read there); agg_key_ports 0 leaves the ports out (sessions grouped by address). */
+const volatile __u8 agg_session = 0;
+const volatile __u8 agg_key_ports = 1;
 
 /* Destination view, front: where destinations are counted until their bucket is full (see struct
  * drop_dest_bucket): a hash of the key and a compare per slot, no hash map, no allocation. */
@@ -105,6 +111,27 @@ struct {
 	__type(key, __u32);
 	__type(value, struct drop_top_bucket);
 } drop_top_address SEC(".maps");
+
+/* A session's view (struct drop_session_key): exact while it has room (user space sizes it: 1 entry outside
+ * sessions), then per reason and function in the preallocated `drop_session_other`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(max_entries, 16384);
+	__type(key, struct drop_session_key);
+	__type(value, struct drop_agg_value);
+} drop_session SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, 256);
+	__type(key, struct drop_session_key);
+	__type(value, struct drop_agg_value);
+} drop_session_other SEC(".maps");
+
+/* Set when drop_session / drop_session_other found no room (agg_slot). */
+volatile __u8 drop_session_full = 0;
+volatile __u8 drop_session_other_full = 0;
 
 /* The value new keys start from (a map value pointer, so it does not take 300 bytes of stack). */
 static const struct drop_agg_value agg_zero;
@@ -314,6 +341,28 @@ static __always_inline struct drop_agg_value *front_value(const struct drop_view
 	return &b->slots[free].value;
 }
 
+/* Counts one drop of `len` bytes at `now` into a destination or session value. */
+static __always_inline void drop_value_add(struct drop_agg_value *v, __u32 len, __u64 now)
+{
+	if (!v->count) {
+		v->first_ns = now;
+		v->min_len = len;
+		v->max_len = len;
+	}
+	if (len < v->min_len)
+		v->min_len = len;
+	if (len > v->max_len)
+		v->max_len = len;
+	v->count++;
+	v->bytes += len;
+	v->last_ns = now;
+	__u32 bucket = log2_bucket(len);
+	/* Keep the bound check on the register that indexes: older verifiers (6.1) lose it across arithmetic. */
+	barrier_var(bucket);
+	if (bucket < DROP_AGG_LEN_BUCKETS)
+		v->len_log2[bucket]++;
+}
+
 /* The destination view: exact per key in the front or, past it, in `drop_dest` while it has room; then per reason
  * in `drop_dest_other`. */
 static __always_inline void count_destination(struct drop_view_key *k, __u32 len, __u64 now)
@@ -342,23 +391,7 @@ static __always_inline void count_destination(struct drop_view_key *k, __u32 len
 			return;
 		}
 	}
-	if (!v->count) {
-		v->first_ns = now;
-		v->min_len = len;
-		v->max_len = len;
-	}
-	if (len < v->min_len)
-		v->min_len = len;
-	if (len > v->max_len)
-		v->max_len = len;
-	v->count++;
-	v->bytes += len;
-	v->last_ns = now;
-	__u32 bucket = log2_bucket(len);
-	/* Keep the bound check on the register that indexes: older verifiers (6.1) lose it across arithmetic. */
-	barrier_var(bucket);
-	if (bucket < DROP_AGG_LEN_BUCKETS)
-		v->len_log2[bucket]++;
+	drop_value_add(v, len, now);
 }
 
 /* A remote view: the key's slot among the top talkers of its bucket (space-saving, topk.bpf.h). */
@@ -451,6 +484,39 @@ static __always_inline void aggregate_drop(const struct parsed *p, __u32 reason,
 	count_destination(&k, len, now); /* last: a full map folds k in place */
 }
 
+/* A session's view: one key per drop's two sides, reason, function and namespace (struct drop_session_key). */
+static __always_inline void count_session(const struct parsed *p, __u32 reason, __u64 location, __u32 len, __u32 netns)
+{
+	struct drop_session_key k;
+	__builtin_memset(&k, 0, sizeof(k));
+	__builtin_memcpy(k.saddr, p->saddr, NETBPF_ADDR_LEN);
+	__builtin_memcpy(k.daddr, p->daddr, NETBPF_ADDR_LEN);
+	k.location = location;
+	k.reason = reason;
+	k.family = p->family;
+	k.sport = agg_key_ports ? p->sport : 0;
+	k.dport = agg_key_ports ? p->dport : 0;
+	k.l4_proto = p->l4_proto;
+	k.flags = p->flags & DROP_AGG_FLAGS;
+	/* A SYN goes to the server, a SYN-ACK comes from it: kept so the session can place the drop. */
+	if (p->tcp_flags & 0x02)
+		k.tcp_flags = p->tcp_flags & 0x12;
+	k.netns = netns;
+	struct drop_agg_value *v = AGG_SLOT_OR_OTHER(&drop_session, &drop_session_other, &k, &agg_zero, &drop_session_full,
+						     &drop_session_other_full, ({
+		__builtin_memset(k.saddr, 0, NETBPF_ADDR_LEN);
+		__builtin_memset(k.daddr, 0, NETBPF_ADDR_LEN);
+		k.family = 0;
+		k.sport = 0;
+		k.dport = 0;
+		k.l4_proto = 0;
+		k.tcp_flags = 0;
+		k.flags = DROP_AGG_OTHER;
+	}));
+	if (v)
+		drop_value_add(v, len, drop_time());
+}
+
 /* `btf`: the program's pointers are BTF-typed (tp_btf), so fields are read with plain loads (SKB_READ). */
 static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u64 location, __u32 reason,
 				       const struct sock *sk, const bool btf)
@@ -510,7 +576,12 @@ static __always_inline int record_drop(void *ctx, const struct sk_buff *skb, __u
 
 	if (aggregate_in_kernel) {
 		/* skb->len depends on how far the stack has pulled the packet; the IP length does not. */
-		aggregate_drop(&p, reason, location, p.ip_len ? p.ip_len : SKB_READ(btf, skb, len));
+		__u32 len = p.ip_len ? p.ip_len : SKB_READ(btf, skb, len);
+		if (agg_session)
+			count_session(&p, reason, location, len,
+				      sk ? sock_netns(sk) : SKB_READ(btf, skb, dev, nd_net.net, ns.inum));
+		else
+			aggregate_drop(&p, reason, location, len);
 		return 0;
 	}
 

@@ -64,6 +64,26 @@ struct drop_view_key {
 	__u8 pad[6];
 };
 
+/* A session's view (top, serve: agg_session): every drop by its packet's two sides, so the session places it as the
+ * event path does (core/placement.ts), with the freeing function of every drop and the namespace (what the
+ * diagnoses weigh drops by, and how the exporter leaves its own scrapes out). Counted in `drop_session` (exact
+ * while it has room), then per reason in `drop_session_other`; values are struct drop_agg_value. */
+struct drop_session_key {
+	__u8 saddr[NETBPF_ADDR_LEN];
+	__u8 daddr[NETBPF_ADDR_LEN];
+	__u64 location;     /* the freeing function */
+	__u32 reason;
+	__u16 family;       /* 0 with DROP_AGG_OTHER */
+	__u16 sport;        /* 0 without agg_key_ports (views by address: a storm's drops are one per connection) */
+	__u16 dport;
+	__u8 l4_proto;
+	__u8 flags;         /* drop_flags & DROP_AGG_FLAGS, or DROP_AGG_OTHER (addresses and ports zero) */
+	__u8 tcp_flags;     /* SYN and ACK of a SYN or SYN-ACK (which side is the server), else 0 */
+	__u8 pad[3];        /* explicit: keys are compared as bytes */
+	__u32 netns;
+	__u32 pad2;
+};
+
 /* Destination view (`drop_dest`, exact): cumulative per CPU; user space sums the CPUs and takes differences. */
 struct drop_agg_value {
 	__u64 count;

@@ -17,6 +17,7 @@
 NETBPF_CONTRACT_CORE(struct netbpf_cidr);
 NETBPF_CONTRACT_CORE(enum netbpf_family);
 NETBPF_CONTRACT_CORE(enum netbpf_limits);
+NETBPF_CONTRACT_CORE(enum netbpf_owner_source);
 
 /* One ring buffer per tool; user space sizes it before load. */
 struct {

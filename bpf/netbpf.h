@@ -18,6 +18,15 @@ enum netbpf_limits {
 	NETBPF_MAX_CIDRS = 8,   /* entries of filter_cidrs */
 };
 
+/* How a socket's owning process was learned (bpf/owner.bpf.h); always in process context, never from softirq. */
+enum netbpf_owner_source {
+	NETBPF_OWNER_NONE = 0,    /* not seen in process context (e.g. accepted, never read/written, not closed yet) */
+	NETBPF_OWNER_CONNECT = 1, /* CLOSE -> SYN_SENT, in the task calling connect() */
+	NETBPF_OWNER_RECV = 2,    /* sock:sock_recv_length, in the task calling recvmsg() */
+	NETBPF_OWNER_SEND = 3,    /* sock:sock_send_length, in the task calling sendmsg() */
+	NETBPF_OWNER_CLOSE = 4,   /* -> FIN_WAIT1 / LAST_ACK, in the task calling close() or shutdown() */
+};
+
 /* A remote-address filter: prefix_len counts bits of the 16-byte form (IPv4 /24 is 96 + 24). */
 struct netbpf_cidr {
 	__u8 addr[NETBPF_ADDR_LEN];

@@ -10,30 +10,22 @@
 #include <bpf/bpf_endian.h>
 #include "netbpf.bpf.h"
 #include "tracepoints.bpf.h"
+#include "agg.bpf.h"
+#include "owner.bpf.h"
 #include "retrans.h"
+#include "retrans.bpf.h"
 
 char LICENSE[] SEC("license") = "GPL";
 
 /* The record contract with src/tools/retrans/bpf.gen.ts (see NETBPF_CONTRACT). */
 NETBPF_CONTRACT(struct retrans_event);
 NETBPF_CONTRACT(enum retrans_kind);
+NETBPF_CONTRACT(struct retrans_agg_key);
+NETBPF_CONTRACT(struct retrans_agg_value);
+NETBPF_CONTRACT(enum retrans_agg_consts);
 
 /* Loss-probe timer id from include/net/inet_connection_sock.h (a #define, so not in BTF; stable since 3.10). */
 #define ICSK_TIME_LOSS_PROBE 5
-
-struct owner {
-	__u32 pid;
-	char comm[NETBPF_COMM_LEN];
-};
-
-/* Socket -> process that connected it. Retransmits run in softirq/timer context where the current task
- * is a bystander, so the owner is captured at connect() time. LRU: never fills up, never needs cleanup. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, __u64);
-	__type(value, struct owner);
-} owners SEC(".maps");
 
 static __always_inline __u8 retrans_kind(const struct sock *sk, __u8 state)
 {
@@ -60,43 +52,40 @@ static __always_inline int record_retransmit(const struct sock *sk, const struct
 	if (read_sock_tuple(sk, &t) || !tuple_wanted(&t))
 		return 0;
 
-	struct retrans_event *e = reserve_event(sizeof(*e));
-	if (!e)
-		return 0;
+	struct retrans_event e;
 	const struct tcp_sock *tp = (const struct tcp_sock *)sk;
 	const struct inet_connection_sock *icsk = (const struct inet_connection_sock *)sk;
 	const struct tcp_skb_cb *cb = (const void *)__builtin_preserve_access_index(&skb->cb);
-	__u64 key = (__u64)sk;
-	struct owner *o = bpf_map_lookup_elem(&owners, &key);
+	struct sock_owner *o = owner_of(sk);
 
-	e->ts_ns = bpf_ktime_get_ns();
-	e->cgroup_id = sock_cgroup_id(sk);
-	__builtin_memcpy(e->saddr, t.saddr, NETBPF_ADDR_LEN);
-	__builtin_memcpy(e->daddr, t.daddr, NETBPF_ADDR_LEN);
-	e->netns = sock_netns(sk);
-	e->srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
-	e->segs = BPF_CORE_READ(cb, tcp_gso_segs);
-	if (!e->segs)
-		e->segs = 1;
-	e->total_retrans = BPF_CORE_READ(tp, total_retrans);
-	e->segs_out = BPF_CORE_READ(tp, segs_out);
-	e->err = err;
-	e->family = t.family;
-	e->sport = t.sport;
-	e->dport = t.dport;
-	e->state = BPF_CORE_READ(sk, __sk_common.skc_state);
-	e->kind = retrans_kind(sk, e->state);
-	e->ca_state = BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_ca_state);
-	e->retransmits = BPF_CORE_READ(icsk, icsk_retransmits);
+	e.ts_ns = bpf_ktime_get_ns();
+	e.cgroup_id = sock_cgroup_id(sk);
+	__builtin_memcpy(e.saddr, t.saddr, NETBPF_ADDR_LEN);
+	__builtin_memcpy(e.daddr, t.daddr, NETBPF_ADDR_LEN);
+	e.netns = sock_netns(sk);
+	e.srtt_us = BPF_CORE_READ(tp, srtt_us) >> 3;
+	e.segs = BPF_CORE_READ(cb, tcp_gso_segs);
+	if (!e.segs)
+		e.segs = 1;
+	e.total_retrans = BPF_CORE_READ(tp, total_retrans);
+	e.segs_out = BPF_CORE_READ(tp, segs_out);
+	e.err = err;
+	e.family = t.family;
+	e.sport = t.sport;
+	e.dport = t.dport;
+	e.state = BPF_CORE_READ(sk, __sk_common.skc_state);
+	e.kind = retrans_kind(sk, e.state);
+	e.ca_state = BPF_CORE_READ_BITFIELD_PROBED(icsk, icsk_ca_state);
+	e.retransmits = BPF_CORE_READ(icsk, icsk_retransmits);
 	if (o) {
-		e->pid = o->pid;
-		__builtin_memcpy(e->comm, o->comm, NETBPF_COMM_LEN);
+		e.pid = o->pid;
+		__builtin_memcpy(e.comm, o->comm, NETBPF_COMM_LEN);
 	} else {
-		e->pid = 0;
-		__builtin_memset(e->comm, 0, NETBPF_COMM_LEN);
+		e.pid = 0;
+		__builtin_memset(e.comm, 0, NETBPF_COMM_LEN);
 	}
-	__builtin_memset(e->pad, 0, sizeof(e->pad));
-	submit_event(e);
+	__builtin_memset(e.pad, 0, sizeof(e.pad));
+	deliver(&e, sk);
 	return 0;
 }
 
@@ -130,22 +119,20 @@ static __always_inline int record_synack(const struct sock *listener, const stru
 {
 	if (!tuple_wanted(t))
 		return 0;
-	struct retrans_event *e = reserve_event(sizeof(*e));
-	if (!e)
-		return 0;
-	__builtin_memset(e, 0, sizeof(*e));
-	e->ts_ns = bpf_ktime_get_ns();
-	e->cgroup_id = sock_cgroup_id(listener);
-	__builtin_memcpy(e->saddr, t->saddr, NETBPF_ADDR_LEN);
-	__builtin_memcpy(e->daddr, t->daddr, NETBPF_ADDR_LEN);
-	e->netns = sock_netns(listener);
-	e->segs = 1;
-	e->family = t->family;
-	e->sport = t->sport;
-	e->dport = t->dport;
-	e->state = TCP_SYN_RECV;
-	e->kind = RETRANS_SYNACK;
-	submit_event(e);
+	struct retrans_event e;
+	__builtin_memset(&e, 0, sizeof(e));
+	e.ts_ns = bpf_ktime_get_ns();
+	e.cgroup_id = sock_cgroup_id(listener);
+	__builtin_memcpy(e.saddr, t->saddr, NETBPF_ADDR_LEN);
+	__builtin_memcpy(e.daddr, t->daddr, NETBPF_ADDR_LEN);
+	e.netns = sock_netns(listener);
+	e.segs = 1;
+	e.family = t->family;
+	e.sport = t->sport;
+	e.dport = t->dport;
+	e.state = TCP_SYN_RECV;
+	e.kind = RETRANS_SYNACK;
+	deliver(&e, NULL);
 	return 0;
 }
 
@@ -196,19 +183,17 @@ int handle_retransmit_synack_tp(struct retransmit_synack_args *ctx)
 	return record_synack((const struct sock *)ctx->skaddr, &t);
 }
 
-/* connect() moves a socket CLOSE -> SYN_SENT in the caller's context: remember the caller. */
+/* Owners, when no other object of the session keeps them (life does): connect() moves a socket CLOSE -> SYN_SENT
+ * in the caller's context (remember the caller); a listener's new child at a reused address makes what was known
+ * about that address stale; tcp_destroy_sock ends the socket. */
 static __always_inline int on_set_state(const struct sock *sk, int newstate)
 {
 	if (BPF_CORE_READ_BITFIELD_PROBED(sk, sk_protocol) != IPPROTO_TCP)
 		return 0;
-	__u64 key = (__u64)sk;
-	if (newstate == TCP_SYN_SENT) {
-		struct owner o = { .pid = bpf_get_current_pid_tgid() >> 32 };
-		bpf_get_current_comm(o.comm, sizeof(o.comm));
-		bpf_map_update_elem(&owners, &key, &o, BPF_ANY);
-	} else if (newstate == TCP_CLOSE) {
-		bpf_map_delete_elem(&owners, &key);
-	}
+	if (newstate == TCP_SYN_SENT)
+		owner_capture_connect(sk);
+	else if (newstate == TCP_SYN_RECV)
+		owner_forget(sk);
 	return 0;
 }
 
@@ -221,4 +206,18 @@ int handle_set_state_tp(struct tp_inet_sock_set_state *ctx)
 	if (ctx->protocol != IPPROTO_TCP)
 		return 0;
 	return on_set_state((const struct sock *)ctx->skaddr, ctx->newstate);
+}
+
+static __always_inline int on_destroy(const struct sock *sk)
+{
+	owner_forget(sk);
+	return 0;
+}
+
+TRACEPOINT_PROGRAMS(tcp_destroy_sock, handle_destroy, on_destroy(sk), const struct sock *sk)
+
+SEC("tp/tcp/tcp_destroy_sock")
+int handle_destroy_tp(struct tp_tcp_sk *ctx)
+{
+	return on_destroy(ctx->skaddr);
 }

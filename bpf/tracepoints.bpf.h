@@ -18,6 +18,12 @@
 	SEC("tp_btf/" #tp) int BPF_PROG(prog##_btf, args) { return call; }		\
 	SEC("raw_tp/" #tp) int BPF_PROG(prog##_raw, args) { return call; }
 
+/* The same with a different expression for each: `btf_call` may read the BTF-typed arguments directly (a plain
+ * load, no helper call), `raw_call` must read through BPF_CORE_READ. */
+#define TRACEPOINT_PROGRAMS_BTF_RAW(tp, prog, btf_call, raw_call, args...)		\
+	SEC("tp_btf/" #tp) int BPF_PROG(prog##_btf, args) { return btf_call; }		\
+	SEC("raw_tp/" #tp) int BPF_PROG(prog##_raw, args) { return raw_call; }
+
 /* Only these fields of the classic records are declared: their offsets have been stable since Linux 4.16;
  * anything newer is read from the socket with CO-RE or located with bpf_core_field_offset. */
 

@@ -20,7 +20,12 @@ export interface CommonCliOptions {
   pollMs?: string;
   maxDestinations?: string;
   verbose?: boolean;
+  aggregate?: AggregateWhere;
 }
+
+/** Where summaries are counted: in the kernel (a per-destination map, no event per connection or packet), from
+ * every event in user space, or the best for the run (auto). */
+export type AggregateWhere = 'auto' | 'kernel' | 'events';
 
 const collect = (value: string, prev: string[] = []) => [...prev, value];
 
@@ -66,6 +71,28 @@ export function filterOptions(o: CommonCliOptions): FilterOptions {
     remotePort: o.rport === undefined ? undefined : parsePort(o.rport, 'remote port'),
     remoteCidrs: o.cidr,
   };
+}
+
+/** Adds --aggregate (tools whose summaries can be counted in the kernel). */
+export function addAggregateOption(cmd: Command, view = false): Command {
+  const auto = view ? 'the default' : 'the default for text summaries';
+  return cmd.addOption(new Option('--aggregate <where>', `where summaries are counted: kernel (per-destination maps in the kernel, no event per connection or packet; ${auto}), events (every event to user space${view ? '' : '; with --json --summary also prints each event'})`)
+    .choices(['auto', 'kernel', 'events']).default('auto'));
+}
+
+/**
+ * Whether this run counts its summaries in the kernel: only when summaries are all it prints, and nothing asked
+ * for needs each event. `needsEvents` names the option given that does (e.g. "--stack"), or null. auto: text
+ * summaries count in the kernel; --json --summary keeps its event lines; `views` (top, serve) always can.
+ */
+export function aggregateInKernel(o: { aggregate?: string; json?: boolean }, summary: boolean, needsEvents: string | null = null, view = false): boolean {
+  if (o.aggregate === 'events') return false;
+  if (o.aggregate === 'kernel') {
+    if (!summary && !view) throw usageError('--aggregate kernel prints summaries only: add --summary or --interval');
+    if (needsEvents) throw usageError(`--aggregate kernel has no per-event records: ${needsEvents} needs --aggregate events`);
+    return true;
+  }
+  return (view || (summary && !o.json)) && !needsEvents;
 }
 
 export interface RunSettings {

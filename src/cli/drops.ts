@@ -1,9 +1,8 @@
 /** `netbpf drops`: dropped packets with the kernel's drop reason, live or per destination, over the public API. */
 import { Command, Option } from 'commander';
-import { usageError } from '../core/errors.js';
 import { ListenQueueCounters } from '../core/listen-queue.js';
 import { dropJson, dropLine, dropReasonsNote, drops, DROPS_HEADER, DropsAggregator, dropsSummary, renderDropsSummary, type DropEvent, type DropsSummary } from '../index.js';
-import { addCommonOptions, filterOptions, runSettings, type CommonCliOptions } from './common.js';
+import { addAggregateOption, addCommonOptions, aggregateInKernel, filterOptions, runSettings, type CommonCliOptions } from './common.js';
 import { runTool, type Summarizer } from './run.js';
 
 interface DropsCliOptions extends CommonCliOptions {
@@ -11,7 +10,6 @@ interface DropsCliOptions extends CommonCliOptions {
   all?: boolean;
   reason?: string[];
   stack?: boolean;
-  aggregate: 'auto' | 'kernel' | 'events';
 }
 
 const collect = (value: string, prev: string[] = []) => [...prev, value];
@@ -22,25 +20,13 @@ export function dropsCommand(): Command {
     .option('-a, --all', 'every protocol, not only TCP')
     .option('-r, --reason <name>', 'only this drop reason, e.g. NETFILTER_DROP (repeatable; names from this kernel)', collect)
     .option('--stack', 'capture and print the kernel stack of each drop')
-    .addOption(new Option('--hook <hook>', 'how to attach: auto (the best the kernel offers), tp_btf, raw_tp, tracepoint (classic: needs tracefs), tcp_drop (fentry or kprobe: kernels without drop reasons)').choices(['auto', 'tp_btf', 'raw_tp', 'tracepoint', 'tcp_drop']).default('auto'))
-    .addOption(new Option('--aggregate <where>', 'where summaries are counted: kernel (a map, no per-drop events; the default for text summaries), events (every drop to user space; with --json also prints each drop)').choices(['auto', 'kernel', 'events']).default('auto'));
+    .addOption(new Option('--hook <hook>', 'how to attach: auto (the best the kernel offers), tp_btf, raw_tp, tracepoint (classic: needs tracefs), tcp_drop (fentry or kprobe: kernels without drop reasons)').choices(['auto', 'tp_btf', 'raw_tp', 'tracepoint', 'tcp_drop']).default('auto'));
   addCommonOptions(cmd);
+  addAggregateOption(cmd);
   cmd.action(async (o: DropsCliOptions) => {
     process.exitCode = await runDrops(o);
   });
   return cmd;
-}
-
-/** Whether this run counts its summaries in the kernel: only summaries wanted, and nothing that needs events. */
-export function aggregateInKernel(o: { aggregate: string; stack?: boolean; json?: boolean }, summary: boolean): boolean {
-  if (o.aggregate === 'events') return false;
-  if (o.aggregate === 'kernel') {
-    if (!summary) throw usageError('--aggregate kernel prints summaries only: add --summary or --interval');
-    if (o.stack) throw usageError('--aggregate kernel has no per-drop events: --stack needs --aggregate events');
-    return true;
-  }
-  // auto: text summaries (no live lines); --json --summary keeps its drop lines unless --aggregate kernel.
-  return summary && !o.json && !o.stack;
 }
 
 async function runDrops(o: DropsCliOptions): Promise<number> {
@@ -49,7 +35,7 @@ async function runDrops(o: DropsCliOptions): Promise<number> {
   let trace, summary: Summarizer<DropEvent, DropsSummary>;
   // SYN-flood effects no drop tracepoint shows (cookies, SYN-queue drops freed without a reason).
   const listenQueue = new ListenQueueCounters();
-  if (aggregateInKernel(o, s.summary)) {
+  if (aggregateInKernel(o, s.summary, o.stack ? '--stack' : null)) {
     // Summary-only: drops are counted in the kernel; no event crosses into Node.
     const kernel = dropsSummary({ ...opts, maxDestinations: s.maxDestinations, listenQueue });
     trace = kernel.trace;

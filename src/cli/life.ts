@@ -2,9 +2,9 @@
  * close reason), JSON or CSV, and a per-destination summary; over the public API only. */
 import { Command, Option } from 'commander';
 import { usageError } from '../core/errors.js';
-import { csvHeader, csvLine, life, LifeAggregator, lifeEventJson, lifeHeader, lifeLine, renderLifeSummary, type LifeClosedEvent, type LifeFormat } from '../index.js';
-import { addCommonOptions, existingPid, filterOptions, runSettings, type CommonCliOptions } from './common.js';
-import { runTool } from './run.js';
+import { csvHeader, csvLine, life, LifeAggregator, lifeEventJson, lifeHeader, lifeLine, lifeSummary, renderLifeSummary, type LifeClosedEvent, type LifeEvent, type LifeFormat, type LifeSummary, type Trace } from '../index.js';
+import { addAggregateOption, addCommonOptions, aggregateInKernel, existingPid, filterOptions, runSettings, type CommonCliOptions } from './common.js';
+import { runTool, type Summarizer } from './run.js';
 
 interface LifeCliOptions extends CommonCliOptions {
   pid?: string;
@@ -12,6 +12,8 @@ interface LifeCliOptions extends CommonCliOptions {
   timestamp?: boolean;
   wide?: boolean;
   csv?: boolean;
+  established?: boolean;
+  singleStateProgram?: boolean;
   hook: 'auto' | 'tp_btf' | 'raw_tp' | 'tracepoint';
 }
 
@@ -23,8 +25,11 @@ export function lifeCommand(): Command {
     .option('-t, --timestamp', 'include a timestamp column (seconds since the first event)')
     .option('-w, --wide', 'wide columns (IPv6 addresses) plus netns and cgroup ids')
     .option('--csv', 'comma-separated values, one line per closed connection')
+    .option('--established', 'also a record when each handshake completes (JSON lines of type "established")')
+    .addOption(new Option('--single-state-program', 'one state-change program for process and softirq context (measuring recursion misses)').hideHelp())
     .addOption(new Option('--hook <hook>', 'how to attach: auto (the best the kernel offers), tp_btf, raw_tp, tracepoint (classic: needs tracefs)').choices(['auto', 'tp_btf', 'raw_tp', 'tracepoint']).default('auto'));
   addCommonOptions(cmd);
+  addAggregateOption(cmd);
   cmd.action(async (o: LifeCliOptions) => {
     process.exitCode = await runLife(o);
   });
@@ -36,14 +41,24 @@ async function runLife(o: LifeCliOptions): Promise<number> {
   const filters = filterOptions(o);
   if (o.csv && o.json) throw usageError('--csv and --json exclude each other');
   const pid = existingPid(o.pid);
-  const trace = life({ ...filters, pid, hook: o.hook, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs });
-  const agg = new LifeAggregator({ maxDestinations: s.maxDestinations });
+  const common = { ...filters, hook: o.hook, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, singleStateProgram: !!o.singleStateProgram };
+  let trace: Trace<LifeEvent>, summary: Summarizer<LifeEvent, LifeSummary>;
+  if (aggregateInKernel(o, s.summary, o.pid !== undefined ? '--pid' : o.established ? '--established' : null)) {
+    // Summary-only: every connection end is counted in the kernel; no record crosses into Node.
+    const kernel = lifeSummary({ ...common, maxDestinations: s.maxDestinations });
+    trace = kernel.trace;
+    summary = kernel;
+  } else {
+    // Summaries from events count handshakes too (ESTAB, OPEN): they need the handshake records.
+    trace = life({ ...common, pid, established: !!o.established || s.summary });
+    summary = new LifeAggregator({ maxDestinations: s.maxDestinations });
+  }
   const fmt: LifeFormat = { time: !!o.time, timestamp: !!o.timestamp, wide: !!o.wide };
   let first = 0;
   return runTool({
     tool: 'life',
     trace,
-    summary: agg,
+    summary,
     live: {
       header: o.csv ? csvHeader() : lifeHeader(fmt),
       lines(events) {
@@ -54,6 +69,6 @@ async function runLife(o: LifeCliOptions): Promise<number> {
     },
     eventJson: lifeEventJson,
     summaryText: renderLifeSummary,
-    extraLosses: () => [{ key: 'untracked', count: trace.untracked(), words: 'connections untracked (map full)' }],
+    extraLosses: () => [{ key: 'untracked', count: trace.kernelCount('untracked'), words: 'connections untracked (map full)' }],
   }, s);
 }

@@ -1,8 +1,8 @@
 /** `netbpf retrans`: live TCP retransmits and the per-destination summary, over the public API only. */
 import { Command, Option } from 'commander';
 import { formatEndpoint } from '../core/address.js';
-import { NatResolver, renderRetransSummary, retrans, RETRANS_HEADER, RetransAggregator, retransEventJson, retransLine, startNatFeed, type RetransEvent } from '../index.js';
-import { addCommonOptions, filterOptions, runSettings, type CommonCliOptions } from './common.js';
+import { NatResolver, renderRetransSummary, retrans, RETRANS_HEADER, RetransAggregator, retransEventJson, retransLine, retransSummary, startNatFeed, type RetransEvent } from '../index.js';
+import { addAggregateOption, addCommonOptions, aggregateInKernel, filterOptions, runSettings, type CommonCliOptions } from './common.js';
 import { startDemo, type Demo } from './demo.js';
 import { runTool } from './run.js';
 
@@ -19,6 +19,7 @@ export function retransCommand(): Command {
     .option('--resolve-nat', 'group by the real backend behind DNAT (from conntrack in this network namespace)')
     .option('--demo', 'create a lossy link between two private network namespaces, drive a bulk transfer over it and trace it');
   addCommonOptions(cmd);
+  addAggregateOption(cmd);
   cmd.action(async (o: RetransCliOptions) => {
     process.exitCode = await runRetrans(o);
   });
@@ -32,8 +33,11 @@ async function runRetrans(o: RetransCliOptions): Promise<number> {
     if (s.durationMs === undefined) s.durationMs = 10_000;
     if (!o.json && o.interval === undefined) { s.summary = true; s.intervalMs = 5000; }
   }
-  const trace = retrans({ ...filterOptions(o), hook: o.hook, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs });
-  const agg = new RetransAggregator({ maxDestinations: s.maxDestinations });
+  const opts = { ...filterOptions(o), hook: o.hook, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs };
+  // Summary-only: retransmits are counted in the kernel (--resolve-nat rewrites each event: it needs them).
+  const kernel = aggregateInKernel(o, s.summary, o.resolveNat ? '--resolve-nat' : null) ? retransSummary({ ...opts, maxDestinations: s.maxDestinations }) : null;
+  const trace = kernel ? kernel.trace : retrans(opts);
+  const agg = kernel ?? new RetransAggregator({ maxDestinations: s.maxDestinations });
   // --resolve-nat: each event's destination becomes the backend conntrack says it reaches.
   const nat = o.resolveNat ? new NatResolver() : null;
   let natFeed: { stop(): Promise<void> } | null = null;

@@ -72,6 +72,7 @@ export function reportStart(tool: string, info: StartInfo | { error: string }, j
 /** The losses of a run in words: ring buffer, recursion, a slow consumer, malformed records, and the tool's own. */
 export function lossText(c: TraceCounters, extra: ExtraLoss[] = []): string {
   return `${c.lost} lost in the kernel (ring buffer full), ${c.recursionMisses} missed by recursion` +
+    (c.recursionSkipped ? ` (and ${c.recursionSkipped} skipped runs of a program that shares the work by context)` : '') +
     (c.droppedByConsumer ? `, ${c.droppedByConsumer} dropped by a slow consumer` : '') +
     (c.malformed ? `, ${c.malformed} malformed` : '') +
     (c.sourceLost !== undefined ? `, ${c.sourceLost} lost by ctnetlink (kernel socket drop count)` : '') +

@@ -7,7 +7,7 @@ import { SocketReader } from '../tools/sockets/index.js';
 import type { TraceCounters } from '../core/trace.js';
 import { reportStart, sessionCountersLine, untilStopped } from './run.js';
 import { addCgroupRootOption, containerResolver, type ContainerCliOptions } from './containers.js';
-import { addCommonOptions, filterOptions, positiveNumber, runSettings, type CommonCliOptions } from './common.js';
+import { addAggregateOption, addCommonOptions, aggregateInKernel, filterOptions, positiveNumber, runSettings, type CommonCliOptions } from './common.js';
 
 interface ServeCliOptions extends CommonCliOptions, ContainerCliOptions {
   prometheus?: string | boolean;
@@ -40,6 +40,7 @@ export function serveCommand(): Command {
     .option('-w, --container', 'add a container label (cgroup id -> container id)');
   addCgroupRootOption(cmd);
   addCommonOptions(cmd);
+  addAggregateOption(cmd, true);
   cmd.action(async (o: ServeCliOptions) => {
     process.exitCode = await runServe(o);
   });
@@ -60,7 +61,8 @@ async function runServe(o: ServeCliOptions): Promise<number> {
   if (o.netns && !o.conntrack) throw usageError('--netns names the conntrack tables to watch: give --conntrack too');
   const filters = filterOptions(o);
   // The exporter diagnoses over windows with its own socket reader; the session's run-long host evidence is for top.
-  const session = top({ ...filters, by, life: o.life, conntrack: !!o.conntrack, conntrackNetns: o.netns, sockets: false, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf });
+  const session = top({ ...filters, by, life: o.life, conntrack: !!o.conntrack, conntrackNetns: o.netns, sockets: false, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf,
+    aggregate: aggregateInKernel(o, true, null, true) ? 'kernel' : 'events' });
   const sockets = o.sockets && windowS > 0 ? new SocketReader(filters) : null;
   const exporter = new PrometheusExporter(session, { maxSeries, evictIdleMs: evictIdleS * 1000, scrapeIntervalMs: scrapeS * 1000, diagnosisWindowMs: windowS * 1000, sockets, by, containerOf }).attach();
   // Listen first: the port must be known to tell scrapes from traffic, and a taken port fails before any loading.

@@ -8,7 +8,7 @@ import { parseGroupBy, renderTop, sortRows, top, TOP_SORT_KEYS, type TopSortKey 
 import type { TraceCounters } from '../core/trace.js';
 import { reportCounters, reportStart, sessionCountersLine, untilStopped } from './run.js';
 import { addCgroupRootOption, containerResolver, type ContainerCliOptions } from './containers.js';
-import { addCommonOptions, filterOptions, runSettings, type CommonCliOptions } from './common.js';
+import { addAggregateOption, addCommonOptions, aggregateInKernel, filterOptions, runSettings, type CommonCliOptions } from './common.js';
 import { jsonText } from '../core/format.js';
 
 interface TopCliOptions extends CommonCliOptions, ContainerCliOptions {
@@ -34,6 +34,7 @@ export function topCommand(): Command {
     .option('-w, --container', 'show the containers talking to each destination (cgroup id -> container id)');
   addCgroupRootOption(cmd);
   addCommonOptions(cmd);
+  addAggregateOption(cmd, true);
   cmd.action(async (o: TopCliOptions) => {
     process.exitCode = await runTop(o);
   });
@@ -49,6 +50,7 @@ async function runTop(o: TopCliOptions): Promise<number> {
   const session = top({
     ...filterOptions(o), by, life: o.life, sockets: o.sockets, conntrack: !!o.conntrack, maxDestinations: s.maxDestinations,
     ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf: containers ? (id) => containers.containerOf(id) : undefined,
+    aggregate: aggregateInKernel(o, true, null, true) ? 'kernel' : 'events',
   });
   const out = process.stdout;
   const interactive = !!out.isTTY && !o.once && !o.snapshots && !s.json;

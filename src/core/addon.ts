@@ -33,6 +33,10 @@ export interface NativeBpfObject {
   detachAll(): void;
   programInfo(program: string): ProgramInfo;
   mapFd(map: string): number;
+  /** A duplicate of a loaded map's fd, owned by the caller (close it with fs.closeSync): keeps the map alive. */
+  mapFdDup(map: string): number;
+  /** Before load: map `map` of this object is the existing map behind `fd` (shared between objects). */
+  reuseMapFd(map: string, fd: number): void;
   mapLookup(map: string, key: Buffer): Buffer | null;
   mapUpdate(map: string, key: Buffer, value: Buffer, flags?: number): void;
   mapDelete(map: string, key: Buffer): boolean;

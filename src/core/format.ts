@@ -9,6 +9,25 @@ export function safeText(s: string): string {
     .replace(/[\u202a-\u202e\u2066-\u2069]/g, (c) => `\\u${c.charCodeAt(0).toString(16)}`);
 }
 
+/**
+ * Text cells cached by value (bounded): live lines repeat the same addresses, ports, names and small numbers, and
+ * padding a fresh string per line for each is most of what a line costs. `format` makes a cell from a value once.
+ */
+export class CellCache<K> {
+  private readonly cells = new Map<K, string>();
+  constructor(private readonly format: (value: K) => string, private readonly max = 8192) {}
+
+  get(value: K): string {
+    let cell = this.cells.get(value);
+    if (cell === undefined) {
+      cell = this.format(value);
+      if (this.cells.size >= this.max) this.cells.clear();
+      this.cells.set(value, cell);
+    }
+    return cell;
+  }
+}
+
 /** HH:MM:SS local time, as BCC tools print it. */
 export function clockTime(epochMs: number): string {
   const d = new Date(epochMs);

@@ -77,6 +77,11 @@ function btfTracepointMissing(name: string): Unavailable | null {
   return has ? null : kernel(`no tracepoint ${name} in this kernel`);
 }
 
+/** Whether the kernel has tracepoint `name` (as tp_btf and raw_tp attach it); true when BTF cannot tell. */
+export function hasTracepoint(name: string): boolean {
+  return kernelBtfHas('typedef', `btf_trace_${name}`) !== false;
+}
+
 /** null when a classic tracepoint can be attached (tracefs mounted and the event there), else why not. */
 function classicTracepointMissing(category: string, name: string): Unavailable | null {
   const root = tracefsRoot();
@@ -89,10 +94,13 @@ function classicTracepointMissing(category: string, name: string): Unavailable |
  * `<prog>_raw` (raw_tp) and, when the object has one, `<prog>_tp` (the classic tracepoint). bpf/tracepoints.bpf.h
  * defines the first two from one body with TRACEPOINT_PROGRAMS.
  */
-export function tracepoint(category: string, name: string, prog: string, opts: { classic?: boolean } = {}): HookAlternative[] {
+export function tracepoint(category: string, name: string, prog: string, opts: { classic?: boolean; split?: readonly string[] } = {}): HookAlternative[] {
+  // `split`: the tp_btf/raw_tp work is shared by several programs attached together (e.g. process and softirq
+  // context apart), each defined with TRACEPOINT_PROGRAMS; the classic tracepoint keeps one program, `<prog>_tp`.
+  const progs = opts.split ?? [prog];
   const alts: HookAlternative[] = [
-    { kind: 'tp_btf', programs: [`${prog}_btf`], hook: `tp_btf/${name}`, missing: () => btfTracepointMissing(name) },
-    { kind: 'raw_tp', programs: [`${prog}_raw`], hook: `raw_tp/${name}`, missing: () => btfTracepointMissing(name) },
+    { kind: 'tp_btf', programs: progs.map((p) => `${p}_btf`), hook: `tp_btf/${name}`, missing: () => btfTracepointMissing(name) },
+    { kind: 'raw_tp', programs: progs.map((p) => `${p}_raw`), hook: `raw_tp/${name}`, missing: () => btfTracepointMissing(name) },
   ];
   if (opts.classic !== false) {
     alts.push({ kind: 'tracepoint', programs: [`${prog}_tp`], hook: `tracepoint/${category}/${name}`, missing: () => classicTracepointMissing(category, name) });

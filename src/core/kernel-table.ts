@@ -32,14 +32,12 @@ function mergeOf(field: string): Merge {
   return 'sum';
 }
 
-const u64 = (b: Buffer, o: number): number => b.readUInt32LE(o) + b.readUInt32LE(o + 4) * 4294967296;
-
-function readScalar(b: Buffer, o: number, size: number): number {
+function readView(dv: DataView, o: number, size: number): number {
   switch (size) {
-    case 1: return b.readUInt8(o);
-    case 2: return b.readUInt16LE(o);
-    case 4: return b.readUInt32LE(o);
-    default: return u64(b, o);
+    case 1: return dv.getUint8(o);
+    case 2: return dv.getUint16(o, true);
+    case 4: return dv.getUint32(o, true);
+    default: return dv.getUint32(o, true) + dv.getUint32(o + 4, true) * 4294967296;
   }
 }
 
@@ -47,6 +45,9 @@ function readScalar(b: Buffer, o: number, size: number): number {
  * totals and deltas per key. */
 export class KernelTable {
   private readonly previous = new Map<string, KernelValues>();
+  /** Each key's per-CPU bytes as of the previous read: a key whose bytes did not change is skipped unmerged (most
+   * keys of a busy map, e.g. one per connection end, stop changing after their event). */
+  private readonly previousBytes = new Map<string, Buffer>();
   private readonly fields: Array<{ name: string; offset: number; size: number; count: number; array: boolean; merge: Merge }>;
   /** The field that is non-zero on a CPU that counted the key: only those CPUs take part in min/max. */
   private readonly countField: { offset: number; size: number } | null;
@@ -77,10 +78,17 @@ export class KernelTable {
     const ks = this.keyLayout.size;
     const stride = this.valueLayout.stride;
     const rows: KernelRow[] = [];
+    const vs = stride * cpus;
     for (let i = 0; i < dump.count; i++) {
-      const key = Buffer.from(dump.keys.subarray(i * ks, (i + 1) * ks));
-      const total = this.merge(dump.values, i * stride * cpus, stride, cpus);
-      const id = key.toString('latin1');
+      const keyBytes = dump.keys.subarray(i * ks, (i + 1) * ks);
+      const id = keyBytes.toString('latin1');
+      const bytes = dump.values.subarray(i * vs, (i + 1) * vs);
+      const before = this.previousBytes.get(id);
+      if (before !== undefined && before.equals(bytes)) continue;
+      if (before !== undefined && before.length === bytes.length) bytes.copy(before);
+      else this.previousBytes.set(id, Buffer.from(bytes));
+      const key = Buffer.from(keyBytes);
+      const total = this.merge(dump.values, i * vs, stride, cpus);
       const prev = this.previous.get(id);
       const delta = this.subtract(total, prev);
       this.previous.set(id, total);
@@ -92,23 +100,30 @@ export class KernelTable {
   /** Forgets a key's previous totals (after user space deleted it from the map). */
   forget(key: Buffer): void {
     this.previous.delete(key.toString('latin1'));
+    this.previousBytes.delete(key.toString('latin1'));
   }
 
   private merge(values: Buffer, base: number, stride: number, cpus: number): KernelValues {
+    const dv = new DataView(values.buffer, values.byteOffset, values.length);
     const out: KernelValues = {};
     for (const f of this.fields) out[f.name] = f.array ? new Float64Array(f.count) : f.merge === 'min' ? NaN : 0;
     for (let c = 0; c < cpus; c++) {
       const v = base + c * stride;
-      if (this.countField && readScalar(values, v + this.countField.offset, this.countField.size) === 0) continue;
+      // min/max/first/last only from CPUs that counted the key (the others hold zeros); sums from every CPU.
+      const counted = !this.countField || readView(dv, v + this.countField.offset, this.countField.size) !== 0;
       for (const f of this.fields) {
         if (f.array) {
           const arr = out[f.name] as Float64Array;
-          for (let k = 0; k < f.count; k++) arr[k] += readScalar(values, v + f.offset + k * f.size, f.size);
+          let o = v + f.offset;
+          // Log2 histograms are u64 arrays: read as two u32 halves, no per-element size dispatch.
+          if (f.size === 8) for (let k = 0; k < f.count; k++, o += 8) arr[k] += dv.getUint32(o, true) + dv.getUint32(o + 4, true) * 4294967296;
+          else for (let k = 0; k < f.count; k++, o += f.size) arr[k] += readView(dv, o, f.size);
           continue;
         }
-        const x = readScalar(values, v + f.offset, f.size);
+        const x = readView(dv, v + f.offset, f.size);
         const cur = out[f.name] as number;
         if (f.merge === 'sum') out[f.name] = cur + x;
+        else if (!counted) continue;
         else if (f.merge === 'min') out[f.name] = Number.isNaN(cur) || x < cur ? x : cur;
         else out[f.name] = x > cur ? x : cur;
       }

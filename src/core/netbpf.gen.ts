@@ -28,6 +28,17 @@ export const NETBPF_LIMITS = {
   NETBPF_MAX_CIDRS: 8,
 } as const;
 
+/** enum netbpf_owner_source. */
+export const NETBPF_OWNER_SOURCE = {
+  NETBPF_OWNER_NONE: 0,
+  NETBPF_OWNER_CONNECT: 1,
+  NETBPF_OWNER_RECV: 2,
+  NETBPF_OWNER_SEND: 3,
+  NETBPF_OWNER_CLOSE: 4,
+} as const;
+/** enum netbpf_owner_source names by value (without NETBPF_OWNER_, lower-cased). */
+export const NETBPF_OWNER_SOURCE_NAMES = ['none', 'connect', 'recv', 'send', 'close'] as const;
+
 /** Read-only globals (const volatile, set before load): size in bytes by name. */
 export const NETBPF_RODATA = {
   filter_cidr_count: 4,

@@ -13,7 +13,7 @@ export interface Layout {
   arrays: Record<string, readonly [elementSize: number, count: number]>;
 }
 
-const { NETBPF_ADDR_LEN } = NETBPF_LIMITS;
+const { NETBPF_ADDR_LEN, NETBPF_COMM_LEN } = NETBPF_LIMITS;
 
 const textDecoder = new TextDecoder('utf-8', { fatal: false });
 
@@ -34,6 +34,27 @@ function decodeUtf8CString(bytes: Uint8Array, max: number): string {
   let end = bytes.indexOf(0);
   if (end < 0) end = max;
   return textDecoder.decode(bytes.subarray(0, end));
+}
+
+/** Task names cached by their 16 bytes (as four words, checked on every hit): a busy host has few process names,
+ * and building a string per record costs more than the rest of a record's decoding. */
+interface CommEntry { w0: number; w1: number; w2: number; w3: number; text: string }
+const commCache = new Map<number, CommEntry>();
+const COMM_CACHE_MAX = 4096;
+
+/** A NUL-terminated task comm field (16 bytes, NETBPF_COMM_LEN), as readCString reads it, without a string
+ * built per record. */
+export function readComm(view: DataView, offset: number): string {
+  const w0 = view.getInt32(offset, true), w1 = view.getInt32(offset + 4, true);
+  const w2 = view.getInt32(offset + 8, true), w3 = view.getInt32(offset + 12, true);
+  if ((w0 & 0xff) === 0) return '';
+  const h = (Math.imul(w0 ^ Math.imul(w1, 0x9e3779b1) ^ Math.imul(w2, 0x85ebca6b) ^ Math.imul(w3, 0xc2b2ae35), 0x27d4eb2f)) | 0;
+  const hit = commCache.get(h);
+  if (hit !== undefined && hit.w0 === w0 && hit.w1 === w1 && hit.w2 === w2 && hit.w3 === w3) return hit.text;
+  const text = readCString(view, offset, NETBPF_COMM_LEN);
+  if (commCache.size >= COMM_CACHE_MAX) commCache.clear();
+  commCache.set(h, { w0, w1, w2, w3, text });
+  return text;
 }
 
 /** An unsigned 64-bit little-endian field as a number (exact below 2^53; no BigInt allocated per record). */

@@ -10,6 +10,8 @@ const CLOSED_MEMORY_MS = 10000;
 
 export class RetransRatio {
   private readonly conns = new Map<number, [retrans: number, sent: number]>();
+  /** Counted in the kernel (bpf/owner.bpf.h keeps each connection's counters added once): connections and sums. */
+  private bulk = { connections: 0, retrans: 0, sent: 0 };
   /** Connections closed in the last CLOSED_MEMORY_MS (close time, oldest first): a record of one that arrives after
    * its close (tools deliver their batches independently) must not count it again as a new connection. */
   private readonly closed = new Map<number, number>();
@@ -55,13 +57,20 @@ export class RetransRatio {
     if (!this.conns.has(connId)) this.update(connId, 0, 0);
   }
 
+  /** Connections and counter increments counted in the kernel, each connection's latest counters added once. */
+  addBulk(connections: number, retrans: number, sent: number): void {
+    this.bulk.connections += connections;
+    this.bulk.retrans += retrans;
+    this.bulk.sent += sent;
+  }
+
   get connections(): number {
-    return this.conns.size;
+    return this.conns.size + this.bulk.connections;
   }
 
   /** Segments retransmitted and sent over the connections, and their ratio (0 when nothing was sent). */
   totals(): { retrans: number; sent: number; ratio: number } {
-    let retrans = 0, sent = 0;
+    let retrans = this.bulk.retrans, sent = this.bulk.sent;
     for (const [r, s] of this.conns.values()) { retrans += r; sent += s; }
     return { retrans, sent, ratio: sent > 0 ? retrans / sent : 0 };
   }

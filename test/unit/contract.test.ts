@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateContract, staleContractFiles } from '../../scripts/gen-contract.mjs';
 import { checkConstants, type TraceSpec } from '../../src/core/trace.js';
-import { NETBPF_RODATA } from '../../src/core/netbpf.gen.js';
+import { NETBPF_OWNER_SOURCE_NAMES, NETBPF_RODATA } from '../../src/core/netbpf.gen.js';
 import { connectionIdReader } from '../../src/core/record.js';
 import { connectSpec } from '../../src/tools/connect/index.js';
 import { conntrackSpec } from '../../src/tools/conntrack/index.js';
@@ -17,7 +17,7 @@ import { retransSpec } from '../../src/tools/retrans/index.js';
 import { CONNECT_EVENT_LAYOUT, CONNECT_RODATA } from '../../src/tools/connect/bpf.gen.js';
 import { CONNTRACK_RODATA, CT_EVENT_KIND_NAMES } from '../../src/tools/conntrack/bpf.gen.js';
 import { DROPS_RODATA } from '../../src/tools/drops/bpf.gen.js';
-import { LIFE_DIRECTION_NAMES, LIFE_EVENT_LAYOUT, LIFE_KIND_NAMES, LIFE_OWNER_SOURCE_NAMES, LIFE_RODATA } from '../../src/tools/life/bpf.gen.js';
+import { LIFE_DIRECTION_NAMES, LIFE_EVENT_LAYOUT, LIFE_KIND_NAMES, LIFE_RODATA } from '../../src/tools/life/bpf.gen.js';
 import { RETRANS_EVENT_LAYOUT, RETRANS_KIND_NAMES, RETRANS_RODATA } from '../../src/tools/retrans/bpf.gen.js';
 
 const ROOT = new URL('../..', import.meta.url).pathname;
@@ -99,7 +99,7 @@ describe('generated contract (scripts/gen-contract.mjs)', () => {
   it('turns dense enums into the strings the JSON output carries', () => {
     expect(RETRANS_KIND_NAMES).toEqual(['other', 'rto', 'fast', 'tlp', 'syn', 'synack']);
     expect(LIFE_DIRECTION_NAMES).toEqual(['unknown', 'connect', 'accept']);
-    expect(LIFE_OWNER_SOURCE_NAMES).toEqual(['none', 'connect', 'recv', 'send', 'close']);
+    expect(NETBPF_OWNER_SOURCE_NAMES).toEqual(['none', 'connect', 'recv', 'send', 'close']);
     expect(LIFE_KIND_NAMES).toEqual([undefined, 'established', 'closed']);
     expect(CT_EVENT_KIND_NAMES).toEqual([undefined, 'new', 'destroy', 'listed']);
   });

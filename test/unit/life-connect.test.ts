@@ -9,6 +9,9 @@ import {
 import { ClockMapper } from '../../src/core/record.js';
 import { csvHeader, csvLine, lifeHeader, lifeLine } from '../../src/tools/life/index.js';
 import { connectLine } from '../../src/tools/connect/index.js';
+import { LIFE_FLAGS } from '../../src/tools/life/bpf.gen.js';
+
+const { LIFE_FIN_RECEIVED, LIFE_SYN_ACKED, LIFE_FIN_ACKED } = LIFE_FLAGS;
 import { main } from '../../src/cli/main.js';
 
 const E = constants.errno;
@@ -32,7 +35,8 @@ function lifeRecord(over: Record<string, number | bigint | Uint8Array | string> 
     ts_ns: 3_000_000_000n, birth_ns: 1_000_000_000n, established_ns: 1_000_100_000n, cgroup_id: 7n,
     bytes_acked: 20002n, bytes_received: 3001n, saddr: v4('10.0.0.1'), daddr: v4('10.0.0.2'), netns: 4026531840,
     pid: 4242, srtt_us: 1500, total_retrans: 3, segs_out: 20, segs_in: 12, sk_err: 0, family: 2, sport: 40000,
-    dport: 443, kind: 2, direction: 1, old_state: 5 /* FIN_WAIT2 */, flags: 4 /* FIN received */, owner_source: 1, comm: 'curl',
+    // flags as bpf/life.bpf.c sets them for this close: FIN received, our SYN and FIN acknowledged.
+    dport: 443, kind: 2, direction: 1, old_state: 5 /* FIN_WAIT2 */, flags: LIFE_FIN_RECEIVED | LIFE_SYN_ACKED | LIFE_FIN_ACKED, owner_source: 1, comm: 'curl',
   };
   for (const [k, v] of Object.entries({ ...base, ...over })) put(view, LIFE_LAYOUT.fields, k, v);
   return view;
@@ -62,14 +66,14 @@ describe('life decoding', () => {
   });
 
   it('an accepted connection has no SYN in bytes_acked; a failed connect has no bytes at all', () => {
-    const acc = decodeLife(lifeRecord({ direction: 2, bytes_acked: 3001n, bytes_received: 20001n, old_state: 9 /* LAST_ACK */ }), 0, clock) as LifeClosedEvent;
+    const acc = decodeLife(lifeRecord({ direction: 2, bytes_acked: 3001n, bytes_received: 20001n, old_state: 9 /* LAST_ACK */, flags: LIFE_FIN_RECEIVED | LIFE_FIN_ACKED }), 0, clock) as LifeClosedEvent;
     expect([acc.txBytes, acc.rxBytes]).toEqual([3000, 20000]);
     const failed = decodeLife(lifeRecord({ established_ns: 0n, bytes_acked: 0n, bytes_received: 0n, old_state: 2, flags: 0, sk_err: E.ECONNREFUSED }), 0, clock) as LifeClosedEvent;
     expect(failed).toMatchObject({ txBytes: 0, rxBytes: 0, established: false, reason: 'failed', error: 'ECONNREFUSED', closedFrom: 'SYN_SENT' });
   });
 
   it('decodes an established record with the handshake time', () => {
-    const e = decodeLife(lifeRecord({ kind: 1, ts_ns: 1_000_100_000n, bytes_acked: 1n, bytes_received: 0n, flags: 0 }), 0, clock);
+    const e = decodeLife(lifeRecord({ kind: 1, ts_ns: 1_000_100_000n, bytes_acked: 1n, bytes_received: 0n, flags: LIFE_SYN_ACKED }), 0, clock);
     expect(e).toMatchObject({ type: 'established', txBytes: 0, rxBytes: 0 });
     expect(e.type === 'established' && e.handshakeMs).toBeCloseTo(0.1);
   });
@@ -109,7 +113,7 @@ const closedEvent = (over: Partial<LifeClosedEvent>): LifeClosedEvent => ({
 describe('LifeAggregator', () => {
   it('sums per destination, keys accepted connections by local port, and counts still-open ones', () => {
     const agg = new LifeAggregator({ now: () => 0 });
-    const est = (over: Partial<LifeEvent>): LifeEvent => ({ ...decodeLife(lifeRecord({ kind: 1 }), 0, clock), ...over } as LifeEvent);
+    const est = (over: Partial<LifeEvent>): LifeEvent => ({ ...decodeLife(lifeRecord({ kind: 1, flags: LIFE_SYN_ACKED }), 0, clock), ...over } as LifeEvent);
     agg.addAll([
       est({}), closedEvent({ durationMs: 3, totalRetrans: 0 }),
       est({}), closedEvent({ durationMs: 100, totalRetrans: 4, reason: 'reset-received' }),

@@ -69,7 +69,7 @@ describe('top and the Prometheus exporter place the same drop against the same d
     ];
     const top = new TopAggregator({ now: () => now + 10_000 });
     const listeners: Array<(tool: TopToolName, events: unknown[]) => void> = [];
-    const session = { aggregator: top, onEvents: (l: (tool: TopToolName, e: unknown[]) => void) => { listeners.push(l); return session; }, counters: () => ({}) } as unknown as TopSession;
+    const session = { aggregator: top, onEvents: (l: (tool: TopToolName, e: unknown[]) => void) => { listeners.push(l); return session; }, onBulk: () => session, refresh: () => undefined, kernel: false, counters: () => ({}) } as unknown as TopSession;
     const exporter = new PrometheusExporter(session, { processMetrics: false, scrapeIntervalMs: 0, sockets: null }).attach();
     for (const [tool, e] of events) {
       if (tool === 'connect') top.addConnect(e);

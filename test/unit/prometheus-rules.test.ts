@@ -23,7 +23,7 @@ function promtool(args: string[], input?: string): { status: number | null; out:
 
 /** An exporter whose every netbpf family has a series, as text. */
 async function fullExposition(): Promise<string> {
-  const session = { aggregator: { by: { kind: 'endpoint' } }, onEvents: () => session, counters: () => ({ retrans: { events: 5, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0 }, conntrack: { events: 1, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0, sourceLost: 0 } }) } as unknown as TopSession;
+  const session = { aggregator: { by: { kind: 'endpoint' } }, onEvents: () => session, onBulk: () => session, refresh: () => undefined, kernel: false, counters: () => ({ retrans: { events: 5, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0 }, conntrack: { events: 1, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0, sourceLost: 0 } }) } as unknown as TopSession;
   const exporter = new PrometheusExporter(session, { scrapeIntervalMs: 0, containerOf: () => 'c0ffee', sockets: null });
   const m = exporter.series;
   m.connect('10.0.0.2:443', 'ok', 'c0ffee', 250);

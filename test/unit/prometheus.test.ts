@@ -185,7 +185,7 @@ const drop = (direction: 'received' | 'sent', len: number): DropEvent => ({
 /** An exporter over a stand-in session that replays the given batches. */
 async function exporterFor(batches: Array<[TopToolName, unknown[]]>, dropHoldMs = 0): Promise<Record<string, number>> {
   const listeners: Array<(tool: TopToolName, events: unknown[]) => void> = [];
-  const session = { aggregator: { by: { kind: 'addr' } }, onEvents: (l: (tool: TopToolName, e: unknown[]) => void) => { listeners.push(l); return session; }, counters: () => ({}) } as unknown as TopSession;
+  const session = { aggregator: { by: { kind: 'addr' } }, onEvents: (l: (tool: TopToolName, e: unknown[]) => void) => { listeners.push(l); return session; }, onBulk: () => session, refresh: () => undefined, kernel: false, counters: () => ({}) } as unknown as TopSession;
   const exporter = new PrometheusExporter(session, { processMetrics: false, scrapeIntervalMs: 0, dropHoldMs, sockets: null }).attach();
   for (const [tool, events] of batches) for (const l of listeners) l(tool, events);
   await exporter.close();
@@ -229,7 +229,7 @@ describe('the event feed', () => {
     const netns = statSync('/proc/self/ns/net').ino;
     // The accepted side of a scrape: local port = the exporter's (found after listen: port 0 is chosen by the kernel).
     const listeners: Array<(tool: TopToolName, events: unknown[]) => void> = [];
-    const session = { aggregator: { by: { kind: 'addr' } }, onEvents: (l: (tool: TopToolName, e: unknown[]) => void) => { listeners.push(l); return session; }, counters: () => ({}) } as unknown as TopSession;
+    const session = { aggregator: { by: { kind: 'addr' } }, onEvents: (l: (tool: TopToolName, e: unknown[]) => void) => { listeners.push(l); return session; }, onBulk: () => session, refresh: () => undefined, kernel: false, counters: () => ({}) } as unknown as TopSession;
     const exporter = new PrometheusExporter(session, { processMetrics: false, scrapeIntervalMs: 0, sockets: null }).attach();
     const { port } = await exporter.listen('127.0.0.1', 0);
     const scrapeAccepted = closed(0, 4, { direction: 'accept', netns, saddr: '127.0.0.1', sport: port, daddr: '127.0.0.1', dport: 50123 });

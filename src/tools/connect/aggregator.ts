@@ -7,6 +7,7 @@ import { Log2Histogram, type HistogramData } from '../../core/histogram.js';
 import { Reservoir } from '../../core/reservoir.js';
 import { BoundedTable } from '../../core/table.js';
 import type { ConnectEvent, FailureClass } from './decode.js';
+import type { ConnectBulk, ConnectKey } from './kernel.js';
 
 /** Per-destination connect statistics. */
 export interface ConnectRow {
@@ -69,11 +70,30 @@ class ConnectStats {
     if (e.beforeSyn) this.beforeSyn++;
   }
 
+  /** What one in-kernel summary key gained (src/tools/connect/kernel.ts). */
+  addBulk(k: ConnectKey, b: ConnectBulk): void {
+    this.attempts += b.count;
+    this.synRetrans += b.synRetrans;
+    if (k.type === 'established') {
+      this.successes += b.count;
+      this.latency.addBuckets(b.latencyUs.log2, b.latencyUs.sum, b.latencyUs.min, b.latencyUs.max);
+      return;
+    }
+    this.failures += b.count;
+    this.byClass[k.failure ?? 'other'] += b.count;
+    const name = k.error || 'none';
+    this.errors[name] = (this.errors[name] ?? 0) + b.count;
+    if (k.beforeSyn) this.beforeSyn += b.count;
+  }
+
   row(): ConnectRow {
+    // Latencies counted in the kernel have no samples: their quantiles come from the log2 histogram (not exact).
+    const sampled = this.latency.count <= this.sample.count;
+    const q = (x: number) => (sampled ? this.sample.quantile(x) : this.latency.quantile(x));
     return {
       key: this.key, attempts: this.attempts, successes: this.successes, failures: this.failures,
       byClass: { ...this.byClass }, errors: { ...this.errors }, beforeSyn: this.beforeSyn, synRetrans: this.synRetrans,
-      latencyUs: { p50: this.sample.quantile(0.5), p99: this.sample.quantile(0.99), max: this.latency.count ? this.latency.max : 0, exact: this.sample.exact },
+      latencyUs: { p50: q(0.5), p99: q(0.99), max: this.latency.count ? this.latency.max : 0, exact: sampled && this.sample.exact },
       histograms: { latencyUs: this.latency.toJSON() },
     };
   }
@@ -113,6 +133,22 @@ export class ConnectAggregator {
 
   addAll(events: ConnectEvent[]): void {
     for (const e of events) this.add(e);
+  }
+
+  /** Outcomes of one destination counted in the kernel (src/tools/connect/kernel.ts); keys the kernel folded go
+   * to the "other" rows. */
+  addBulk(k: ConnectKey, b: ConnectBulk): void {
+    if (b.count <= 0) return;
+    this.totals.attempts += b.count;
+    if (k.type === 'established') this.totals.successes += b.count;
+    else { this.totals.failures += b.count; this.totals.byClass[k.failure ?? 'other'] += b.count; }
+    if (k.other) {
+      this.endpoints.foldedRow().addBulk(k, b);
+      this.addresses.foldedRow().addBulk(k, b);
+      return;
+    }
+    this.endpoints.row(formatEndpoint(k.daddr, k.dport)).addBulk(k, b);
+    this.addresses.row(k.daddr).addBulk(k, b);
   }
 
   snapshot(): ConnectSummary {

@@ -8,5 +8,7 @@ export type { ConnectEstablishedEvent, ConnectEvent, ConnectFailedEvent, Failure
 export { connect, connectSpec } from './trace.js';
 export type { ConnectOptions } from './trace.js';
 export { ConnectAggregator } from './aggregator.js';
+export { connectSummary, ConnectKernelReader, decodeConnectKey, connectBulk } from './kernel.js';
+export type { ConnectKey, ConnectBulk, ConnectSummaryOptions } from './kernel.js';
 export type { ConnectAggregatorOptions, ConnectRow, ConnectSummary } from './aggregator.js';
 export { CONNECT_HEADER, connectEventJson, connectLine, renderConnectSummary } from './render.js';

@@ -7,6 +7,7 @@ import { filterConstants, type FilterOptions } from '../../core/filters.js';
 import { preferHook, syscalls, tracepoint, type HookPreference } from '../../core/hooks.js';
 import { ClockMapper } from '../../core/record.js';
 import { constU32 } from '../../core/rodata.js';
+import { KERNEL_OTHER_KEYS, type KernelAggregation } from '../../core/kernel-summary.js';
 import { Trace, type TraceOptions, type TraceSpec } from '../../core/trace.js';
 import { CONNECT_EVENT_LAYOUT, CONNECT_RODATA } from './bpf.gen.js';
 import { decodeConnect, type ConnectEvent } from './decode.js';
@@ -16,16 +17,27 @@ export interface ConnectOptions extends FilterOptions, TraceOptions {
   pid?: number;
   /** Force how state changes and retransmits are hooked (the classic tracepoint needs tracefs). */
   hook?: Extract<HookPreference, 'auto' | 'tp_btf' | 'raw_tp' | 'tracepoint'>;
+  /** Another trace of the session (TraceOptions.shared) keeps the shared owner map (life does): do not write it. */
+  ownersKeptElsewhere?: boolean;
 }
 
-export function connectSpec(opts: ConnectOptions = {}): TraceSpec<ConnectEvent> {
+/** The spec of bpf/connect.bpf.o; with `kernel`, a summary-only run (see connectSummary). */
+export function connectSpec(opts: ConnectOptions = {}, kernel?: KernelAggregation): TraceSpec<ConnectEvent> {
   const clock = new ClockMapper();
   if (opts.pid !== undefined && (!Number.isInteger(opts.pid) || opts.pid < 1 || opts.pid > 0xffffffff)) throw usageError(`invalid pid ${opts.pid}: must be a positive integer`);
   return {
     tool: 'connect',
     recordSize: CONNECT_EVENT_LAYOUT.size,
-    constants: { ...filterConstants(opts), filter_pid: constU32(opts.pid ?? 0) },
+    constants: {
+      ...filterConstants(opts), filter_pid: constU32(opts.pid ?? 0), maintain_owners: Buffer.from([opts.ownersKeptElsewhere ? 0 : 1]),
+      aggregate_in_kernel: Buffer.from([kernel ? 1 : 0]), agg_by_cgroup: Buffer.from([kernel?.byCgroup ? 1 : 0]),
+      agg_session: Buffer.from([kernel?.session ? 1 : 0]),
+    },
     rodata: CONNECT_RODATA,
+    mapSizes: { connect_agg: kernel ? kernel.keys : 1, connect_agg_other: kernel ? KERNEL_OTHER_KEYS : 1 },
+    sharedMaps: ['owners'],
+    beforeClose: kernel ? (obj) => kernel.beforeClose(obj) : undefined,
+    kernelEvents: kernel ? () => kernel.events() : undefined,
     hooks: [
       { feature: 'connect outcomes', required: true, alternatives: preferHook(tracepoint('sock', 'inet_sock_set_state', 'handle_set_state'), opts.hook) },
       { feature: 'SYN retransmits', required: false, alternatives: preferHook(tracepoint('tcp', 'tcp_retransmit_skb', 'handle_retransmit'), opts.hook) },

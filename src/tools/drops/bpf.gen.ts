@@ -92,6 +92,33 @@ export const DROP_EVENT_LAYOUT = {
   },
 } as const satisfies Layout;
 
+/** struct drop_session_key: byte offset and size of each field; stride steps its copies in a per-CPU map value. */
+export const DROP_SESSION_KEY_LAYOUT = {
+  struct: 'drop_session_key',
+  size: 64,
+  stride: 64,
+  fields: {
+    saddr: [0, 16],
+    daddr: [16, 16],
+    location: [32, 8],
+    reason: [40, 4],
+    family: [44, 2],
+    sport: [46, 2],
+    dport: [48, 2],
+    l4_proto: [50, 1],
+    flags: [51, 1],
+    tcp_flags: [52, 1],
+    pad: [53, 3],
+    netns: [56, 4],
+    pad2: [60, 4],
+  },
+  arrays: {
+    saddr: [1, 16],
+    daddr: [1, 16],
+    pad: [1, 3],
+  },
+} as const satisfies Layout;
+
 /** struct drop_top_bucket: byte offset and size of each field; stride steps its copies in a per-CPU map value. */
 export const DROP_TOP_BUCKET_LAYOUT = {
   struct: 'drop_top_bucket',
@@ -171,6 +198,8 @@ export const DROP_REASON_CONSTS = {
 
 /** Read-only globals (const volatile, set before load): size in bytes by name. */
 export const DROPS_RODATA = {
+  agg_key_ports: 1,
+  agg_session: 1,
   aggregate_in_kernel: 1,
   capture_stack: 1,
   dest_front_mask: 4,

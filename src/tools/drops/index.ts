@@ -12,6 +12,6 @@ export { dropReasonsNote, drops, dropsConstants, dropsSpec } from './trace.js';
 export type { DropsOptions } from './trace.js';
 export { DropsAggregator } from './aggregator.js';
 export type { DropBulk, DropRow, DropsAggregatorOptions, DropsSummary, ReasonTotal, RemoteCount, RemoteCounts, RemoteView } from './aggregator.js';
-export { DROPS_AGG_VALUE_LAYOUT, DROPS_DEST_BUCKET_LAYOUT, DROPS_DEST_SLOT_LAYOUT, DROPS_TOP_BUCKET_LAYOUT, DROPS_TOP_MAPS, DROPS_TOP_SLOT_LAYOUT, DROPS_VIEW_KEY_LAYOUT, destinationDump, dropsSummary, DropsSummaryTrace, KernelDropsReader } from './kernel-summary.js';
-export type { DropsSummaryOptions } from './kernel-summary.js';
+export { DROPS_AGG_VALUE_LAYOUT, DROPS_DEST_BUCKET_LAYOUT, DROPS_DEST_SLOT_LAYOUT, DROPS_TOP_BUCKET_LAYOUT, DROPS_TOP_MAPS, DROPS_TOP_SLOT_LAYOUT, DROPS_VIEW_KEY_LAYOUT, destinationDump, dropsSummary, DropsSummaryTrace, KernelDropsReader, KernelSessionDropsReader, DROPS_SESSION_KEY_LAYOUT } from './kernel-summary.js';
+export type { DropsSummaryOptions, DropSessionSink } from './kernel-summary.js';
 export { DROPS_HEADER, dropJson, dropLine, renderDropsSummary } from './render.js';

@@ -13,10 +13,10 @@ import { usageError } from '../../core/errors.js';
 import { ClockMapper } from '../../core/record.js';
 import { Trace, type StartInfo } from '../../core/trace.js';
 import {
-  DROP_AGG_CONSTS, DROP_AGG_VALUE_LAYOUT, DROP_DEST_BUCKET_LAYOUT, DROP_DEST_SLOT_LAYOUT, DROP_EVENT_LAYOUT, DROP_TOP_BUCKET_LAYOUT,
-  DROP_TOP_SLOT_LAYOUT, DROP_VIEW_KEY_LAYOUT,
+  DROP_AGG_CONSTS, DROP_AGG_VALUE_LAYOUT, DROP_DEST_BUCKET_LAYOUT, DROP_DEST_SLOT_LAYOUT, DROP_EVENT_LAYOUT, DROP_FLAGS, DROP_SESSION_KEY_LAYOUT,
+  DROP_TOP_BUCKET_LAYOUT, DROP_TOP_SLOT_LAYOUT, DROP_VIEW_KEY_LAYOUT,
 } from './bpf.gen.js';
-import { DropsAggregator, type DropsAggregatorOptions, type DropsSummary, type RemoteView } from './aggregator.js';
+import { DropsAggregator, type DropBulk, type DropsAggregatorOptions, type DropsSummary, type RemoteView } from './aggregator.js';
 import { decodeDrop, type DropDecodeContext, type DropEvent } from './decode.js';
 import { DropReasons } from './reasons.js';
 import { dropsSpec, type DropsOptions } from './trace.js';
@@ -157,6 +157,74 @@ export class KernelDropsReader {
       })),
     });
     return read;
+  }
+}
+
+/** struct drop_session_key (bpf/drops.h): a session's drop key (top, serve: both sides, function, namespace). */
+export { DROP_SESSION_KEY_LAYOUT as DROPS_SESSION_KEY_LAYOUT };
+const SK = DROP_SESSION_KEY_LAYOUT.fields;
+
+/** A sink of a session's drop deltas: the event a key stands for, what it gained, and whether it is a fold. */
+export type DropSessionSink = (event: DropEvent, bulk: DropBulk, folded: boolean) => void;
+
+/**
+ * Reads a session's drop maps (`drop_session`, `drop_session_other`: see KernelAggregation.session) into deltas per
+ * key, each with the drop event the key stands for (decoded by decodeDrop, so placement and names are the event
+ * path's; time and length come from the value).
+ */
+export class KernelSessionDropsReader {
+  private readonly table = new KernelTable(DROP_SESSION_KEY_LAYOUT, DROP_AGG_VALUE_LAYOUT);
+  private readonly events_ = new Map<string, DropEvent>();
+  private readonly scratch = Buffer.alloc(DROP_EVENT_LAYOUT.size);
+  /** Drops counted in the kernel as of the last dump. */
+  events = 0;
+
+  constructor(private readonly sink: DropSessionSink, private readonly ctx: DropDecodeContext) {}
+
+  keyEvent(key: Buffer): DropEvent {
+    const r = this.scratch;
+    r.fill(0);
+    key.copy(r, F.saddr[0], SK.saddr[0], SK.saddr[0] + SK.saddr[1]);
+    key.copy(r, F.daddr[0], SK.daddr[0], SK.daddr[0] + SK.daddr[1]);
+    key.copy(r, F.location[0], SK.location[0], SK.location[0] + SK.location[1]);
+    r.writeUInt32LE(key.readUInt32LE(SK.reason[0]), F.reason[0]);
+    r.writeUInt32LE(key.readUInt32LE(SK.netns[0]), F.netns[0]);
+    r.writeUInt16LE(key.readUInt16LE(SK.family[0]), F.family[0]);
+    r.writeUInt16LE(key.readUInt16LE(SK.sport[0]), F.sport[0]);
+    r.writeUInt16LE(key.readUInt16LE(SK.dport[0]), F.dport[0]);
+    r.writeUInt8(key.readUInt8(SK.l4_proto[0]), F.l4_proto[0]);
+    // TCP flags are kept only for SYNs and SYN-ACKs, read from the packet's own headers.
+    const tcpFlags = key.readUInt8(SK.tcp_flags[0]);
+    r.writeUInt8((key.readUInt8(SK.flags[0]) & ~DROP_AGG_OTHER) | (tcpFlags ? DROP_FLAGS.DROP_F_HEADERS : 0), F.flags[0]);
+    r.writeUInt8(tcpFlags, F.tcp_flags[0]);
+    r.writeInt32LE(-1, F.stack_id[0]);
+    return decodeDrop(new DataView(r.buffer, r.byteOffset, r.length), 0, this.ctx);
+  }
+
+  /** Feeds one dump of `drop_session` or `drop_session_other` (packed keys and per-CPU values). */
+  ingest(dump: MapDump, cpus: number): void {
+    for (const { key, total, delta } of this.table.readDump(dump, cpus)) {
+      const added = delta.count as number;
+      if (added <= 0) continue;
+      const id = key.toString('latin1');
+      let event = this.events_.get(id);
+      if (!event) {
+        event = this.keyEvent(key);
+        if (this.events_.size < 65536) this.events_.set(id, event);
+      }
+      this.sink(event, {
+        count: added, bytes: delta.bytes as number, lenLog2: delta.len_log2 as Float64Array,
+        minLen: total.min_len as number, maxLen: total.max_len as number,
+        firstSeen: this.ctx.clock.toEpochMs(total.first_ns as number), lastSeen: this.ctx.clock.toEpochMs(total.last_ns as number),
+      }, (key.readUInt8(SK.flags[0]) & DROP_AGG_OTHER) !== 0);
+      this.events += added;
+    }
+  }
+
+  /** Reads both maps of `obj`. */
+  read(obj: NativeBpfObject, cpus: number): void {
+    this.ingest(obj.mapDump('drop_session'), cpus);
+    this.ingest(obj.mapDump('drop_session_other'), cpus);
   }
 }
 

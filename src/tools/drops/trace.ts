@@ -31,7 +31,7 @@ const STACK_ENTRIES = 16384;
 
 /** The constants of bpf/drops.bpf.c for these options (reasons resolved via the kernel's BTF); `kernel`: how a
  * summary-only run aggregates in the kernel (map sizes, hash seed). */
-export function dropsConstants(opts: DropsOptions, reasons: DropReasons, kernel?: Pick<KernelAggregation, 'topBuckets' | 'frontBuckets' | 'topSeed'>): Record<string, Buffer> {
+export function dropsConstants(opts: DropsOptions, reasons: DropReasons, kernel?: Pick<KernelAggregation, 'topBuckets' | 'frontBuckets' | 'topSeed' | 'session'>): Record<string, Buffer> {
   const codes = reasons.resolve(opts.reasons ?? []);
   const bitmap = Buffer.alloc(DROP_REASON_FILTER_BITS / 8);
   for (const c of codes) bitmap[c >> 3] |= 1 << (c & 7); // little-endian u64 words == byte-wise bits
@@ -46,6 +46,8 @@ export function dropsConstants(opts: DropsOptions, reasons: DropReasons, kernel?
     dest_front_mask: constU32((kernel?.frontBuckets ?? 1) - 1),
     // A fresh seed per run: which sources share a bucket cannot be chosen from outside.
     top_hash_seed: kernel?.topSeed ?? randomBytes(8),
+    agg_session: Buffer.from([kernel?.session ? 1 : 0]),
+    agg_key_ports: Buffer.from([kernel?.session?.ports === false ? 0 : 1]),
   };
 }
 
@@ -59,6 +61,9 @@ export interface KernelAggregation {
   topBuckets: number;
   /** Their hash seed (8 bytes, random per run; the reader checks slots against it). */
   topSeed: Buffer;
+  /** A session's view instead of the tool's (top, serve): drops by their two sides, function and namespace, in
+   * `drop_session` (`keys` entries; the views' maps then take one entry each); `ports: false` leaves ports out. */
+  session?: { ports: boolean };
   /** The last read of the maps before the object closes. */
   beforeClose(obj: NativeBpfObject): void;
   /** Drops counted in the kernel so far (as of the last read). */
@@ -84,9 +89,11 @@ export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) =>
     rodata: DROPS_RODATA,
     mapSizes: {
       stacks: opts.stack ? STACK_ENTRIES : 1,
-      drop_dest: kernel ? kernel.keys : 1,
+      drop_dest: kernel && !kernel.session ? kernel.keys : 1,
       drop_dest_front: kernel?.frontBuckets ?? 1,
-      drop_dest_other: kernel ? AGG_OTHER_KEYS : 1,
+      drop_dest_other: kernel && !kernel.session ? AGG_OTHER_KEYS : 1,
+      drop_session: kernel?.session ? kernel.keys : 1,
+      drop_session_other: kernel?.session ? AGG_OTHER_KEYS : 1,
       drop_top_endpoint: kernel?.topBuckets ?? 1,
       drop_top_address: kernel?.topBuckets ?? 1,
     },

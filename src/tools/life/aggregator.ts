@@ -6,6 +6,7 @@ import { formatEndpoint } from '../../core/address.js';
 import { Log2Histogram, type HistogramData } from '../../core/histogram.js';
 import { BoundedTable, OTHER_KEY } from '../../core/table.js';
 import type { CloseReason, LifeDirection, LifeEvent } from './decode.js';
+import type { LifeBulk, LifeKey } from './kernel.js';
 
 /** Per-destination connection statistics. */
 export interface LifeRow {
@@ -42,7 +43,12 @@ export interface LifeSummary {
 
 /** Row key of a connection: who this host talked to, as the user thinks of it. */
 export function lifeKey(e: LifeEvent): string {
-  return e.direction === 'accept' ? `${e.daddr} -> :${e.sport}` : formatEndpoint(e.daddr, e.dport);
+  return e.direction === 'accept' ? lifeKeyOf('accept', e.daddr, e.sport) : lifeKeyOf(e.direction, e.daddr, e.dport);
+}
+
+/** The row key of a remote address and port (connect) or local port (accept). */
+function lifeKeyOf(direction: LifeDirection, daddr: string, port: number): string {
+  return direction === 'accept' ? `${daddr} -> :${port}` : formatEndpoint(daddr, port);
 }
 
 class LifeStats {
@@ -74,6 +80,21 @@ class LifeStats {
     this.retrans.add(e.totalRetrans);
   }
 
+  /** What one in-kernel summary key gained (its key gives direction, handshake and close reason). */
+  addBulk(k: LifeKey, b: LifeBulk): void {
+    if (this.direction === null) this.direction = k.direction;
+    else if (this.direction !== k.direction) this.direction = 'mixed';
+    if (k.kind === 'established') { this.established += b.count; return; }
+    this.connections += b.count;
+    if (k.established) this.closedEstablished += b.count;
+    else this.failed += b.count;
+    this.txBytes += b.txBytes;
+    this.rxBytes += b.rxBytes;
+    this.totalRetrans += b.totalRetrans;
+    this.reasons[k.reason] += b.count;
+    this.durationMs.addBuckets(b.durationMs.log2, b.durationMs.sum, b.durationMs.min, b.durationMs.max);
+    this.retrans.addBuckets(b.retrans.log2, b.retrans.sum, b.retrans.min, b.retrans.max);
+  }
   row(): LifeRow {
     return {
       key: this.key, direction: this.direction ?? 'unknown',
@@ -116,6 +137,19 @@ export class LifeAggregator {
 
   addAll(events: LifeEvent[]): void {
     for (const e of events) this.add(e);
+  }
+
+  /** Ends (or handshakes) of one destination counted in the kernel (src/tools/life/kernel.ts); keys the kernel
+   * folded into "other" go to the "other" rows. */
+  addBulk(k: LifeKey, b: LifeBulk): void {
+    if (b.count <= 0) return;
+    if (k.other) {
+      this.destinations.foldedRow().addBulk(k, b);
+      this.addresses.foldedRow().addBulk(k, b);
+      return;
+    }
+    this.destinations.row(lifeKeyOf(k.direction, k.daddr, k.port)).addBulk(k, b);
+    this.addresses.row(k.daddr).addBulk(k, b);
   }
 
   snapshot(): LifeSummary {

@@ -4,19 +4,18 @@
  */
 import { AF_INET, type Family } from '../../core/address.js';
 import { ERRNO, errnoName } from '../../core/errno.js';
-import { ClockMapper, connectionIdReader, readAddress, readCString } from '../../core/record.js';
+import { ClockMapper, connectionIdReader, readAddress, readComm, readU64 } from '../../core/record.js';
+import { NETBPF_OWNER_SOURCE_NAMES } from '../../core/netbpf.gen.js';
 import { tcpStateName, type TcpState } from '../../core/tcp.js';
-import { LIFE_DIRECTION_NAMES, LIFE_EVENT_LAYOUT, LIFE_FLAGS, LIFE_KIND, LIFE_OWNER_SOURCE_NAMES } from './bpf.gen.js';
+import { LIFE_DIRECTION_NAMES, LIFE_EVENT_LAYOUT, LIFE_FLAGS, LIFE_KIND } from './bpf.gen.js';
 
 /** struct life_event (bpf/life.h): [offset, size] of each field. */
 export { LIFE_EVENT_LAYOUT as LIFE_LAYOUT };
-const { LIFE_RST_SENT, LIFE_RST_RECEIVED, LIFE_FIN_RECEIVED, LIFE_RST_UNREAD } = LIFE_FLAGS;
+const { LIFE_RST_SENT, LIFE_RST_RECEIVED, LIFE_FIN_RECEIVED, LIFE_RST_UNREAD, LIFE_SYN_ACKED, LIFE_FIN_ACKED } = LIFE_FLAGS;
 /** Which side opened the connection (enum life_direction). */
 export type LifeDirection = (typeof LIFE_DIRECTION_NAMES)[number];
 /** Where the owning process was seen (always process context): connect(), recvmsg(), sendmsg(), close()/shutdown(). */
-export type LifeOwnerSource = (typeof LIFE_OWNER_SOURCE_NAMES)[number];
-/** States whose move to CLOSE means our FIN was acknowledged (when no error or reset intervened). */
-const FIN_ACKED_FROM = new Set<TcpState>(['FIN_WAIT2', 'LAST_ACK', 'CLOSING', 'TIME_WAIT']);
+export type LifeOwnerSource = (typeof NETBPF_OWNER_SOURCE_NAMES)[number];
 
 /**
  * Why a connection closed: orderly FIN exchange; reset received or sent; retransmission/keepalive timeout
@@ -97,56 +96,61 @@ export function closeReason(established: boolean, skErr: number, flags: number):
   return 'fin';
 }
 
+/** Payload bytes from the kernel's counters: bytes_acked counts our SYN and FIN, bytes_received the peer's FIN;
+ * the record's flags say which of them it counted (decided in bpf/life.bpf.c, one rule for records and summaries). */
+export function payloadBytes(bytesAcked: number, bytesReceived: number, flags: number): { tx: number; rx: number } {
+  const tx = bytesAcked - (flags & LIFE_SYN_ACKED ? 1 : 0) - (flags & LIFE_FIN_ACKED ? 1 : 0);
+  const rx = bytesReceived - (flags & LIFE_FIN_RECEIVED ? 1 : 0);
+  return { tx: tx > 0 ? tx : 0, rx: rx > 0 ? rx : 0 };
+}
+
+/** Decodes one record at offset `o`: every field read once at its fixed offset, one object literal per type (a
+ * stable shape for V8), no BigInt, no intermediate object. */
 export function decodeLife(view: DataView, o: number, clock: ClockMapper): LifeEvent {
   const family = view.getUint16(o + F.family[0], true);
-  const ts = Number(view.getBigUint64(o + F.ts_ns[0], true));
-  const birth = Number(view.getBigUint64(o + F.birth_ns[0], true));
-  const est = Number(view.getBigUint64(o + F.established_ns[0], true));
-  const base: LifeEventBase = {
-    time: clock.toEpochMs(ts),
-    family: family === AF_INET ? 4 : 6,
-    saddr: readAddress(view, o + F.saddr[0], family),
-    sport: view.getUint16(o + F.sport[0], true),
-    daddr: readAddress(view, o + F.daddr[0], family),
-    dport: view.getUint16(o + F.dport[0], true),
-    direction: LIFE_DIRECTION_NAMES[view.getUint8(o + F.direction[0])] ?? 'unknown',
-    pid: view.getUint32(o + F.pid[0], true),
-    comm: readCString(view, o + F.comm[0], F.comm[1]),
-    ownerSource: LIFE_OWNER_SOURCE_NAMES[view.getUint8(o + F.owner_source[0])] ?? 'none',
-    txBytes: 0,
-    rxBytes: 0,
-    bytesAcked: Number(view.getBigUint64(o + F.bytes_acked[0], true)),
-    bytesReceived: Number(view.getBigUint64(o + F.bytes_received[0], true)),
-    totalRetrans: view.getUint32(o + F.total_retrans[0], true),
-    segsOut: view.getUint32(o + F.segs_out[0], true),
-    segsIn: view.getUint32(o + F.segs_in[0], true),
-    srttUs: view.getUint32(o + F.srtt_us[0], true),
-    netns: view.getUint32(o + F.netns[0], true),
-    cgroupId: Number(view.getBigUint64(o + F.cgroup_id[0], true)),
-    connId: connectionId(view, o),
-  };
-  // An active open's bytes_acked includes the SYN once it is acknowledged (a passive child starts past it).
-  const synAcked = base.direction === 'connect' && (est !== 0) ? 1 : 0;
+  const ts = readU64(view, o + F.ts_ns[0]);
+  const birth = readU64(view, o + F.birth_ns[0]);
+  const est = readU64(view, o + F.established_ns[0]);
   const flags = view.getUint8(o + F.flags[0]);
+  const bytesAcked = readU64(view, o + F.bytes_acked[0]);
+  const bytesReceived = readU64(view, o + F.bytes_received[0]);
+  const tx = bytesAcked - (flags & LIFE_SYN_ACKED ? 1 : 0) - (flags & LIFE_FIN_ACKED ? 1 : 0);
+  const rx = bytesReceived - (flags & LIFE_FIN_RECEIVED ? 1 : 0);
+  const time = clock.toEpochMs(ts);
+  const fam: Family = family === AF_INET ? 4 : 6;
+  const saddr = readAddress(view, o + F.saddr[0], family);
+  const sport = view.getUint16(o + F.sport[0], true);
+  const daddr = readAddress(view, o + F.daddr[0], family);
+  const dport = view.getUint16(o + F.dport[0], true);
+  const direction = LIFE_DIRECTION_NAMES[view.getUint8(o + F.direction[0])] ?? 'unknown';
+  const pid = view.getUint32(o + F.pid[0], true);
+  const comm = readComm(view, o + F.comm[0]);
+  const ownerSource = NETBPF_OWNER_SOURCE_NAMES[view.getUint8(o + F.owner_source[0])] ?? 'none';
+  const totalRetrans = view.getUint32(o + F.total_retrans[0], true);
+  const segsOut = view.getUint32(o + F.segs_out[0], true);
+  const segsIn = view.getUint32(o + F.segs_in[0], true);
+  const srttUs = view.getUint32(o + F.srtt_us[0], true);
+  const netns = view.getUint32(o + F.netns[0], true);
+  const cgroupId = readU64(view, o + F.cgroup_id[0]);
+  const connId = connectionId(view, o);
   if (view.getUint8(o + F.kind[0]) === LIFE_KIND.LIFE_ESTABLISHED) {
-    base.txBytes = Math.max(0, base.bytesAcked - synAcked);
-    base.rxBytes = base.bytesReceived;
-    return { ...base, type: 'established', handshakeMs: (ts - birth) / 1e6 };
+    return {
+      time, family: fam, saddr, sport, daddr, dport, direction, pid, comm, ownerSource,
+      txBytes: tx > 0 ? tx : 0, rxBytes: rx > 0 ? rx : 0, bytesAcked, bytesReceived, totalRetrans, segsOut, segsIn, srttUs, netns, cgroupId, connId,
+      type: 'established', handshakeMs: (ts - birth) / 1e6,
+    };
   }
   const skErr = view.getInt32(o + F.sk_err[0], true);
-  const closedFrom = tcpStateName(view.getUint8(o + F.old_state[0]));
-  const finAcked = FIN_ACKED_FROM.has(closedFrom) && skErr === 0 && !(flags & LIFE_RST_RECEIVED) ? 1 : 0;
-  base.txBytes = Math.max(0, base.bytesAcked - synAcked - finAcked);
-  base.rxBytes = Math.max(0, base.bytesReceived - (flags & LIFE_FIN_RECEIVED ? 1 : 0));
   return {
-    ...base,
+    time, family: fam, saddr, sport, daddr, dport, direction, pid, comm, ownerSource,
+    txBytes: tx > 0 ? tx : 0, rxBytes: rx > 0 ? rx : 0, bytesAcked, bytesReceived, totalRetrans, segsOut, segsIn, srttUs, netns, cgroupId, connId,
     type: 'closed',
     durationMs: (ts - birth) / 1e6,
     established: est !== 0,
-    closedFrom,
+    closedFrom: tcpStateName(view.getUint8(o + F.old_state[0])),
     reason: closeReason(est !== 0, skErr, flags),
     skErr,
-    error: errnoName(skErr),
+    error: skErr === 0 ? '' : errnoName(skErr),
     rstSent: (flags & LIFE_RST_SENT) !== 0,
     rstReceived: (flags & LIFE_RST_RECEIVED) !== 0,
     rstUnread: (flags & LIFE_RST_UNREAD) !== 0,

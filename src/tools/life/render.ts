@@ -1,5 +1,5 @@
 /** netbpf life, the renderers: tcplife-style lines (text or CSV), the documented JSON line, the summary text. */
-import { clockTime, safeText, table } from '../../core/format.js';
+import { CellCache, clockTime, safeText, table } from '../../core/format.js';
 import { renderHistogram } from '../../core/histogram.js';
 import type { LifeSummary } from './aggregator.js';
 import type { LifeClosedEvent, LifeEvent } from './decode.js';
@@ -25,17 +25,31 @@ export function lifeHeader(f: LifeFormat): string {
   return h;
 }
 
+/** The cells of lifeLine that repeat from line to line (names, addresses, ports, small numbers), made once each. */
+const cells = {
+  pid: new CellCache<number>((pid) => String(pid || '-').padEnd(7)),
+  // Cut the name before escaping it: a cut escape sequence would read as other characters.
+  comm: new CellCache<string>((comm) => safeText((comm || '-').slice(0, 10)).padEnd(10)),
+  commWide: new CellCache<string>((comm) => safeText(comm || '-').padEnd(10)),
+  addr: new CellCache<string>((a) => a.padEnd(15)),
+  addrWide: new CellCache<string>((a) => a.padEnd(39)),
+  port: new CellCache<number>((p) => String(p).padEnd(5), 65536),
+  kb: new CellCache<number>((kb) => String(kb).padStart(5)),
+  retrans: new CellCache<number>((n) => String(n).padStart(4)),
+  rttMs: new CellCache<number>((us) => (us / 1000).toFixed(2).padStart(7)),
+  direction: new CellCache<string>((d) => d.padEnd(7)),
+};
+
 export function lifeLine(e: LifeClosedEvent, f: LifeFormat, firstMs: number): string {
-  const w = ADDR(f.wide);
   let l = '';
   if (f.time) l += `${clockTime(e.time).padEnd(8)} `;
   if (f.timestamp) l += `${((e.time - firstMs) / 1000).toFixed(6).padEnd(9)} `;
-  // Cut the name before escaping it: a cut escape sequence would read as other characters.
-  const comm = safeText(f.wide ? e.comm || '-' : (e.comm || '-').slice(0, 10));
-  l += `${String(e.pid || '-').padEnd(7)} ${comm.padEnd(10)} ${e.saddr.padEnd(w)} ${String(e.sport).padEnd(5)} ${e.daddr.padEnd(w)} ${String(e.dport).padEnd(5)} `;
-  l += `${String(Math.floor(e.txBytes / 1024)).padStart(5)} ${String(Math.floor(e.rxBytes / 1024)).padStart(5)} ${e.durationMs.toFixed(2).padStart(9)}`;
+  const addr = f.wide ? cells.addrWide : cells.addr;
+  l += cells.pid.get(e.pid) + ' ' + (f.wide ? cells.commWide : cells.comm).get(e.comm) + ' ' + addr.get(e.saddr) + ' ' + cells.port.get(e.sport) + ' ' +
+    addr.get(e.daddr) + ' ' + cells.port.get(e.dport) + ' ' + cells.kb.get(Math.floor(e.txBytes / 1024)) + ' ' + cells.kb.get(Math.floor(e.rxBytes / 1024)) + ' ' +
+    e.durationMs.toFixed(2).padStart(9);
   const reason = e.reason === 'failed' && e.error ? `failed:${e.error}` : e.reason;
-  l += ` ${e.direction.padEnd(7)} ${String(e.totalRetrans).padStart(4)} ${(e.srttUs / 1000).toFixed(2).padStart(7)} ${f.wide ? reason.padEnd(15) : reason}`;
+  l += ' ' + cells.direction.get(e.direction) + ' ' + cells.retrans.get(e.totalRetrans) + ' ' + cells.rttMs.get(e.srttUs) + ' ' + (f.wide ? reason.padEnd(15) : reason);
   if (f.wide) l += ` ${String(e.netns).padEnd(10)} ${e.cgroupId}`;
   return l;
 }

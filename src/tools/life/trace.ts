@@ -4,8 +4,9 @@
  */
 import { usageError } from '../../core/errors.js';
 import { filterConstants, type FilterOptions } from '../../core/filters.js';
-import { preferHook, tracepoint, type HookPreference } from '../../core/hooks.js';
+import { hasTracepoint, preferHook, tracepoint, type HookPreference } from '../../core/hooks.js';
 import { ClockMapper } from '../../core/record.js';
+import { KERNEL_OTHER_KEYS, type KernelAggregation } from '../../core/kernel-summary.js';
 import { Trace, type TraceOptions, type TraceSpec } from '../../core/trace.js';
 import { LIFE_EVENT_LAYOUT, LIFE_RODATA } from './bpf.gen.js';
 import { decodeLife, type LifeEvent } from './decode.js';
@@ -18,21 +19,54 @@ export interface LifeOptions extends FilterOptions, TraceOptions {
   hook?: Extract<HookPreference, 'auto' | 'tp_btf' | 'raw_tp' | 'tracepoint'>;
   /** Most live connections tracked at once (kernel hash map); more are counted as untracked. Default 65536. */
   maxConnections?: number;
+  /** Also a record when each handshake completes (type 'established'); by default only each end is recorded. */
+  established?: boolean;
+  /** One state-change program instead of a process-context and a softirq one (for measuring what the split saves). */
+  singleStateProgram?: boolean;
 }
 
-export function lifeSpec(opts: LifeOptions = {}): TraceSpec<LifeEvent> {
+/** The state-change programs (bpf/life.bpf.c): process context and softirq apart, so that a softirq interrupting
+ * one re-enters the other (recursion misses are per program). */
+const SPLIT_STATE_PROGRAMS = ['handle_set_state_task', 'handle_set_state_soft'];
+
+/** The life spec's part of in-kernel aggregation: map sizes and constants. */
+export function lifeKernelAggregation(kernel: KernelAggregation | undefined): { mapSizes: Record<string, number>; constants: Record<string, Buffer> } {
+  return {
+    mapSizes: { life_agg: kernel ? kernel.keys : 1, life_agg_other: kernel ? KERNEL_OTHER_KEYS : 1 },
+    constants: {
+      aggregate_in_kernel: Buffer.from([kernel ? 1 : 0]), agg_by_cgroup: Buffer.from([kernel?.byCgroup ? 1 : 0]),
+      agg_session: Buffer.from([kernel?.session ? 1 : 0]),
+    },
+  };
+}
+
+/** The spec of bpf/life.bpf.o; with `kernel`, a summary-only run (see lifeSummary). */
+export function lifeSpec(opts: LifeOptions = {}, kernel?: KernelAggregation): TraceSpec<LifeEvent> {
   const clock = new ClockMapper();
   if (opts.pid !== undefined && (!Number.isInteger(opts.pid) || opts.pid < 1)) throw usageError(`invalid pid ${opts.pid}: must be a positive integer`);
+  const agg = lifeKernelAggregation(kernel);
   return {
     tool: 'life',
     recordSize: LIFE_EVENT_LAYOUT.size,
-    constants: filterConstants(opts),
+    constants: {
+      ...filterConstants(opts), ...agg.constants, emit_established: Buffer.from([opts.established ? 1 : 0]),
+      // Ends wait for a late reset only where the socket's destruction can release them.
+      hold_for_reset: Buffer.from([hasTracepoint('tcp_destroy_sock') ? 1 : 0]),
+    },
     rodata: LIFE_RODATA,
-    mapSizes: opts.maxConnections ? { births: opts.maxConnections } : undefined,
+    mapSizes: { ...agg.mapSizes, ...(opts.maxConnections ? { births: opts.maxConnections } : {}) },
+    sharedMaps: ['owners'],
+    // A softirq that re-enters the process-context program skips work that program would not do (bpf/life.bpf.c).
+    harmlessMisses: opts.singleStateProgram ? [] : ['handle_set_state_task'],
+    // The state-change programs not used by this choice (single or split) are not loaded.
+    disabledPrograms: (opts.singleStateProgram ? SPLIT_STATE_PROGRAMS : ['handle_set_state']).flatMap((p) => [`${p}_btf`, `${p}_raw`]),
+    beforeClose: kernel ? (obj) => kernel.beforeClose(obj) : undefined,
+    kernelEvents: kernel ? () => kernel.events() : undefined,
     hooks: [
-      { feature: 'connection state changes', required: true, alternatives: preferHook(tracepoint('sock', 'inet_sock_set_state', 'handle_set_state'), opts.hook) },
+      { feature: 'connection state changes', required: true, alternatives: preferHook(tracepoint('sock', 'inet_sock_set_state', 'handle_set_state', opts.singleStateProgram ? {} : { split: SPLIT_STATE_PROGRAMS }), opts.hook) },
       { feature: 'resets sent', required: false, alternatives: tracepoint('tcp', 'tcp_send_reset', 'handle_send_reset') },
       { feature: 'resets received', required: false, alternatives: tracepoint('tcp', 'tcp_receive_reset', 'handle_receive_reset') },
+      { feature: 'socket destruction (resets sent after close, owners forgotten)', required: false, alternatives: tracepoint('tcp', 'tcp_destroy_sock', 'handle_destroy') },
       { feature: 'owner of accepted connections (recvmsg)', required: false, alternatives: tracepoint('sock', 'sock_recv_length', 'handle_recv_length') },
       { feature: 'owner of accepted connections (sendmsg)', required: false, alternatives: tracepoint('sock', 'sock_send_length', 'handle_send_length') },
     ],
@@ -44,8 +78,8 @@ export function lifeSpec(opts: LifeOptions = {}): TraceSpec<LifeEvent> {
 
 /** A running life trace; `untracked()` counts connections the kernel map had no room for. */
 export class LifeTrace extends Trace<LifeEvent> {
-  constructor(opts: LifeOptions = {}) {
-    super(lifeSpec(opts), opts);
+  constructor(opts: LifeOptions = {}, kernel?: KernelAggregation) {
+    super(lifeSpec(opts, kernel), opts);
   }
   /** Connections not tracked because the kernel map was full; exact after stop(). */
   untracked(): number {

@@ -14,7 +14,7 @@ import type { ConntrackEvent } from '../conntrack/index.js';
 import type { DropEvent } from '../drops/index.js';
 import type { LifeEvent } from '../life/index.js';
 import type { RetransEvent } from '../retrans/index.js';
-import { HostEvidenceCollector, TopAggregator, type GroupBy, type SocketSource, type TopSummary } from '../top/index.js';
+import { HostEvidenceCollector, TopAggregator, type GroupBy, type SocketSource, type TopBulk, type TopSummary } from '../top/index.js';
 import type { DiagnosisThresholds } from '../../core/diagnosis/index.js';
 
 export interface DiagnosisWindowOptions {
@@ -37,8 +37,8 @@ export class DiagnosisWindow {
   private agg!: TopAggregator;
   private host!: HostEvidenceCollector;
   private readonly sockets: SocketSource | null;
-  /** This window's drops, to begin the next one with. */
-  private drops: DropEvent[] = [];
+  /** This window's drops, to begin the next one with (events, or what the kernel counted of them). */
+  private drops: Array<DropEvent | Extract<TopBulk, { tool: 'drops' }>> = [];
 
   constructor(private readonly opts: DiagnosisWindowOptions) {
     // Every window reads through the same reader; a window's collector must not close it.
@@ -62,6 +62,11 @@ export class DiagnosisWindow {
     if (this.drops.length < MAX_CARRIED_DROPS) this.drops.push(e);
   }
   addLife(e: LifeEvent): void { this.agg.addLife(e); }
+  /** What a session counting in the kernel read for one key (drops are carried like events). */
+  addBulk(b: TopBulk): void {
+    this.agg.addBulk(b);
+    if (b.tool === 'drops' && this.drops.length < MAX_CARRIED_DROPS) this.drops.push(b);
+  }
   addConntrack(e: ConntrackEvent): void { this.agg.addConntrack(e); }
 
   /** A reading of host evidence within the window (stalled windows need several). */
@@ -76,7 +81,10 @@ export class DiagnosisWindow {
     const carried = this.drops;
     this.drops = [];
     this.open(true);
-    for (const e of carried) this.agg.addDrop(e);
+    for (const e of carried) {
+      if ('tool' in e) this.agg.addBulk(e);
+      else this.agg.addDrop(e);
+    }
     return summary;
   }
 }

@@ -10,7 +10,8 @@ import type { ConnectEvent } from '../connect/index.js';
 import { dropSides, type DropEvent } from '../drops/index.js';
 import type { LifeEvent } from '../life/index.js';
 import { countedByKernel, type RetransEvent } from '../retrans/index.js';
-import { connectionKey, destinationKey, type GroupBy, type TopToolName } from '../top/index.js';
+import { OTHER_KEY } from '../../core/table.js';
+import { connectionKey, destinationKey, type GroupBy, type TopBulk, type TopToolName } from '../top/index.js';
 import { UNKNOWN_DESTINATION, type Direction, type NetbpfMetrics } from './metrics.js';
 import type { ScrapeTraffic } from './scrape-traffic.js';
 import type { DiagnosisWindow } from './diagnoses.js';
@@ -58,6 +59,64 @@ export class EventFeed {
     else if (tool === 'drops') for (const e of events as DropEvent[]) this.drop(e);
     else if (tool === 'life') for (const e of events as LifeEvent[]) this.life(e);
     else if (tool === 'conntrack' && this.window) for (const e of events as ConntrackEvent[]) this.window.addConntrack(e);
+  }
+
+  /**
+   * What the kernel counted for one key since the previous read (a session counting in the kernel): the same series
+   * as the events, by the count and the log2 buckets; scrapes left out by their namespace and ports, as events are.
+   */
+  addBulk(b: TopBulk): void {
+    if (b.tool === 'drops') {
+      const { event: e, bulk } = b;
+      if (e.category === 'purge') { this.m.purges(bulk.count); this.window?.addBulk(b); return; }
+      const sides = dropSides(e);
+      if (this.isScrape(e.netns, sides.local?.port ?? null, sides.remote?.addr ?? null, sides.remote?.port ?? null)) return;
+      this.window?.addBulk(b);
+      if (b.folded) { this.m.drops(OTHER_KEY, e.reason, e.direction, bulk.count, bulk.bytes); return; }
+      if (sides.remote === null) { this.m.drops(UNKNOWN_DESTINATION, e.reason, e.direction, bulk.count, bulk.bytes); return; }
+      const local = sides.local === null ? null : destinationKey(this.by, sides.local.addr, sides.local.port);
+      const placed = this.placement.add(destinationKey(this.by, sides.remote.addr, sides.remote.port), local, `${e.reason}\u0000${e.direction}`, bulk.firstSeen, bulk.count, sides.server, bulk.bytes);
+      if (placed) this.countDrops(placed.destination, placed.tag, placed.count, placed.bytes);
+      return;
+    }
+    if (b.tool === 'connect') {
+      const { key: k, bulk } = b;
+      if (this.isScrape(k.netns, null, k.daddr, k.dport)) return;
+      this.window?.addBulk(b);
+      const key = k.other ? OTHER_KEY : destinationKey(this.by, k.daddr, k.dport);
+      if (!k.other) this.placement.connectedTo(key);
+      const c = this.container(k.cgroupId);
+      if (k.type === 'established') this.m.connect(key, 'ok', c, bulk.latencyUs, bulk.count);
+      else this.m.connect(key, k.failure ?? 'other', c, undefined, bulk.count);
+      return;
+    }
+    if (b.tool === 'retrans') {
+      const { key: k, bulk } = b;
+      if (this.isScrape(k.netns, null, k.daddr, k.dport)) return;
+      this.window?.addBulk(b);
+      const key = k.other ? OTHER_KEY : destinationKey(this.by, k.daddr, k.dport);
+      const c = this.container(k.cgroupId);
+      // As RetransSegs: a retransmit the kernel abandoned before sending is not counted there either.
+      if (k.counted) this.m.retransmitted(key, k.kind, bulk.segs, c);
+      // Segments sent for the first time (OutSegs): each connection's segs_out less its retransmits, added once.
+      const sent = bulk.ratioSent - bulk.ratioRetrans;
+      if (sent > 0) this.m.sent(key, sent, c);
+      return;
+    }
+    const { key: k, bulk } = b;
+    if (this.isScrape(k.netns, k.direction === 'accept' ? k.port : null, k.daddr, k.direction === 'accept' ? null : k.port)) return;
+    this.window?.addBulk(b);
+    if (k.kind !== 'closed') return;
+    const key = k.other ? OTHER_KEY : connectionKey(this.by, k.direction, k.daddr, k.port, k.port);
+    const c = this.container(k.cgroupId);
+    // A failed connect's SYNs were sent too; the connect itself is counted by connect, not as a connection.
+    const sent = bulk.ratioSent - bulk.ratioRetrans;
+    if (sent > 0) this.m.sent(key, sent, c);
+    if (!k.established) return;
+    this.m.bytes(key, bulk.txBytes, bulk.rxBytes, c);
+    let rtt = 0;
+    for (let i = 0; i < bulk.srttUs.log2.length; i++) rtt += bulk.srttUs.log2[i];
+    this.m.closed(key, k.reason, c, bulk.durationMs, rtt > 0 ? bulk.srttUs : null, bulk.count);
   }
 
   private container(cgroupId: number): string | null {

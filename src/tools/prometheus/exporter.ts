@@ -46,6 +46,9 @@ export interface PrometheusExporterOptions {
   thresholds?: DiagnosisThresholds;
 }
 
+/** How often a session counting in the kernel has its maps read (besides at each scrape), ms. */
+const KERNEL_READ_MS = 250;
+
 /** How often host evidence is read within a diagnosis window at most, ms (a stalled window needs several readings). */
 const HOST_READ_MS = 5000;
 
@@ -68,6 +71,7 @@ export class PrometheusExporter {
   private readonly feed: EventFeed;
   private server: Server | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
+  private refreshTimer: NodeJS.Timeout | null = null;
   private readonly window: DiagnosisWindow | null;
   private readonly windowMs: number;
   private readonly sockets: SocketSource | null;
@@ -97,11 +101,19 @@ export class PrometheusExporter {
     if (w) {
       this.windowTimers = [
         setInterval(() => w.tick(), Math.min(HOST_READ_MS, this.windowMs / 4)),
-        setInterval(() => this.series.diagnoses(w.close()), this.windowMs),
+        // A session counting in the kernel hands over what it counted first, so the window closes with it.
+        setInterval(() => { this.session.refresh(); this.series.diagnoses(w.close()); }, this.windowMs),
       ];
       for (const t of this.windowTimers) t.unref();
     }
     this.session.onEvents((tool, events) => this.feed.add(tool, events));
+    // A session counting in the kernel (the default): what it read from its maps, key by key, into the same series;
+    // read every 250 ms too, not only at scrapes, so a new series has shown its zero before the scrape that counts it.
+    this.session.onBulk((b) => this.feed.addBulk(b));
+    if (this.session.kernel) {
+      this.refreshTimer = setInterval(() => this.session.refresh(), KERNEL_READ_MS);
+      this.refreshTimer.unref();
+    }
     return this;
   }
 
@@ -125,8 +137,9 @@ export class PrometheusExporter {
   }
 
 
-  /** The metrics in Prometheus text format. */
+  /** The metrics in Prometheus text format (a session counting in the kernel reads its maps first). */
   async metrics(): Promise<string> {
+    this.session.refresh();
     for (const [tool, c] of Object.entries(this.session.counters())) if (c) this.series.toolCounters(tool, c);
     for (const { trace } of this.session.traces ?? []) if (trace instanceof ConntrackTrace) this.series.conntrack(trace.pressure());
     this.series.slotCounters();
@@ -169,6 +182,8 @@ export class PrometheusExporter {
   finish(): void {
     if (this.flushTimer) clearInterval(this.flushTimer);
     this.flushTimer = null;
+    if (this.refreshTimer) clearInterval(this.refreshTimer);
+    this.refreshTimer = null;
     this.feed.flushDrops(true);
     for (const t of this.windowTimers) clearInterval(t);
     // The last, partial window: its diagnoses (a failure just before the stop) are the ones the last scrape shows.

@@ -8,6 +8,7 @@ import { Log2Histogram, type HistogramData } from '../../core/histogram.js';
 import { RetransRatio } from '../../core/retrans-ratio.js';
 import { BoundedTable, OTHER_KEY } from '../../core/table.js';
 import { countedByKernel, type RetransEvent, type RetransKind } from './decode.js';
+import type { RetransBulk, RetransKey } from './kernel.js';
 
 /** Per-destination retransmit statistics. */
 export interface RetransRow {
@@ -87,6 +88,28 @@ class RowStats {
     this.ratio.update(e.connId, e.totalRetrans, e.segsOut);
   }
 
+  /** What one in-kernel summary key gained (src/tools/retrans/kernel.ts). */
+  addBulk(k: RetransKey, b: RetransBulk): void {
+    if (this.events === 0) {
+      this.firstSeen = b.firstSeen;
+      if (this.key !== OTHER_KEY) {
+        this.daddr = k.daddr;
+        if (this.byEndpoint) this.dport = k.dport;
+      }
+    }
+    if (b.firstSeen < this.firstSeen) this.firstSeen = b.firstSeen;
+    if (b.lastSeen > this.lastSeen) this.lastSeen = b.lastSeen;
+    this.events += b.events;
+    if (k.err !== 0) this.failed += b.events;
+    // Each connection's latest counters, whichever retransmit (counted or not) reported them.
+    if (k.kind !== 'synack') this.ratio.addBulk(b.connections, b.ratioRetrans, b.ratioSent);
+    if (!k.counted) return;
+    this.segs += b.segs;
+    this.kinds[k.kind] += b.segs;
+    this.retransmits.addBuckets(b.retransmits.log2, b.retransmits.sum, b.retransmits.min, b.retransmits.max);
+    this.srttUs.addBuckets(b.srttUs.log2, b.srttUs.sum, b.srttUs.min, b.srttUs.max);
+  }
+
   row(elapsedS: number, intervalS: number): RetransRow {
     const row: RetransRow = {
       key: this.key, daddr: this.daddr, dport: this.dport,
@@ -119,6 +142,8 @@ export class RetransAggregator {
   private totals = { events: 0, segs: 0, failed: 0 };
   /** Distinct connections seen, counted exactly up to CONNECTIONS_TOTAL_CAP (memory stays bounded). */
   private readonly allConns = new Set<number>();
+  /** Distinct connections counted in the kernel (no cap). */
+  private bulkConnections = 0;
   /** daddr -> dport -> row, for rows of their own: the per-event lookup builds no key string. */
   private readonly endpointIndex = new Map<string, Map<number, RowStats>>();
 
@@ -155,6 +180,32 @@ export class RetransAggregator {
     for (const e of events) this.add(e);
   }
 
+  /** Retransmits of one destination counted in the kernel (src/tools/retrans/kernel.ts); keys the kernel folded go
+   * to the "other" rows. */
+  addBulk(k: RetransKey, b: RetransBulk): void {
+    if (b.events <= 0) return;
+    this.totals.events += b.events;
+    if (k.err !== 0) this.totals.failed += b.events;
+    if (k.counted) this.totals.segs += b.segs;
+    this.bulkConnections += b.connections;
+    if (k.other) {
+      this.endpoints.foldedRow().addBulk(k, b);
+      this.addresses.foldedRow().addBulk(k, b);
+      return;
+    }
+    let ports = this.endpointIndex.get(k.daddr);
+    let row = ports?.get(k.dport);
+    if (!row) {
+      row = this.endpoints.row(formatEndpoint(k.daddr, k.dport));
+      if (row.key !== OTHER_KEY) {
+        if (!ports) this.endpointIndex.set(k.daddr, (ports = new Map()));
+        ports.set(k.dport, row);
+      }
+    }
+    row.addBulk(k, b);
+    this.addresses.row(k.daddr).addBulk(k, b);
+  }
+
   /** Current statistics; rates cover the time since the previous snapshot. Rows sorted by segments. */
   snapshot(): RetransSummary {
     const t = this.now();
@@ -168,7 +219,7 @@ export class RetransAggregator {
     };
     const summary: RetransSummary = {
       type: 'summary', tool: 'retrans', time: t, elapsedS, intervalS,
-      totals: { ...this.totals, connections: this.allConns.size, connectionsCapped: this.allConns.size >= CONNECTIONS_TOTAL_CAP },
+      totals: { ...this.totals, connections: this.allConns.size + this.bulkConnections, connectionsCapped: this.allConns.size >= CONNECTIONS_TOTAL_CAP },
       byEndpoint: rows(this.endpoints),
       byAddress: rows(this.addresses),
       folded: { endpoints: this.endpoints.foldedKeys, addresses: this.addresses.foldedKeys },

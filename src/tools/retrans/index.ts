@@ -7,5 +7,7 @@ export type { RetransEvent, RetransKind } from './decode.js';
 export { retrans, retransSpec } from './trace.js';
 export type { RetransOptions } from './trace.js';
 export { RetransAggregator } from './aggregator.js';
+export { retransSummary, RetransKernelReader, decodeRetransKey, retransBulk } from './kernel.js';
+export type { RetransKey, RetransBulk, RetransSummaryOptions } from './kernel.js';
 export type { AggregatorOptions, RetransRow, RetransSummary } from './aggregator.js';
 export { RETRANS_HEADER, retransLine, retransEventJson, renderRetransSummary } from './render.js';

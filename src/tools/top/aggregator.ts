@@ -11,11 +11,13 @@ import { DropPlacement } from '../../core/placement.js';
 import { Reservoir } from '../../core/reservoir.js';
 import { RetransRatio } from '../../core/retrans-ratio.js';
 import { BoundedTable, OTHER_KEY } from '../../core/table.js';
-import type { ConnectEvent, FailureClass } from '../connect/index.js';
+import { Log2Histogram } from '../../core/histogram.js';
+import type { ConnectBulk, ConnectEvent, ConnectKey, FailureClass } from '../connect/index.js';
 import type { ConntrackEvent } from '../conntrack/index.js';
-import { dropSides, type DropEvent } from '../drops/index.js';
-import type { LifeEvent } from '../life/index.js';
-import type { RetransEvent } from '../retrans/index.js';
+import { dropSides, type DropBulk, type DropEvent } from '../drops/index.js';
+import type { LifeBulk, LifeEvent, LifeKey } from '../life/index.js';
+import type { RetransBulk, RetransEvent, RetransKey } from '../retrans/index.js';
+import type { TopBulk } from './session.js';
 import { byText, connectionKey, destinationKey, type GroupBy } from './group-by.js';
 
 /** One destination, correlated across tools. */
@@ -79,6 +81,8 @@ class DestinationStats {
   failures = 0;
   byClass = emptyClasses();
   latency = new Reservoir(512);
+  /** Latencies counted in the kernel (no samples): quantiles from the log2 histogram. */
+  latencyLog2 = new Log2Histogram('us');
   retransSegs = 0;
   synRetrans = 0;
   retransAtLastSnapshot = 0;
@@ -170,8 +174,8 @@ export class TopAggregator {
     this.table = new BoundedTable(opts.maxDestinations ?? 4096, (k) => new DestinationStats(k));
   }
 
-  private row(key: string, time: number, cgroupId?: number): DestinationStats {
-    const r = this.table.row(key);
+  private row(key: string, time: number, cgroupId?: number, folded = false): DestinationStats {
+    const r = folded ? this.table.foldedRow() : this.table.row(key);
     if (time > r.lastSeen) r.lastSeen = time;
     if (cgroupId && this.opts.containerOf && r.containers.size < 8) {
       const c = this.opts.containerOf(cgroupId);
@@ -256,20 +260,114 @@ export class TopAggregator {
     } else if (e.reason === 'reset-sent') { closes.resetSentOther++; r.trouble++; }
   }
 
-  /** A drop counts for the destination core/placement.ts's rule gives it (shared with the exporter). */
-  addDrop(e: DropEvent): void {
+  /** A drop counts for the destination core/placement.ts's rule gives it (shared with the exporter); `count` drops
+   * of `bytes` in all when they were counted in the kernel. */
+  addDrop(e: DropEvent, count = 1, bytes = e.len, time = e.time): void {
     const sides = dropSides(e);
     if (sides.remote === null) return;
     const remote = destinationKey(this.by, sides.remote.addr, sides.remote.port);
     const local = sides.local === null ? null : destinationKey(this.by, sides.local.addr, sides.local.port);
-    const kind = freeKind(e.reason, e.location);
-    const tag = kind === 'purge' || kind === 'housekeeping' ? kind : dropTag(e.reason, freeingFunction(e.location), e.netns);
-    const placed = this.placement.add(remote, local, tag, e.time, 1, sides.server, e.len);
+    const placed = this.placement.add(remote, local, this.dropTagOf(e), time, count, sides.server, bytes);
     if (placed) this.countDrop(placed.destination, placed.tag, placed.time, placed.count, placed.bytes);
   }
 
-  private countDrop(key: string, tag: string, time: number, n: number, bytes: number): void {
-    const r = this.row(key, time);
+  private dropTagOf(e: DropEvent): string {
+    const kind = freeKind(e.reason, e.location);
+    return kind === 'purge' || kind === 'housekeeping' ? kind : dropTag(e.reason, freeingFunction(e.location), e.netns);
+  }
+
+  /**
+   * What the kernel counted for one key of a tool since the previous read (TopSession counting in the kernel): the
+   * same rows and evidence the events give, without a JavaScript object per event. The kernel's keys keep what
+   * the evidence is made of (outcome classes, resets, active closes, freeing functions, namespaces).
+   */
+  addBulk(b: TopBulk): void {
+    if (b.tool === 'connect') this.addConnectBulk(b.key, b.bulk);
+    else if (b.tool === 'retrans') this.addRetransBulk(b.key, b.bulk);
+    else if (b.tool === 'life') this.addLifeBulk(b.key, b.bulk);
+    else this.addDropBulk(b.event, b.bulk, b.folded);
+  }
+
+  addConnectBulk(k: ConnectKey, b: ConnectBulk): void {
+    const key = destinationKey(this.by, k.daddr, k.dport);
+    const r = this.row(key, this.now(), k.cgroupId, k.other);
+    if (!k.other) {
+      this.locate(r, k.daddr, k.dport);
+      this.placement.connectedTo(r.key === OTHER_KEY ? key : r.key);
+    }
+    const n = b.count;
+    r.attempts += n;
+    const c = r.evidence.connects;
+    c.attempts += n;
+    if (k.type === 'established') {
+      r.successes += n;
+      c.successes += n;
+      r.latencyLog2.addBuckets(b.latencyUs.log2, b.latencyUs.sum, b.latencyUs.min, b.latencyUs.max);
+      r.ratio.addBulk(b.connections, 0, 0);
+      return;
+    }
+    const failure = k.failure ?? 'other';
+    r.failures += n;
+    r.byClass[failure] += n;
+    if (failure !== 'aborted' || k.synRetransmitted) r.trouble += n;
+    switch (failure) {
+      case 'refused': if (k.rstReceived) c.refusedRst += n; else c.refusedIcmp += n; break;
+      case 'timeout': c.timedOut += n; break;
+      case 'unreachable': c.unreachable += n; break;
+      case 'aborted':
+        if (k.synRetransmitted) {
+          c.abandoned += n;
+          c.abandonedSynRetrans += b.synRetrans;
+          c.abandonedMaxMs = Math.max(c.abandonedMaxMs, b.maxElapsedUs / 1000);
+        } else c.cancelled += n;
+        break;
+      default:
+        if (k.error === 'EADDRNOTAVAIL') {
+          c.noLocalPort += n;
+          if (k.localPorts) r.evidence.portRange = { ...k.localPorts };
+        } else c.otherErrors[k.error || 'unknown'] = (c.otherErrors[k.error || 'unknown'] ?? 0) + n;
+    }
+  }
+
+  addRetransBulk(k: RetransKey, b: RetransBulk): void {
+    const r = this.row(destinationKey(this.by, k.daddr, k.dport), this.now(), k.cgroupId, k.other);
+    // Each connection's latest counters once (whichever retransmit reported them); SYN-ACKs have no connection.
+    if (k.kind !== 'synack') r.ratio.addBulk(b.connections, b.ratioRetrans, b.ratioSent);
+    if (!k.counted) return;
+    if (k.kind === 'syn' || k.kind === 'synack') { r.synRetrans += b.segs; return; }
+    r.retransSegs += b.segs;
+    r.trouble += b.segs;
+  }
+
+  addLifeBulk(k: LifeKey, b: LifeBulk): void {
+    if (k.kind !== 'closed' || !k.established) return; // handshakes add nothing here; failed connects are connect's
+    const t = this.now();
+    const r = this.row(connectionKey(this.by, k.direction, k.daddr, k.port, k.port), t, k.cgroupId, k.other);
+    r.ratio.addBulk(b.connections, b.ratioRetrans, b.ratioSent);
+    const n = b.count;
+    if (k.direction === 'connect') {
+      r.connectCloses += n;
+      if (k.reason === 'fin' && k.activeClose) r.closedActively(t, n);
+    }
+    const closes = r.evidence.closes;
+    closes.closed += n;
+    if (k.reason === 'reset-received') { closes.resetReceived += n; r.trouble += n; }
+    else if (k.rstUnread) {
+      // Placed like the events' (see addLife): on the destination the client connects to when it is on this host.
+      const remote = destinationKey(this.by, unmapped(k.daddr), k.direction === 'accept' ? null : k.port);
+      const local = k.direction === 'accept' && k.saddr ? destinationKey(this.by, unmapped(k.saddr), k.port) : null;
+      const placed = this.placement.add(remote, local, RESET_UNREAD_TAG, t, n);
+      if (placed) this.countDrop(placed.destination, placed.tag, placed.time, placed.count, placed.bytes);
+    } else if (k.reason === 'reset-sent') { closes.resetSentOther += n; r.trouble += n; }
+  }
+
+  addDropBulk(e: DropEvent, b: DropBulk, folded: boolean): void {
+    if (!folded) { this.addDrop(e, b.count, b.bytes, b.firstSeen); return; }
+    this.countDrop(OTHER_KEY, this.dropTagOf(e), b.lastSeen, b.count, b.bytes, true);
+  }
+
+  private countDrop(key: string, tag: string, time: number, n: number, bytes: number, folded = false): void {
+    const r = this.row(key, time, undefined, folded);
     if (tag === 'purge') { r.purges += n; return; }
     if (tag === 'housekeeping') { r.housekeeping += n; return; }
     if (tag === RESET_UNREAD_TAG) { r.evidence.closes.resetUnread += n; r.trouble += n; return; }
@@ -340,7 +438,9 @@ export class TopAggregator {
       key: s.key,
       connections: s.ratio.connections, connectionsCapped: s.ratio.capped,
       connects: { attempts: s.attempts, successes: s.successes, failures: s.failures, byClass: { ...s.byClass } },
-      connectMs: { p50: s.latency.quantile(0.5) / 1000, p99: s.latency.quantile(0.99) / 1000 },
+      connectMs: s.latencyLog2.count > 0
+        ? { p50: s.latencyLog2.quantile(0.5) / 1000, p99: s.latencyLog2.quantile(0.99) / 1000 }
+        : { p50: s.latency.quantile(0.5) / 1000, p99: s.latency.quantile(0.99) / 1000 },
       retrans: { segs: s.retransSegs, rate, ratio, segsOut: out, synSegs: s.synRetrans },
       drops: { total: s.dropTotal, topReason: Object.keys(byReason)[0] ?? null, byReason, purges: s.purges, housekeeping: s.housekeeping },
       conntrackEntries: this.opts.conntrack ? Math.max(0, s.conntrack) : null,

@@ -9,7 +9,7 @@ export type { GroupBy } from './group-by.js';
 export { sortRows, TopAggregator, TOP_SORT_KEYS } from './aggregator.js';
 export type { TopAggregatorOptions, TopRow, TopSortKey, TopSummary } from './aggregator.js';
 export { top, TopSession } from './session.js';
-export type { TopOptions, TopStartInfo, TopToolName } from './session.js';
+export type { TopBulk, TopOptions, TopStartInfo, TopToolName } from './session.js';
 export { renderTop, sparkline } from './render.js';
 export { HostEvidenceCollector, kernelConntrackSource } from './host.js';
 export type { SocketSource, ConntrackSource, ConntrackTable } from './host.js';
