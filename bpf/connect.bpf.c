@@ -4,7 +4,8 @@
  * Hooks (each tp_btf, else raw_tp, else the classic tracepoint: see tracepoints.bpf.h):
  * sock:inet_sock_set_state for SYN_SENT -> ESTABLISHED/CLOSE; tcp:tcp_retransmit_skb to count SYN
  * retransmits; tcp:tcp_receive_reset; sock:inet_sk_error_report (no classic variant: its record has no
- * socket pointer) to keep the error an application may clear; and connect()/getsockopt(SO_ERROR) at syscall
+ * socket pointer; before 5.14 fentry or kprobe on sock_def_error_report) to keep the error an application
+ * may clear; and connect()/getsockopt(SO_ERROR) at syscall
  * entry and exit for connects that fail before any state change (no route) and errors read with SO_ERROR. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -263,6 +264,21 @@ static __always_inline int on_error_report(const struct sock *sk)
 }
 
 TRACEPOINT_PROGRAMS(inet_sk_error_report, handle_error_report, on_error_report(sk), const struct sock *sk)
+
+/* Kernels without sock:inet_sk_error_report (< 5.14): the error-report callback itself. TCP sockets keep the
+ * sock_def_error_report that sock_init_data() installs; tcp_reset(), tcp_v4_err()/tcp_v6_err() and the
+ * retransmit timeout (tcp_write_err) call it after setting sk_err, where newer kernels fire the tracepoint. */
+SEC("fentry/sock_def_error_report")
+int BPF_PROG(handle_error_report_fentry, struct sock *sk)
+{
+	return on_error_report(sk);
+}
+
+SEC("kprobe/sock_def_error_report")
+int BPF_KPROBE(handle_error_report_kprobe, struct sock *sk)
+{
+	return on_error_report(sk);
+}
 
 /* connect() and getsockopt() are seen at syscall entry and exit: through the raw syscall tracepoints
  * sys_enter/sys_exit (tp_btf or raw_tp: no tracefs; they run for every syscall of the host, so the syscall

@@ -88,7 +88,9 @@ static __always_inline int record_ct(const struct nf_conn *ct, __u8 kind)
 		e->zone = BPF_CORE_READ(ct, zone.id);
 	if (e->protocol == IPPROTO_TCP)
 		e->tcp_state = BPF_CORE_READ(ct, proto.tcp.state);
-	if (bpf_core_enum_value_exists(enum nf_ct_ext_id, NF_CT_EXT_ACCT)) {
+	/* The extension types are in the kernel's BTF only where built-in code uses them (5.10 has no module BTF, and
+	 * no nf_conn_tstamp in vmlinux): CO-RE cannot place the fields of a type the kernel does not describe. */
+	if (bpf_core_enum_value_exists(enum nf_ct_ext_id, NF_CT_EXT_ACCT) && bpf_core_type_exists(struct nf_conn_acct)) {
 		const struct nf_conn_acct *acct = ct_ext(ct, bpf_core_enum_value(enum nf_ct_ext_id, NF_CT_EXT_ACCT));
 		if (acct) {
 			e->packets[0] = BPF_CORE_READ(acct, counter[0].packets.counter);
@@ -101,7 +103,11 @@ static __always_inline int record_ct(const struct nf_conn *ct, __u8 kind)
 	if (bpf_core_enum_value_exists(enum nf_ct_ext_id, NF_CT_EXT_TSTAMP)) {
 		const struct nf_conn_tstamp *ts = ct_ext(ct, bpf_core_enum_value(enum nf_ct_ext_id, NF_CT_EXT_TSTAMP));
 		if (ts) {
-			e->start_ns = BPF_CORE_READ(ts, start);
+			/* Without the type's BTF: `start` is its first field, as it has been since the extension exists. */
+			if (bpf_core_type_exists(struct nf_conn_tstamp))
+				e->start_ns = BPF_CORE_READ(ts, start);
+			else
+				bpf_probe_read_kernel(&e->start_ns, sizeof(e->start_ns), ts);
 			e->flags |= CT_FLAG_TSTAMP;
 		}
 	}

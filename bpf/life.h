@@ -20,8 +20,8 @@ enum life_direction {
 enum life_owner_source {
 	LIFE_OWNER_NONE = 0,    /* not seen in process context (e.g. accepted, never read/written, not closed yet) */
 	LIFE_OWNER_CONNECT = 1, /* CLOSE -> SYN_SENT, in the task calling connect() */
-	LIFE_OWNER_RECV = 2,    /* sock:sock_recv_length, in the task calling recvmsg() */
-	LIFE_OWNER_SEND = 3,    /* sock:sock_send_length, in the task calling sendmsg() */
+	LIFE_OWNER_RECV = 2,    /* sock:sock_recv_length or tcp_recvmsg(), in the task calling recvmsg() */
+	LIFE_OWNER_SEND = 3,    /* sock:sock_send_length or tcp_sendmsg(), in the task calling sendmsg() */
 	LIFE_OWNER_CLOSE = 4,   /* -> FIN_WAIT1 / LAST_ACK, in the task calling close() or shutdown() */
 };
 

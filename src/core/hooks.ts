@@ -95,7 +95,9 @@ export function tracepoint(category: string, name: string, prog: string, opts: {
     { kind: 'raw_tp', programs: [`${prog}_raw`], hook: `raw_tp/${name}`, missing: () => btfTracepointMissing(name) },
   ];
   if (opts.classic !== false) {
-    alts.push({ kind: 'tracepoint', programs: [`${prog}_tp`], hook: `tracepoint/${category}/${name}`, missing: () => classicTracepointMissing(category, name) });
+    // A tracepoint the kernel's BTF does not list is missing from the kernel, whether or not tracefs is mounted.
+    const missing = () => (kernelBtfHas('typedef', `btf_trace_${name}`) === false ? btfTracepointMissing(name) : classicTracepointMissing(category, name));
+    alts.push({ kind: 'tracepoint', programs: [`${prog}_tp`], hook: `tracepoint/${category}/${name}`, missing });
   }
   return alts;
 }
@@ -133,9 +135,15 @@ function kprobeMissing(fn: string): Unavailable | null {
   try {
     text = readFileSync(`${root}/available_filter_functions`, 'latin1');
   } catch {
-    return null; // not readable here (no tracefs, or locked down): let the attach decide
+    // Not readable here (no tracefs, or locked down): a function absent from the symbol table (inlined by the
+    // compiler, or removed) cannot be probed either; otherwise let the attach decide.
+    try {
+      return new RegExp(` ${fn}(\t|$)`, 'm').test(readFileSync('/proc/kallsyms', 'latin1')) ? null : kernel(`kernel function ${fn} not in this kernel (inlined or absent)`);
+    } catch {
+      return null;
+    }
   }
-  return new RegExp(`^${fn}( |$)`, 'm').test(text) ? null : kernel(`kernel function ${fn} cannot be probed`);
+  return new RegExp(`^${fn}( |$)`, 'm').test(text) ? null : kernel(`kernel function ${fn} cannot be probed (inlined, absent or not traceable)`);
 }
 
 /** null when fentry/fexit could attach to `fn` by BTF (the kernel may still refuse at load: tools fall back). */

@@ -105,7 +105,7 @@ export function dropReasonsNote(info: StartInfo): string | null {
     return 'drop reasons unavailable: tcp_drop() has no reason argument (kernel < 5.17); only TCP drops are seen, reason prints as UNAVAILABLE';
   }
   if (!DropReasons.kernel().available) {
-    return 'drop reasons unavailable: this kernel has no enum skb_drop_reason (< 5.17); every freed skb is reported, not only drops';
+    return 'drop reasons unavailable: kfree_skb has no reason argument on this kernel (< 5.17); reason prints as UNAVAILABLE, with the freeing function as the only clue (purges at socket close are told apart by it)';
   }
   return null;
 }
