@@ -90,6 +90,9 @@ export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) =>
       drop_top_endpoint: kernel?.topBuckets ?? 1,
       drop_top_address: kernel?.topBuckets ?? 1,
     },
+    // Not aggregating, the destination map holds one entry: preallocate it. Kernels before 6.1 want every hash map a
+    // kprobe or (raw) tracepoint program references preallocated, and 5.10 warns (taints the kernel) otherwise.
+    mapFlags: kernel ? undefined : { drop_dest: 0 },
     hooks: [{ feature: 'packet drops', required: true, alternatives }],
     disabledPrograms: auto.filter((a) => !alternatives.includes(a)).flatMap((a) => a.programs),
     decode: (view, o) => decodeDrop(view, o, ctx),
