@@ -191,4 +191,5 @@ if [ $host = 1 ] && selected host; then
   bash "$root/test/kernels/guest.sh" host "$work/out/host" > "$work/out/host/console.log" 2>&1 || true
   log "host: suite exit $(cat "$work/out/host/vitest.rc" 2>/dev/null || echo none)"
 fi
+log "matrix finished in $SECONDS s"
 node "$root/test/kernels/report.mjs"
