@@ -137,7 +137,13 @@ static __always_inline void emit_outcome(const struct sock *sk, const struct att
 	submit_event(e);
 }
 
-/* Before Linux 6.3 the range was two ints under a seqlock; since, one u32 (high << 16 | low). */
+/* Since Linux 6.3 the range is one u32 (high << 16 | low); before, two ints under a seqlock. Each layout has its own
+ * flavour: CO-RE cannot relocate (not even size) a field whose type changed kind, array to scalar, so the running
+ * kernel's layout is told by which flavour's field exists (on 6.1 and 5.10, asking the size failed the load). */
+struct local_ports___v63 {
+	__u32 range;
+} __attribute__((preserve_access_index));
+
 struct local_ports___pre63 {
 	int range[2];
 } __attribute__((preserve_access_index));
@@ -148,17 +154,19 @@ static __always_inline void local_port_range(const struct sock *sk, __u16 *low, 
 	struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
 	if (!net)
 		return;
-	if (bpf_core_field_size(net->ipv4.ip_local_ports.range) == sizeof(__u32)) {
-		__u32 range = BPF_CORE_READ(net, ipv4.ip_local_ports.range);
+	const void *ports = __builtin_preserve_access_index(&net->ipv4.ip_local_ports);
+	const struct local_ports___v63 *now = ports;
+	const struct local_ports___pre63 *old = ports;
+	if (bpf_core_field_exists(now->range)) {
+		__u32 range = BPF_CORE_READ(now, range);
 		*low = range & 0xffff;
 		*high = range >> 16;
-		return;
+	} else if (bpf_core_field_exists(old->range)) {
+		int r[2] = {};
+		BPF_CORE_READ_INTO(&r, old, range);
+		*low = r[0];
+		*high = r[1];
 	}
-	const struct local_ports___pre63 *old = (const void *)__builtin_preserve_access_index(&net->ipv4.ip_local_ports);
-	int r[2] = {};
-	BPF_CORE_READ_INTO(&r, old, range);
-	*low = r[0];
-	*high = r[1];
 }
 
 static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate)
