@@ -27,7 +27,7 @@ function kernelReasonCode(name: string): number {
 const reasonName = (name: string) => (reasons ? name : 'UNAVAILABLE');
 
 /** Runs fn while a drops trace collects events; returns them once every record has been delivered. */
-async function traced(opts: Parameters<typeof drops>[0], fn: () => Promise<void>): Promise<{ events: DropEvent[]; lost: number }> {
+async function traced(opts: Parameters<typeof drops>[0], fn: () => Promise<void>, until?: (events: DropEvent[]) => boolean): Promise<{ events: DropEvent[]; lost: number }> {
   const trace = drops(opts);
   const events: DropEvent[] = [];
   trace.onEvents((batch) => { for (const e of batch) events.push(e); });
@@ -35,6 +35,8 @@ async function traced(opts: Parameters<typeof drops>[0], fn: () => Promise<void>
   try {
     await fn();
     await sleep(300);
+    // What the kernel frees later (a closed socket's queue, after an RCU grace period): waited for, bounded.
+    for (const t0 = Date.now(); until && !until(events) && Date.now() - t0 < 10_000; ) await sleep(100);
   } finally {
     await trace.stop();
   }
@@ -126,7 +128,7 @@ describeBpf('netbpf drops (real kernel, private namespaces)', () => {
       rcvbufErrors = after.RcvbufErrors - before.RcvbufErrors;
       receiver.kill('SIGKILL'); // closing the socket frees what it still holds
       await new Promise((r) => receiver.once('exit', r));
-    });
+    }, (seen) => seen.filter((e) => e.category === 'purge' && e.dport === port).length >= sent - rcvbufErrors);
     const mine = events.filter((e) => e.netns === nsB && e.dport === port && e.proto === 'udp');
     // Without reasons: the drops UDP's receive path freed (the rest are purges, told apart by the freeing function).
     const full = mine.filter((e) => (reasons ? e.reason === 'SOCKET_RCVBUFF' : e.category === 'drop' && /^udp_queue_rcv/.test(e.location)));
