@@ -28,6 +28,7 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
                            InstanceMethod("constants", &BpfObject::Constants),
                            InstanceMethod("setConst", &BpfObject::SetConst),
                            InstanceMethod("setMapMaxEntries", &BpfObject::SetMapMaxEntries),
+                           InstanceMethod("setMapFlags", &BpfObject::SetMapFlags),
                            InstanceMethod("load", &BpfObject::Load),
                            InstanceMethod("attach", &BpfObject::Attach),
                            InstanceMethod("setProgramType", &BpfObject::SetProgramType),
@@ -243,6 +244,15 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     if (!map) return env.Undefined();
     int err = bpf_map__set_max_entries(map, info[1].ToNumber().Uint32Value());
     if (err) return ThrowErrno(env, "set max entries", err);
+    return env.Undefined();
+  }
+
+  Napi::Value SetMapFlags(const Napi::CallbackInfo& info) {
+    Napi::Env env = info.Env();
+    bpf_map* map = FindMap(env, info[0]);
+    if (!map) return env.Undefined();
+    int err = bpf_map__set_map_flags(map, info[1].ToNumber().Uint32Value());
+    if (err) return ThrowErrno(env, "set map flags", err);
     return env.Undefined();
   }
 

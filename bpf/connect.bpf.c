@@ -4,7 +4,8 @@
  * Hooks (each tp_btf, else raw_tp, else the classic tracepoint: see tracepoints.bpf.h):
  * sock:inet_sock_set_state for SYN_SENT -> ESTABLISHED/CLOSE; tcp:tcp_retransmit_skb to count SYN
  * retransmits; tcp:tcp_receive_reset; sock:inet_sk_error_report (no classic variant: its record has no
- * socket pointer) to keep the error an application may clear; and connect()/getsockopt(SO_ERROR) at syscall
+ * socket pointer; before 5.14 fentry or kprobe on sock_def_error_report) to keep the error an application
+ * may clear; and connect()/getsockopt(SO_ERROR) at syscall
  * entry and exit for connects that fail before any state change (no route) and errors read with SO_ERROR. */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -233,7 +234,13 @@ static __always_inline void emit_outcome(const struct sock *sk, const struct att
 	deliver(&e, sk);
 }
 
-/* Before Linux 6.3 the range was two ints under a seqlock; since, one u32 (high << 16 | low). */
+/* Since Linux 6.3 the range is one u32 (high << 16 | low); before, two ints under a seqlock. Each layout has its own
+ * flavour: CO-RE cannot relocate (not even size) a field whose type changed kind, array to scalar, so the running
+ * kernel's layout is told by which flavour's field exists (on 6.1 and 5.10, asking the size failed the load). */
+struct local_ports___v63 {
+	__u32 range;
+} __attribute__((preserve_access_index));
+
 struct local_ports___pre63 {
 	int range[2];
 } __attribute__((preserve_access_index));
@@ -244,17 +251,19 @@ static __always_inline void local_port_range(const struct sock *sk, __u16 *low, 
 	struct net *net = BPF_CORE_READ(sk, __sk_common.skc_net.net);
 	if (!net)
 		return;
-	if (bpf_core_field_size(net->ipv4.ip_local_ports.range) == sizeof(__u32)) {
-		__u32 range = BPF_CORE_READ(net, ipv4.ip_local_ports.range);
+	const void *ports = __builtin_preserve_access_index(&net->ipv4.ip_local_ports);
+	const struct local_ports___v63 *now = ports;
+	const struct local_ports___pre63 *old = ports;
+	if (bpf_core_field_exists(now->range)) {
+		__u32 range = BPF_CORE_READ(now, range);
 		*low = range & 0xffff;
 		*high = range >> 16;
-		return;
+	} else if (bpf_core_field_exists(old->range)) {
+		int r[2] = {};
+		BPF_CORE_READ_INTO(&r, old, range);
+		*low = r[0];
+		*high = r[1];
 	}
-	const struct local_ports___pre63 *old = (const void *)__builtin_preserve_access_index(&net->ipv4.ip_local_ports);
-	int r[2] = {};
-	BPF_CORE_READ_INTO(&r, old, range);
-	*low = r[0];
-	*high = r[1];
 }
 
 static __always_inline int on_set_state(const struct sock *sk, int oldstate, int newstate)
@@ -371,6 +380,21 @@ static __always_inline int on_error_report(const struct sock *sk)
 }
 
 TRACEPOINT_PROGRAMS(inet_sk_error_report, handle_error_report, on_error_report(sk), const struct sock *sk)
+
+/* Kernels without sock:inet_sk_error_report (< 5.14): the error-report callback itself. TCP sockets keep the
+ * sock_def_error_report that sock_init_data() installs; tcp_reset(), tcp_v4_err()/tcp_v6_err() and the
+ * retransmit timeout (tcp_write_err) call it after setting sk_err, where newer kernels fire the tracepoint. */
+SEC("fentry/sock_def_error_report")
+int BPF_PROG(handle_error_report_fentry, struct sock *sk)
+{
+	return on_error_report(sk);
+}
+
+SEC("kprobe/sock_def_error_report")
+int BPF_KPROBE(handle_error_report_kprobe, struct sock *sk)
+{
+	return on_error_report(sk);
+}
 
 /* connect() and getsockopt() are seen at syscall entry and exit: through the raw syscall tracepoints
  * sys_enter/sys_exit (tp_btf or raw_tp: no tracefs; they run for every syscall of the host, so the syscall

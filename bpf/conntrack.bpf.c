@@ -88,20 +88,37 @@ static __always_inline int record_ct(const struct nf_conn *ct, __u8 kind)
 		e->zone = BPF_CORE_READ(ct, zone.id);
 	if (e->protocol == IPPROTO_TCP)
 		e->tcp_state = BPF_CORE_READ(ct, proto.tcp.state);
+	/* The extension types are in the kernel's BTF only where built-in code uses them (5.10 has no module BTF, and
+	 * neither nf_conn_acct nor nf_conn_tstamp in vmlinux): CO-RE cannot place the fields of a type the kernel does
+	 * not describe, so there the layouts both have had since they exist (3.x) are read as they are. */
 	if (bpf_core_enum_value_exists(enum nf_ct_ext_id, NF_CT_EXT_ACCT)) {
 		const struct nf_conn_acct *acct = ct_ext(ct, bpf_core_enum_value(enum nf_ct_ext_id, NF_CT_EXT_ACCT));
 		if (acct) {
-			e->packets[0] = BPF_CORE_READ(acct, counter[0].packets.counter);
-			e->bytes[0] = BPF_CORE_READ(acct, counter[0].bytes.counter);
-			e->packets[1] = BPF_CORE_READ(acct, counter[1].packets.counter);
-			e->bytes[1] = BPF_CORE_READ(acct, counter[1].bytes.counter);
+			if (bpf_core_type_exists(struct nf_conn_acct)) {
+				e->packets[0] = BPF_CORE_READ(acct, counter[0].packets.counter);
+				e->bytes[0] = BPF_CORE_READ(acct, counter[0].bytes.counter);
+				e->packets[1] = BPF_CORE_READ(acct, counter[1].packets.counter);
+				e->bytes[1] = BPF_CORE_READ(acct, counter[1].bytes.counter);
+			} else {
+				__u64 c[4]; /* counter[dir] = { atomic64_t packets, bytes } for original, then reply */
+				if (!bpf_probe_read_kernel(c, sizeof(c), acct)) {
+					e->packets[0] = c[0];
+					e->bytes[0] = c[1];
+					e->packets[1] = c[2];
+					e->bytes[1] = c[3];
+				}
+			}
 			e->flags |= CT_FLAG_ACCT;
 		}
 	}
 	if (bpf_core_enum_value_exists(enum nf_ct_ext_id, NF_CT_EXT_TSTAMP)) {
 		const struct nf_conn_tstamp *ts = ct_ext(ct, bpf_core_enum_value(enum nf_ct_ext_id, NF_CT_EXT_TSTAMP));
 		if (ts) {
-			e->start_ns = BPF_CORE_READ(ts, start);
+			/* Without the type's BTF: `start` is its first field. */
+			if (bpf_core_type_exists(struct nf_conn_tstamp))
+				e->start_ns = BPF_CORE_READ(ts, start);
+			else
+				bpf_probe_read_kernel(&e->start_ns, sizeof(e->start_ns), ts);
 			e->flags |= CT_FLAG_TSTAMP;
 		}
 	}

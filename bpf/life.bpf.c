@@ -5,7 +5,8 @@
  * Hooks (each tp_btf, else raw_tp, else the classic tracepoint: see tracepoints.bpf.h):
  * sock:inet_sock_set_state (births, handshakes, closes, owners at connect and close); tcp:tcp_send_reset and
  * tcp:tcp_receive_reset to remember resets; tcp:tcp_destroy_sock, where an end that could still send a reset
- * after CLOSE is delivered and the socket's entries are dropped; sock:sock_recv_length / sock:sock_send_length to
+ * after CLOSE is delivered and the socket's entries are dropped; sock:sock_recv_length / sock:sock_send_length
+ * (else fentry, else kprobe on tcp_recvmsg / tcp_sendmsg) to
  * learn, in process context, which process owns an accepted connection (its handshake completes in softirq). */
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
@@ -532,6 +533,34 @@ static __always_inline int on_sock_io(const struct sock *sk, __u8 source)
 
 TRACEPOINT_PROGRAMS(sock_recv_length, handle_recv_length, on_sock_io(sk, NETBPF_OWNER_RECV), const struct sock *sk)
 TRACEPOINT_PROGRAMS(sock_send_length, handle_send_length, on_sock_io(sk, NETBPF_OWNER_SEND), const struct sock *sk)
+
+/* Kernels without those tracepoints (< 6.3, e.g. Debian 12's 6.1 and Debian 11's 5.10): TCP's own receive and
+ * send functions, entered from recvmsg()/read() and sendmsg()/write() in the calling task, for TCP sockets only
+ * (IPv6 included: inet6_recvmsg and inet6_sendmsg call the same functions). Only the socket argument is read:
+ * the other arguments changed across kernels. */
+SEC("fentry/tcp_recvmsg")
+int BPF_PROG(handle_recvmsg_fentry, const struct sock *sk)
+{
+	return on_sock_io(sk, NETBPF_OWNER_RECV);
+}
+
+SEC("kprobe/tcp_recvmsg")
+int BPF_KPROBE(handle_recvmsg_kprobe, const struct sock *sk)
+{
+	return on_sock_io(sk, NETBPF_OWNER_RECV);
+}
+
+SEC("fentry/tcp_sendmsg")
+int BPF_PROG(handle_sendmsg_fentry, const struct sock *sk)
+{
+	return on_sock_io(sk, NETBPF_OWNER_SEND);
+}
+
+SEC("kprobe/tcp_sendmsg")
+int BPF_KPROBE(handle_sendmsg_kprobe, const struct sock *sk)
+{
+	return on_sock_io(sk, NETBPF_OWNER_SEND);
+}
 
 /* Classic sock:sock_{recv,send}_length records: the socket, then its family and protocol. */
 struct sock_length_args {

@@ -22,8 +22,8 @@ enum netbpf_limits {
 enum netbpf_owner_source {
 	NETBPF_OWNER_NONE = 0,    /* not seen in process context (e.g. accepted, never read/written, not closed yet) */
 	NETBPF_OWNER_CONNECT = 1, /* CLOSE -> SYN_SENT, in the task calling connect() */
-	NETBPF_OWNER_RECV = 2,    /* sock:sock_recv_length, in the task calling recvmsg() */
-	NETBPF_OWNER_SEND = 3,    /* sock:sock_send_length, in the task calling sendmsg() */
+	NETBPF_OWNER_RECV = 2,    /* sock:sock_recv_length or tcp_recvmsg(), in the task calling recvmsg() */
+	NETBPF_OWNER_SEND = 3,    /* sock:sock_send_length or tcp_sendmsg(), in the task calling sendmsg() */
 	NETBPF_OWNER_CLOSE = 4,   /* -> FIN_WAIT1 / LAST_ACK, in the task calling close() or shutdown() */
 };
 

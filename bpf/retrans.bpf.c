@@ -143,44 +143,30 @@ static __always_inline int on_retransmit_synack(const struct sock *listener, con
 	struct sock_tuple t;
 	if (read_sock_tuple((const struct sock *)req, &t))
 		return 0;
+	/* An IPv4 SYN to a dual-stack IPv6 listener: the request takes the listener's family, but only its IPv4
+	 * addresses are set (the child socket will carry them IPv4-mapped, as they are reported here). */
+	if (t.family == NETBPF_AF_INET6 && BPF_CORE_READ(req, rsk_ops, family) == NETBPF_AF_INET) {
+		addr_from_v4(t.saddr, BPF_CORE_READ(req, __req_common.skc_rcv_saddr));
+		addr_from_v4(t.daddr, BPF_CORE_READ(req, __req_common.skc_daddr));
+	}
 	return record_synack(listener, &t);
 }
 
 TRACEPOINT_PROGRAMS(tcp_retransmit_synack, handle_retransmit_synack, on_retransmit_synack(sk, req),
 		    const struct sock *sk, const struct request_sock *req)
 
-/* Classic tracepoint: the record carries the addresses itself. Stable layout since 4.16. */
+/* Classic tracepoint: its address fields changed across kernels (a family field was added after 5.10, which
+ * moved the addresses), so the request socket the record points to is read instead, as on the tp_btf path. */
 struct retransmit_synack_args {
 	__u64 common;
 	const void *skaddr;
 	const void *req;
-	__u16 sport;
-	__u16 dport;
-	__u16 family;
-	__u8 saddr[4];
-	__u8 daddr[4];
-	__u8 saddr_v6[16];
-	__u8 daddr_v6[16];
 };
 
 SEC("tp/tcp/tcp_retransmit_synack")
 int handle_retransmit_synack_tp(struct retransmit_synack_args *ctx)
 {
-	struct sock_tuple t;
-	t.family = ctx->family;
-	t.sport = ctx->sport;
-	t.dport = ctx->dport;
-	if (t.family == NETBPF_AF_INET) {
-		__u32 s, d;
-		__builtin_memcpy(&s, ctx->saddr, 4);
-		__builtin_memcpy(&d, ctx->daddr, 4);
-		addr_from_v4(t.saddr, s);
-		addr_from_v4(t.daddr, d);
-	} else {
-		__builtin_memcpy(t.saddr, ctx->saddr_v6, NETBPF_ADDR_LEN);
-		__builtin_memcpy(t.daddr, ctx->daddr_v6, NETBPF_ADDR_LEN);
-	}
-	return record_synack((const struct sock *)ctx->skaddr, &t);
+	return on_retransmit_synack((const struct sock *)ctx->skaddr, (const struct request_sock *)ctx->req);
 }
 
 /* Owners, when no other object of the session keeps them (life does): connect() moves a socket CLOSE -> SYN_SENT

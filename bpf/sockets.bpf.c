@@ -16,6 +16,21 @@ char LICENSE[] SEC("license") = "GPL";
 /* The record contract with src/tools/sockets/bpf.gen.ts (see NETBPF_CONTRACT). */
 NETBPF_CONTRACT(struct socket_record);
 
+#define NB_S_IFMT 00170000
+#define NB_S_IFSOCK 0140000
+
+/* The socket behind a file, or NULL. bpf_sock_from_file() exists since 5.11 (the kernel's enum bpf_func_id says
+ * whether this one has it); before, a socket's file is the one whose inode is a socket inode, and its
+ * private_data is the socket (O_PATH files of socket nodes have none). */
+static __always_inline struct socket *socket_of(struct file *file)
+{
+	if (bpf_core_enum_value_exists(enum bpf_func_id, BPF_FUNC_sock_from_file))
+		return bpf_sock_from_file(file);
+	if ((BPF_CORE_READ(file, f_inode, i_mode) & NB_S_IFMT) != NB_S_IFSOCK)
+		return NULL;
+	return BPF_CORE_READ(file, private_data);
+}
+
 SEC("iter/task_file")
 int dump_task_file(struct bpf_iter__task_file *ctx)
 {
@@ -23,7 +38,7 @@ int dump_task_file(struct bpf_iter__task_file *ctx)
 	struct task_struct *task = ctx->task;
 	if (!file || !task)
 		return 0;
-	struct socket *sock = bpf_sock_from_file(file);
+	struct socket *sock = socket_of(file);
 	if (!sock)
 		return 0;
 	const struct sock *sk = BPF_CORE_READ(sock, sk);

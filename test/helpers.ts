@@ -3,6 +3,7 @@
 import { describe } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { addon } from '../src/core/addon.js';
 
 export function bpfUnavailableReason(): string | null {
   if (process.getuid?.() !== 0) return 'not root';
@@ -47,4 +48,11 @@ export function tracefsMounted(): boolean {
 export function withTracefs(argv: string[]): string[] {
   return ['unshare', '-m', '--propagation', 'private', 'sh', '-c',
     'mountpoint -q /sys/kernel/tracing || mount -t tracefs nodev /sys/kernel/tracing || exit 1; exec "$0" "$@"', ...argv];
+}
+
+/** Whether the running kernel names its drop reasons (enum skb_drop_reason in its BTF: Linux >= 5.17). Tests
+ * assert reasons where the kernel has them, and the "no reasons" behaviour (UNAVAILABLE, said at start-up) where
+ * it does not. Read from the kernel's BTF directly, not through netbpf's DropReasons. */
+export function kernelHasDropReasons(): boolean {
+  return addon().kernelBtfEnum('skb_drop_reason') !== null;
 }

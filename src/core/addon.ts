@@ -20,6 +20,8 @@ export interface NativeBpfObject {
   constants(): Record<string, { offset: number; size: number }>;
   setConst(name: string, value: Buffer): void;
   setMapMaxEntries(map: string, entries: number): void;
+  /** Replaces a map's BPF_F_* flags before load. */
+  setMapFlags(map: string, flags: number): void;
   load(): void;
   attach(program: string): number;
   /** Program type / expected attach type by number (from kernel BTF), for sections libbpf does not know. */

@@ -103,7 +103,9 @@ export function tracepoint(category: string, name: string, prog: string, opts: {
     { kind: 'raw_tp', programs: progs.map((p) => `${p}_raw`), hook: `raw_tp/${name}`, missing: () => btfTracepointMissing(name) },
   ];
   if (opts.classic !== false) {
-    alts.push({ kind: 'tracepoint', programs: [`${prog}_tp`], hook: `tracepoint/${category}/${name}`, missing: () => classicTracepointMissing(category, name) });
+    // A tracepoint the kernel's BTF does not list is missing from the kernel, whether or not tracefs is mounted.
+    const missing = () => (kernelBtfHas('typedef', `btf_trace_${name}`) === false ? btfTracepointMissing(name) : classicTracepointMissing(category, name));
+    alts.push({ kind: 'tracepoint', programs: [`${prog}_tp`], hook: `tracepoint/${category}/${name}`, missing });
   }
   return alts;
 }
@@ -131,19 +133,35 @@ export function syscalls(enter: string, exit: string, classic: { names: string[]
   ];
 }
 
+/** Names of the functions a kprobe can attach to (ftrace's list, else the symbol table). Read again only when the
+ * loaded modules change: the lists are large (tens of thousands of lines, slow to generate under emulation) and
+ * every tool's start asks. */
+let probeable: { modules: string; names: Set<string>; source: 'ftrace' | 'kallsyms' } | null = null;
+
+function probeableFunctions(root: string | null): { names: Set<string>; source: 'ftrace' | 'kallsyms' } | null {
+  const read = (path: string) => { try { return readFileSync(path, 'latin1'); } catch { return null; } };
+  const modules = read('/proc/modules') ?? '';
+  if (probeable && probeable.modules === modules) return probeable;
+  const names = (text: string, field: number) => new Set(text.split('\n').map((l) => l.split(/\s/)[field]).filter(Boolean));
+  const ftrace = root ? read(`${root}/available_filter_functions`) : null;
+  // Not readable here (no tracefs, or locked down): a function absent from the symbol table (inlined by the
+  // compiler, or removed) cannot be probed either; otherwise the attach decides.
+  const kallsyms = ftrace === null ? read('/proc/kallsyms') : null;
+  if (ftrace !== null) probeable = { modules, names: names(ftrace, 0), source: 'ftrace' };
+  else if (kallsyms !== null) probeable = { modules, names: names(kallsyms, 2), source: 'kallsyms' };
+  else return null;
+  return probeable;
+}
+
 /** null when kprobes can attach to `fn`, else why not. */
 function kprobeMissing(fn: string): Unavailable | null {
   const root = tracefsRoot();
   if (!existsSync('/sys/bus/event_source/devices/kprobe') && !(root && existsSync(`${root}/kprobe_events`))) {
     return kernel('kprobes not supported by this kernel (CONFIG_KPROBES off)');
   }
-  let text: string;
-  try {
-    text = readFileSync(`${root}/available_filter_functions`, 'latin1');
-  } catch {
-    return null; // not readable here (no tracefs, or locked down): let the attach decide
-  }
-  return new RegExp(`^${fn}( |$)`, 'm').test(text) ? null : kernel(`kernel function ${fn} cannot be probed`);
+  const known = probeableFunctions(root);
+  if (!known || known.names.has(fn)) return null;
+  return kernel(known.source === 'ftrace' ? `kernel function ${fn} cannot be probed (inlined, absent or not traceable)` : `kernel function ${fn} not in this kernel (inlined or absent)`);
 }
 
 /** null when fentry/fexit could attach to `fn` by BTF (the kernel may still refuse at load: tools fall back). */

@@ -41,6 +41,8 @@ export interface TraceSpec<E> {
   accept?(event: E): boolean;
   /** Extra maps to size before load. */
   mapSizes?: Record<string, number>;
+  /** Map flags to set before load, replacing the object's (e.g. preallocate a map that holds one entry). */
+  mapFlags?: Record<string, number>;
   /** Programs of the object never to load (alternatives left out when the user forces a hook). */
   disabledPrograms?: string[];
   /** Object file to load instead of build/bpf/<tool>.bpf.o (the benchmark's own program). */
@@ -205,6 +207,7 @@ export class Trace<E> implements AsyncIterable<E> {
         }
         obj.setMapMaxEntries('events', this.opts.ringBufferBytes);
         for (const [map, n] of Object.entries(this.spec.mapSizes ?? {})) obj.setMapMaxEntries(map, n);
+        for (const [map, f] of Object.entries(this.spec.mapFlags ?? {})) obj.setMapFlags(map, f);
         const wakeup = Buffer.alloc(8);
         wakeup.writeBigUInt64LE(BigInt(Math.floor(this.opts.wakeupBytes)));
         obj.setConst('wakeup_bytes', wakeup);

@@ -28,7 +28,7 @@ function only(spec, i, j) {
     hooks: spec.hooks.map((h, k) => ({
       ...h,
       required: k === i,
-      alternatives: h.alternatives.map((a, m) => (k === i && m === j ? a : { ...a, missing: () => 'not probed' })),
+      alternatives: h.alternatives.map((a, m) => (k === i && m === j ? a : { ...a, missing: () => ({ cause: 'kernel', reason: 'not probed' }) })),
     })),
   };
 }
@@ -48,9 +48,9 @@ for (const [name, make] of specs) {
     for (const [j, a] of h.alternatives.entries()) {
       const r = await tryStart(only(spec, i, j));
       // Loaded and attached as itself (not a fallback the trace moved on to after it was refused).
-      const ok = r.ok && r.hooks[i].program === a.program;
+      const ok = r.ok && r.hooks[i].hook === a.hook;
       const reason = ok ? null : r.ok ? r.hooks[i].skipped.find((s) => s.startsWith(`${a.hook}:`)) ?? 'not chosen' : r.error;
-      alternatives.push({ feature: h.feature, hook: a.hook, program: a.program, ok, reason });
+      alternatives.push({ feature: h.feature, hook: a.hook, kind: a.kind, programs: a.programs, ok, reason });
     }
   }
   tools.push({ tool: spec.tool, spec: name, chosen, alternatives });

@@ -15,6 +15,10 @@ if mount -t 9p -o "$opts,ro,cache=loose" hostroot /mnt/host &&
    mount -t tmpfs -o size=1536m tmpfs /mnt/rw && mkdir -p /mnt/rw/upper /mnt/rw/work &&
    mount -t overlay overlay -o lowerdir=/mnt/host,upperdir=/mnt/rw/upper,workdir=/mnt/rw/work /newroot &&
    mkdir -p /newroot/netbpf-out && mount -t 9p -o "$opts" out /newroot/netbpf-out; then
+  # The kernel runs its module loader (request_module: nft expressions, protocol families) in the root of
+  # pid 1, which stays here: hand the request to modprobe in the host's root, where the modules are.
+  mkdir -p /sbin && printf '#!/bin/busybox sh\nexec /bin/busybox chroot /newroot /sbin/modprobe "$@"\n' > /sbin/modprobe
+  chmod +x /sbin/modprobe
   chroot /newroot /bin/bash "$(param repo)/test/kernels/guest.sh" vm
   echo "init: guest.sh exited with $?"
 else

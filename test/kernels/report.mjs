@@ -107,7 +107,22 @@ lines.push(table(['kernel', 'package', 'BTF', 'kprobes', 'integration tests', 's
   k.suite.ran ? `${k.suite.passed} passed, ${k.suite.failed} failed, ${k.suite.skipped} skipped` : `not run (exit ${k.suite.rc ?? 'none'})`,
   k.suite.ran ? `${k.suite.seconds} s${k.vm ? ` (guest ${k.vmSeconds} s)` : ''}` : '', k.ranAt.slice(0, 16).replace('T', ' '),
 ])));
-lines.push('', '## Hook each tool uses (its first choice that loads and attaches)', '');
+lines.push('', '## Feature coverage (the hook that serves each feature of each tool: its first choice that loads and attaches)', '');
+lines.push('One row per feature a tool declares (its HookSpecs), one column per kernel. "no BPF hook" cells give the reason each');
+lines.push('alternative was passed over (the hook kinds that share a reason are named once), and the non-BPF source the tool');
+lines.push('used instead during the suite, if any.', '');
+const BPF_HOOK = /^(tp_btf|raw_tp|tracepoint|fentry|fexit|kprobe|netfilter)\b/;
+/** "reason (kinds); reason (kinds)" from a choice's skipped list ("hook: reason" each, best first). */
+const whyNone = (skipped) => {
+  const byReason = new Map();
+  for (const s of skipped ?? []) {
+    const at = s.indexOf(': ');
+    const hook = at < 0 ? s : s.slice(0, at);
+    const reason = at < 0 ? 'refused' : s.slice(at + 2);
+    byReason.set(reason, [...(byReason.get(reason) ?? []), hook.split('/')[0]]);
+  }
+  return [...byReason].map(([reason, kinds]) => `${reason} (${[...new Set(kinds)].join(', ')})`).join('; ') || 'no alternative declared';
+};
 const hookRows = [];
 for (const tool of toolNames) {
   const features = [...new Set(kernels.flatMap((k) => (k.tools ?? []).find((t) => t.tool === tool)?.alternatives.map((a) => a.feature) ?? []))];
@@ -117,7 +132,9 @@ for (const tool of toolNames) {
       if (!t) return 'not probed';
       if (!t.chosen?.ok) return `fails: ${t.chosen?.error ?? t.error}`;
       const h = t.chosen.hooks.find((x) => x.feature === feature);
-      return h?.hook ? `\`${h.hook}\`` : 'no BPF hook';
+      if (h?.hook) return `\`${h.hook}\``;
+      const instead = Object.keys(k.suiteHooks?.[tool]?.[feature] ?? {}).filter((x) => x !== '(none)' && !BPF_HOOK.test(x));
+      return `no BPF hook: ${whyNone(h?.skipped)}${instead.length ? `; the tool uses ${instead.join(', ')} instead` : ''}`;
     })]);
   }
 }

@@ -5,9 +5,11 @@
 #
 #   test/kernels/run.sh [--only LABEL[,LABEL]] [--no-host] [--filter PATTERN]      (npm run test:kernels)
 #
-# Kernels (override with NETBPF_KERNELS="label=package ..."): Debian 12's linux-image-6.1.0-*-amd64 and
-# 6.12 from bookworm-backports, generic flavour (it has 9p). Packages are fetched with `apt-get download`
-# and unpacked with `dpkg-deb -x` under build/kernels/ (nothing is installed into /boot). Each guest boots a
+# Kernels (override with NETBPF_KERNELS="label=package ..."): Debian 11's 5.10 (bullseye-security), Debian
+# 12's 6.1 and 6.12 from bookworm-backports, generic flavour (it has 9p). Packages are fetched with
+# `apt-get download` through a private apt configuration (build/kernels/apt: its own sources list, lists and
+# cache; the system's apt sources are left alone) and unpacked with `dpkg-deb -x` under build/kernels/
+# (nothing is installed into /boot). Each guest boots a
 # busybox initramfs that mounts this machine's root file system read-only over 9p with a RAM overlay on top,
 # so node, the built addon, BPF objects, fixtures and tools (ip, nft, conntrack, bpftrace) are the host's own,
 # and the guest kernel's modules are loaded from the unpacked package. The same BPF objects (built here)
@@ -23,7 +25,7 @@ while [ $# -gt 0 ]; do
     --only) only=$2; shift ;;
     --no-host) host=0 ;;
     --filter) filter=$2; shift ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
     *) echo "run.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
   shift
@@ -44,30 +46,42 @@ if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
-# Debian 6.12 comes from bookworm-backports.
-if ! grep -rqs 'bookworm-backports' /etc/apt/sources.list /etc/apt/sources.list.d/; then
-  log "adding bookworm-backports (/etc/apt/sources.list.d/netbpf-backports.sources)"
-  cat > /etc/apt/sources.list.d/netbpf-backports.sources <<'SRC'
-Types: deb
-URIs: http://deb.debian.org/debian
-Suites: bookworm-backports
-Components: main
-Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
-SRC
-  apt-get update -qq
-fi
 if [ ! -f "$root/build/Release/netbpf.node" ] || [ ! -d "$root/dist" ] || ! ls "$root"/build/bpf/*.bpf.o >/dev/null 2>&1; then
   log "building (npm run build)"
   (cd "$root" && npm run build --silent)
 fi
 
 mkdir -p "$work/pkgs"
-# The package a meta-package points to, e.g. linux-image-amd64 -> linux-image-6.1.0-56-amd64.
-image_of() { apt-cache depends "$@" linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
+# A private apt configuration under build/kernels/apt: the Debian suites the kernels come from (bookworm and its
+# security and backports suites, bullseye and bullseye-security), with its own package lists and cache. The
+# system's apt sources and lists are never read or changed for kernels.
+apt_dir=$work/apt
+APT_OPTS=(-o "Dir::Etc::SourceList=$apt_dir/sources.list" -o Dir::Etc::SourceParts=/dev/null
+  -o "Dir::State::Lists=$apt_dir/lists" -o "Dir::Cache=$apt_dir/cache" -o Acquire::Languages=none)
+keyring=/usr/share/keyrings/debian-archive-keyring.gpg
+mkdir -p "$apt_dir/lists/partial" "$apt_dir/cache/archives/partial"
+cat > "$apt_dir/sources.list.new" <<SRC
+deb [signed-by=$keyring] http://deb.debian.org/debian bookworm main
+deb [signed-by=$keyring] http://deb.debian.org/debian-security bookworm-security main
+deb [signed-by=$keyring] http://deb.debian.org/debian bookworm-backports main
+deb [signed-by=$keyring] http://deb.debian.org/debian bullseye main
+deb [signed-by=$keyring] http://deb.debian.org/debian-security bullseye-security main
+SRC
+# Refreshed when the list of suites changed or the lists are over a day old (a security suite moves weekly).
+if ! cmp -s "$apt_dir/sources.list.new" "$apt_dir/sources.list" || [ -z "$(find "$apt_dir/lists" -maxdepth 1 -name '*_InRelease' -mtime -1)" ]; then
+  mv "$apt_dir/sources.list.new" "$apt_dir/sources.list"
+  log "updating the private package lists ($apt_dir)"
+  apt-get "${APT_OPTS[@]}" update -qq || { echo "run.sh: apt-get update of the private lists failed" >&2; exit 1; }
+else
+  rm -f "$apt_dir/sources.list.new"
+fi
+# The package a meta-package points to, e.g. linux-image-amd64 -> linux-image-6.1.0-56-amd64. Without a target
+# release the newest version at default priority wins (bookworm or bookworm-security: 6.1).
+image_of() { apt-cache "${APT_OPTS[@]}" depends "$@" linux-image-amd64 2>/dev/null | awk '/Depends: linux-image-[0-9]/ {print $2; exit}'; }
 if [ -n "${NETBPF_KERNELS:-}" ]; then
   read -r -a kernels <<< "$NETBPF_KERNELS"
 else
-  kernels=("debian-6.1=$(image_of)" "debian-6.12=$(image_of -t bookworm-backports)")
+  kernels=("debian-5.10=$(image_of -t bullseye-security)" "debian-6.1=$(image_of)" "debian-6.12=$(image_of -t bookworm-backports)")
 fi
 
 # Fetches a package once into build/kernels/pkgs; echoes the .deb path.
@@ -75,7 +89,7 @@ fetch() {
   local deb
   deb=$(ls "$work/pkgs/$1"_*.deb 2>/dev/null | head -n1 || true)
   if [ -z "$deb" ]; then
-    (cd "$work/pkgs" && apt-get download -q "$1" >/dev/null 2>&1) || { echo "run.sh: apt-get download $1 failed" >&2; return 1; }
+    (cd "$work/pkgs" && apt-get "${APT_OPTS[@]}" download -q "$1" >/dev/null 2>&1) || { echo "run.sh: apt-get download $1 failed" >&2; return 1; }
     deb=$(ls "$work/pkgs/$1"_*.deb | head -n1)
   fi
   echo "$deb"
@@ -177,4 +191,5 @@ if [ $host = 1 ] && selected host; then
   bash "$root/test/kernels/guest.sh" host "$work/out/host" > "$work/out/host/console.log" 2>&1 || true
   log "host: suite exit $(cat "$work/out/host/vitest.rc" 2>/dev/null || echo none)"
 fi
+log "matrix finished in $SECONDS s"
 node "$root/test/kernels/report.mjs"

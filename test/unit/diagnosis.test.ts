@@ -208,6 +208,15 @@ describe('diagnoses of the classic failures', () => {
     expect(r[0]).toMatchObject({ severity: 'critical', text: 'loss on the path (5.7% retransmitted, no drops on this host)' });
   });
 
+  it('drops on a kernel without drop reasons (< 5.17) say so, and point at the freeing functions, not at a reason', () => {
+    const r = diagnoseDestination(dest(5301, (x) => { x.frees = [free('UNAVAILABLE', 'nf_hook_slow+0x90', 4), free('UNAVAILABLE', 'udp_destruct_sock+0x7a', 9)]; }), noHostEvidence());
+    expect(r.map((x) => x.code)).toEqual(['local-drops']);
+    expect(r[0].text).toBe('packets dropped on this host (4 drops, this kernel gives no drop reasons)');
+    expect(r[0].action).toMatch(/netbpf drops --stack/);
+    expect(freeKind('UNAVAILABLE', 'udp_destruct_sock+0x7a')).toBe('purge');
+    expect(freeKind('UNAVAILABLE', 'skb_queue_purge+0x1c')).toBe('purge');
+    expect(freeKind('UNAVAILABLE', 'nf_hook_slow+0x90')).toBe('drop');
+  });
   it('local drops claim the retransmits to their destination: no loss-on-the-path verdict beside them', () => {
     // One drop can cost many retransmitted segments (a timeout resends the window; a GRO packet carries several).
     const d = dest(5301, (x) => {

@@ -150,6 +150,12 @@ describe('dropCategory', () => {
     expect(dropCategory('NOT_SPECIFIED', 'ip6_mc_input+0x10')).toBe('drop');
     expect(dropCategory('NETFILTER_DROP', 'udp_destruct_common+0xb9')).toBe('drop');
   });
+  it('without drop reasons (kernels < 5.17) tells purges apart by the freeing function alone', () => {
+    expect(dropCategory('UNAVAILABLE', 'udp_destruct_sock+0x7a')).toBe('purge');
+    expect(dropCategory('UNAVAILABLE', 'skb_queue_purge+0x1c')).toBe('purge');
+    expect(dropCategory('UNAVAILABLE', 'nf_hook_slow+0x90')).toBe('drop');
+    expect(dropCategory('UNAVAILABLE', '')).toBe('drop');
+  });
 });
 
 describe('DropsAggregator', () => {

@@ -312,12 +312,16 @@ export function diagnoseDestination(d: DestinationEvidence, host: HostEvidence, 
     if (n === 0) continue;
     const retrans = left.take('retrans');
     const top = frees.topReason(kind);
+    // Kernels before 5.17 give no drop reasons: say so rather than name "UNAVAILABLE" as one.
+    const mostly = top === 'UNAVAILABLE' ? 'this kernel gives no drop reasons' : `mostly ${top}`;
     add({
       code: kind === 'receiver' ? 'receiver-drops' : 'local-drops', severity: 'warning', confidence: 'high', explains: n + retrans,
       text: kind === 'receiver'
-        ? `the receiving socket could not keep up: ${plural(n, 'packet')} dropped on this host (mostly ${top})`
-        : `packets dropped on this host (${plural(n, 'drop')}, mostly ${top})`,
-      action: kind === 'receiver' ? 'the receiving application reads too slowly or its buffers are too small (net.ipv4.tcp_rmem, net.core.rmem_max)' : `look up the kernel's drop reason ${top} (netbpf drops -r ${top})`,
+        ? `the receiving socket could not keep up: ${plural(n, 'packet')} dropped on this host (${mostly})`
+        : `packets dropped on this host (${plural(n, 'drop')}, ${mostly})`,
+      action: kind === 'receiver' ? 'the receiving application reads too slowly or its buffers are too small (net.ipv4.tcp_rmem, net.core.rmem_max)'
+        : top === 'UNAVAILABLE' ? 'see where the kernel freed them (netbpf drops --stack): this kernel (< 5.17) names no drop reasons'
+        : `look up the kernel's drop reason ${top} (netbpf drops -r ${top})`,
       evidence: frees.evidence(kind, 'packets dropped on this host'),
     });
   }

@@ -51,6 +51,12 @@ export const HARMLESS_FREES: readonly HarmlessFree[] = [
     'sk_stream_kill_queues', 'unix_release_sock', 'unix_sock_destructor', 'packet_release', 'sk_common_release'].map((fn): HarmlessFree => ({
     reason: 'NOT_SPECIFIED', functions: [fn], kind: 'purge', why: `queued data freed with the generic reason by ${fn} when its socket was torn down`,
   })),
+  // Kernels before 5.17 pass no reason (UNAVAILABLE): the freeing function alone tells a teardown purge (seen on
+  // Debian's 5.10: udp_destruct_sock for a UDP socket's queue, skb_queue_purge for others).
+  ...['udp_destruct_sock', 'skb_queue_purge', 'inet_sock_destruct', 'sk_stream_kill_queues', 'unix_release_sock', 'packet_release',
+    'sk_common_release'].map((fn): HarmlessFree => ({
+    reason: 'UNAVAILABLE', functions: [fn], kind: 'purge', why: `queued data freed by ${fn} when its socket was torn down (no drop reason on this kernel)`,
+  })),
 ];
 
 /** Reasons that mean a firewall on this host threw the packet away (its rule, or the hook it runs in). */

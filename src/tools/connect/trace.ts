@@ -4,7 +4,7 @@
  */
 import { usageError } from '../../core/errors.js';
 import { filterConstants, type FilterOptions } from '../../core/filters.js';
-import { preferHook, syscalls, tracepoint, type HookPreference } from '../../core/hooks.js';
+import { fentry, kprobe, preferHook, syscalls, tracepoint, type HookPreference } from '../../core/hooks.js';
 import { ClockMapper } from '../../core/record.js';
 import { constU32 } from '../../core/rodata.js';
 import { KERNEL_OTHER_KEYS, type KernelAggregation } from '../../core/kernel-summary.js';
@@ -42,8 +42,15 @@ export function connectSpec(opts: ConnectOptions = {}, kernel?: KernelAggregatio
       { feature: 'connect outcomes', required: true, alternatives: preferHook(tracepoint('sock', 'inet_sock_set_state', 'handle_set_state'), opts.hook) },
       { feature: 'SYN retransmits', required: false, alternatives: preferHook(tracepoint('tcp', 'tcp_retransmit_skb', 'handle_retransmit'), opts.hook) },
       { feature: 'resets received', required: false, alternatives: tracepoint('tcp', 'tcp_receive_reset', 'handle_receive_reset') },
-      // The classic record has no socket pointer: tp_btf or raw_tp only; sk_err at close is the fallback.
-      { feature: 'error reports', required: false, alternatives: tracepoint('sock', 'inet_sk_error_report', 'handle_error_report', { classic: false }) },
+      // The classic record has no socket pointer: tp_btf or raw_tp only. Before 5.14 (no such tracepoint) the
+      // callback it replaced, sock_def_error_report; sk_err at close is the last fallback.
+      {
+        feature: 'error reports', required: false,
+        alternatives: [
+          ...tracepoint('sock', 'inet_sk_error_report', 'handle_error_report', { classic: false }),
+          fentry('sock_def_error_report', 'handle_error_report_fentry'), kprobe('sock_def_error_report', 'handle_error_report_kprobe'),
+        ],
+      },
       {
         feature: 'connect() and getsockopt(SO_ERROR) results (failures before SYN, errors the application read)', required: false,
         alternatives: syscalls('handle_sys_enter', 'handle_sys_exit', {

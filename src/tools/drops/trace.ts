@@ -97,6 +97,9 @@ export function dropsSpec(opts: DropsOptions = {}, stackLookup?: (id: number) =>
       drop_top_endpoint: kernel?.topBuckets ?? 1,
       drop_top_address: kernel?.topBuckets ?? 1,
     },
+    // Not aggregating, the destination map holds one entry: preallocate it. Kernels before 6.1 want every hash map a
+    // kprobe or (raw) tracepoint program references preallocated, and 5.10 warns (taints the kernel) otherwise.
+    mapFlags: kernel ? undefined : { drop_dest: 0 },
     hooks: [{ feature: 'packet drops', required: true, alternatives }],
     disabledPrograms: auto.filter((a) => !alternatives.includes(a)).flatMap((a) => a.programs),
     decode: (view, o) => decodeDrop(view, o, ctx),
@@ -112,7 +115,7 @@ export function dropReasonsNote(info: StartInfo): string | null {
     return 'drop reasons unavailable: tcp_drop() has no reason argument (kernel < 5.17); only TCP drops are seen, reason prints as UNAVAILABLE';
   }
   if (!DropReasons.kernel().available) {
-    return 'drop reasons unavailable: this kernel has no enum skb_drop_reason (< 5.17); every freed skb is reported, not only drops';
+    return 'drop reasons unavailable: kfree_skb has no reason argument on this kernel (< 5.17); reason prints as UNAVAILABLE, with the freeing function as the only clue (purges at socket close are told apart by it)';
   }
   return null;
 }

@@ -4,7 +4,7 @@
  */
 import { usageError } from '../../core/errors.js';
 import { filterConstants, type FilterOptions } from '../../core/filters.js';
-import { hasTracepoint, preferHook, tracepoint, type HookPreference } from '../../core/hooks.js';
+import { fentry, hasTracepoint, kprobe, preferHook, tracepoint, type HookPreference } from '../../core/hooks.js';
 import { ClockMapper } from '../../core/record.js';
 import { KERNEL_OTHER_KEYS, type KernelAggregation } from '../../core/kernel-summary.js';
 import { Trace, type TraceOptions, type TraceSpec } from '../../core/trace.js';
@@ -67,8 +67,15 @@ export function lifeSpec(opts: LifeOptions = {}, kernel?: KernelAggregation): Tr
       { feature: 'resets sent', required: false, alternatives: tracepoint('tcp', 'tcp_send_reset', 'handle_send_reset') },
       { feature: 'resets received', required: false, alternatives: tracepoint('tcp', 'tcp_receive_reset', 'handle_receive_reset') },
       { feature: 'socket destruction (resets sent after close, owners forgotten)', required: false, alternatives: tracepoint('tcp', 'tcp_destroy_sock', 'handle_destroy') },
-      { feature: 'owner of accepted connections (recvmsg)', required: false, alternatives: tracepoint('sock', 'sock_recv_length', 'handle_recv_length') },
-      { feature: 'owner of accepted connections (sendmsg)', required: false, alternatives: tracepoint('sock', 'sock_send_length', 'handle_send_length') },
+      // The sock tracepoints exist since 6.3; before, TCP's own recvmsg/sendmsg (fentry, else kprobe) serve.
+      {
+        feature: 'owner of accepted connections (recvmsg)', required: false,
+        alternatives: [...tracepoint('sock', 'sock_recv_length', 'handle_recv_length'), fentry('tcp_recvmsg', 'handle_recvmsg_fentry'), kprobe('tcp_recvmsg', 'handle_recvmsg_kprobe')],
+      },
+      {
+        feature: 'owner of accepted connections (sendmsg)', required: false,
+        alternatives: [...tracepoint('sock', 'sock_send_length', 'handle_send_length'), fentry('tcp_sendmsg', 'handle_sendmsg_fentry'), kprobe('tcp_sendmsg', 'handle_sendmsg_kprobe')],
+      },
     ],
     decode: (view, o) => decodeLife(view, o, clock),
     accept: opts.pid === undefined ? undefined : (e) => e.pid === opts.pid,
