@@ -69,9 +69,14 @@ export function reportStart(tool: string, info: StartInfo | { error: string }, j
   if (json) process.stdout.write(jsonText({ type: 'start', tool, time: Date.now(), ...record }) + '\n');
 }
 
+/** Where the kernel loses records: the ring buffer, or (counted in the kernel) a summary map and its fold both full. */
+export type KernelLossCause = 'ring' | 'maps';
+
+const LOST_WHY: Record<KernelLossCause, string> = { ring: 'ring buffer full', maps: 'summary map and its "other" fold both full' };
+
 /** The losses of a run in words: ring buffer, recursion, a slow consumer, malformed records, and the tool's own. */
-export function lossText(c: TraceCounters, extra: ExtraLoss[] = []): string {
-  return `${c.lost} lost in the kernel (ring buffer full), ${c.recursionMisses} missed by recursion` +
+export function lossText(c: TraceCounters, extra: ExtraLoss[] = [], cause: KernelLossCause = 'ring'): string {
+  return `${c.lost} lost in the kernel (${LOST_WHY[cause]}), ${c.recursionMisses} missed by recursion` +
     (c.recursionSkipped ? ` (and ${c.recursionSkipped} skipped runs of a program that shares the work by context)` : '') +
     (c.droppedByConsumer ? `, ${c.droppedByConsumer} dropped by a slow consumer` : '') +
     (c.malformed ? `, ${c.malformed} malformed` : '') +
@@ -81,16 +86,16 @@ export function lossText(c: TraceCounters, extra: ExtraLoss[] = []): string {
 }
 
 /** The last line of every text summary: the losses so far. */
-export function summaryLossLine(c: TraceCounters, extra: ExtraLoss[] = []): string {
-  return `  lost: ${c.lost} events (ring buffer full), ${c.recursionMisses} recursion misses` +
+export function summaryLossLine(c: TraceCounters, extra: ExtraLoss[] = [], cause: KernelLossCause = 'ring'): string {
+  return `  lost: ${c.lost} events (${LOST_WHY[cause]}), ${c.recursionMisses} recursion misses` +
     (c.droppedByConsumer ? `, ${c.droppedByConsumer} dropped by consumer` : '') +
     (c.malformed ? `, ${c.malformed} malformed` : '') +
     extra.map((x) => `, ${x.count} ${x.words}`).join('');
 }
 
 /** The final line on stderr: events seen and every loss. */
-export function countersLine(tool: string, c: TraceCounters, extra: ExtraLoss[] = []): string {
-  return `netbpf ${tool}: ${c.events} events, ${lossText(c, extra)}`;
+export function countersLine(tool: string, c: TraceCounters, extra: ExtraLoss[] = [], cause: KernelLossCause = 'ring'): string {
+  return `netbpf ${tool}: ${c.events} events, ${lossText(c, extra, cause)}`;
 }
 
 /** The final stderr line of a multi-tool session (top, serve): each tool's events and losses. */
@@ -126,6 +131,7 @@ export async function runTool<E, S extends object>(view: ToolView<E, S>, s: RunS
   const { trace } = view;
   const live = !s.summary || s.json;
   let header = false;
+  const lostCause: KernelLossCause = trace.countsInKernel ? 'maps' : 'ring';
   trace.onEvents((batch) => {
     const events = view.map ? view.map(batch) : batch;
     if (s.summary) view.summary.addAll?.(events);
@@ -152,7 +158,7 @@ export async function runTool<E, S extends object>(view: ToolView<E, S>, s: RunS
       const losses = { lost: c.lost, recursionMisses: c.recursionMisses, droppedByConsumer: c.droppedByConsumer, ...Object.fromEntries(extra.map((x) => [x.key, x.count])) };
       out.write(jsonText({ ...summary, final, ...losses, ...view.summaryJsonExtras?.() }) + '\n');
     } else {
-      out.write([...view.summaryText(summary, s.top, final), summaryLossLine(c, extra)].join('\n') + '\n');
+      out.write([...view.summaryText(summary, s.top, final), summaryLossLine(c, extra, lostCause)].join('\n') + '\n');
     }
   };
   // Listen for the end before anything starts: a signal that arrives while attaching (or right after the start
@@ -175,6 +181,6 @@ export async function runTool<E, S extends object>(view: ToolView<E, S>, s: RunS
   const c = trace.counters();
   const extra = view.extraLosses?.() ?? [];
   reportCounters(view.tool, c, s.json, extra);
-  process.stderr.write(countersLine(view.tool, c, extra) + '\n');
+  process.stderr.write(countersLine(view.tool, c, extra, lostCause) + '\n');
   return 0;
 }

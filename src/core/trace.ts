@@ -287,6 +287,11 @@ export class Trace<E> implements AsyncIterable<E> {
     }
   }
 
+  /** Whether records are counted in kernel maps (summaries) rather than sent: `lost` then means maps full. */
+  get countsInKernel(): boolean {
+    return this.spec.kernelEvents !== undefined;
+  }
+
   /** Kernel and user-space counters; exact after stop(). */
   counters(): TraceCounters {
     if (this.finalCounters) return this.finalCounters;

@@ -102,7 +102,7 @@ export class NetbpfMetrics {
       lifetime: s.histogram('netbpf_connection_duration_seconds', 'TCP connection lifetime: first state change to CLOSE', [...d], LIFETIME_BUCKETS),
       rtt: s.histogram('netbpf_rtt_seconds', 'Smoothed round-trip time of each established connection when it closed', [...d], RTT_BUCKETS),
       events: s.counter('netbpf_events_total', 'Events delivered to user space, per tool', ['tool']),
-      lost: s.counter('netbpf_lost_events_total', 'Events lost in the kernel (ring buffer full), per tool', ['tool']),
+      lost: s.counter('netbpf_lost_events_total', 'Events lost in the kernel, per tool: ring buffer full, or (counted in the kernel) a summary map and its "other" fold both full', ['tool']),
       misses: s.counter('netbpf_recursion_misses_total', 'BPF program runs the kernel skipped (recursion), per tool', ['tool']),
       malformed: s.counter('netbpf_malformed_records_total', 'Records of an unexpected size (BPF object and decoder disagree), per tool', ['tool']),
       sourceLost: s.counter('netbpf_source_lost_events_total', 'Events an event source outside the ring buffer (conntrack\'s ctnetlink sockets) could not deliver, as the kernel counted them, per tool', ['tool']),
