@@ -5,6 +5,8 @@
 #include <bpf/libbpf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -16,6 +18,23 @@
 #include "common.h"
 
 namespace netbpf {
+
+// Blocks asynchronous signals on the calling thread for its lifetime (synchronous faults stay deliverable).
+class SignalsHeld {
+ public:
+  SignalsHeld() {
+    sigset_t all;
+    sigfillset(&all);
+    for (int sig : {SIGSEGV, SIGBUS, SIGFPE, SIGILL, SIGABRT, SIGTRAP}) sigdelset(&all, sig);
+    pthread_sigmask(SIG_BLOCK, &all, &saved_);
+  }
+  ~SignalsHeld() { pthread_sigmask(SIG_SETMASK, &saved_, nullptr); }
+  SignalsHeld(const SignalsHeld&) = delete;
+  SignalsHeld& operator=(const SignalsHeld&) = delete;
+
+ private:
+  sigset_t saved_;
+};
 
 class BpfObject : public Napi::ObjectWrap<BpfObject> {
  public:
@@ -260,7 +279,15 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     Napi::Env env = info.Env();
     if (!CheckOpen(env)) return env.Undefined();
     TakeLibbpfLog();
-    int err = bpf_object__load(obj_);
+    int err;
+    {
+      // The verifier gives up with EAGAIN when a signal is pending on the loading thread, and a sampling profiler
+      // (node --cpu-prof: SIGPROF every millisecond) or a timer signal arrives more often than a large program
+      // verifies, past libbpf's few retries. Held back on this thread while loading, they are taken right after;
+      // process-wide signals (SIGINT, SIGTERM) go to another thread meanwhile.
+      SignalsHeld held;
+      err = bpf_object__load(obj_);
+    }
     if (err) return ThrowErrno(env, "load BPF object", err);
     loaded_ = true;
     return env.Undefined();

@@ -17,7 +17,9 @@ const SERVER = '127.99.0.1';
 const SRC_PREFIX = '127.99.1';
 const CIDR = '127.99.0.0/16';
 const PORTS = 8;
-const netbpf = (root, ...args) => [process.execPath, join(root, 'bin/netbpf.js'), ...args];
+// NETBPF_STORM_PROF=DIR: each netbpf tracer writes a V8 CPU profile there (node --cpu-prof), to see where its time goes.
+const PROF = process.env.NETBPF_STORM_PROF ? ['--cpu-prof', `--cpu-prof-dir=${process.env.NETBPF_STORM_PROF}`] : [];
+const netbpf = (root, ...args) => [process.execPath, ...PROF, join(root, 'bin/netbpf.js'), ...args];
 const STORM_LINE = /\b127\.99\.\d+\.\d+\b/;
 
 /** Lines of a file that mention the storm's addresses (a tracer's live output). */

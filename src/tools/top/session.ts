@@ -9,6 +9,7 @@ import { randomBytes } from 'node:crypto';
 import type { FilterOptions } from '../../core/filters.js';
 import type { DiagnosisThresholds } from '../../core/diagnosis/index.js';
 import { addon, type NativeBpfObject } from '../../core/addon.js';
+import { Kallsyms } from '../../core/kallsyms.js';
 import { ClockMapper } from '../../core/record.js';
 import { SharedMaps } from '../../core/shared-maps.js';
 import { Trace, type StartInfo, type TraceCounters } from '../../core/trace.js';
@@ -178,6 +179,9 @@ export class TopSession {
       }
     }
     if (!this.running.length) throw firstError;
+    // Drops are named by their freeing function: the kernel's symbol table (~100k symbols, a few hundred ms to
+    // parse) is read now, at start, rather than in the first read after the first drop, mid-incident.
+    if (this.running.includes('drops')) { try { Kallsyms.load(); } catch { /* unreadable: drops then show addresses */ } }
     this.host.start();
     // Reported in one order whatever order they started in (life starts first: it creates the shared maps).
     const ordered: TopStartInfo = {};
