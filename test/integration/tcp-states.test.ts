@@ -15,7 +15,7 @@ import { describeBpf, sleep } from '../helpers.js';
 
 const run = promisify(execFile);
 const root = new URL('../..', import.meta.url).pathname;
-const SUBNET = 246;
+const SUBNET = 247;
 const EXPORTER_PORT = 23000 + (process.pid % 500);
 /** B's ports: held open, left in CLOSE_WAIT, closed by the server (TIME_WAIT in B), ACK dropped (SYN_RECV in B),
  * SYN dropped (SYN_SENT in A); A's own listeners. */
