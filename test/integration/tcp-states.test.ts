@@ -19,7 +19,7 @@ const SUBNET = 247;
 const EXPORTER_PORT = 23000 + (process.pid % 500);
 /** B's ports: held open, left in CLOSE_WAIT, closed by the server (TIME_WAIT in B), ACK dropped (SYN_RECV in B),
  * SYN dropped (SYN_SENT in A); A's own listeners. */
-const HOLD = 5461, CLOSE_WAIT = 5462, TIME_WAIT = 5463, SYN_RECV = 5464, SYN_SENT = 5465, A_LISTEN = [5466, 5467];
+const HOLD = 5471, CLOSE_WAIT = 5472, TIME_WAIT = 5473, SYN_RECV = 5474, SYN_SENT = 5475, A_LISTEN = [5476, 5477];
 const N = { hold: 5, closeWait: 4, timeWait: 6, synRecv: 3, synSent: 2 };
 
 /** The gauge's state label -> ss's state filter name. */
