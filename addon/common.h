@@ -20,5 +20,6 @@ Napi::Object InitBpfObject(Napi::Env env, Napi::Object exports);
 Napi::Object InitRingBuffer(Napi::Env env, Napi::Object exports);
 Napi::Object InitKernelBtf(Napi::Env env, Napi::Object exports);
 Napi::Object InitCtnetlink(Napi::Env env, Napi::Object exports);
+Napi::Object InitSockDiag(Napi::Env env, Napi::Object exports);
 
 }  // namespace netbpf

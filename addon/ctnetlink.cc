@@ -47,6 +47,7 @@
 
 #include "common.h"
 #include "conntrack.h"
+#include "netns.h"
 
 #ifndef SOL_NETLINK
 #define SOL_NETLINK 270
@@ -58,52 +59,10 @@ namespace netbpf {
 static const int kCtaTimestampEvent = 27;  // CTA_TIMESTAMP_EVENT (Linux 6.x): when the event was generated
 static const int kMaxAttr = 40;             // above every CTA_* / CTA_TUPLE_* / CTA_PROTO_* number in use
 
-// The namespace file for `path` (empty: this process's own namespace, as its main thread sees it).
-static std::string NetnsPath(const std::string& path) { return path.empty() ? "/proc/self/ns/net" : path; }
-
-// Opens a network namespace file into *fd and gives its inode (the namespace's identity); returns 0 or an errno.
-// For this process's own namespace (empty path) *fd is -1: nothing to enter (setns would need CAP_SYS_ADMIN even
-// into one's own namespace, while ctnetlink there needs only CAP_NET_ADMIN).
-static int OpenNetns(const std::string& path, uint32_t* inode, int* fd) {
-  struct stat st;
-  *fd = -1;
-  if (path.empty()) {
-    if (stat(NetnsPath(path).c_str(), &st) != 0) return errno;
-    *inode = (uint32_t)st.st_ino;
-    return 0;
-  }
-  *fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (*fd < 0) return errno;
-  if (fstat(*fd, &st) != 0) {
-    int err = errno;
-    close(*fd);
-    *fd = -1;
-    return err;
-  }
-  *inode = (uint32_t)st.st_ino;
-  return 0;
-}
-
 static uint64_t NowNs(clockid_t clock) {
   struct timespec ts;
   clock_gettime(clock, &ts);
   return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-// Runs fn on a helper thread that has entered the network namespace open as ns_fd (ns_fd -1: the namespace of the
-// thread calling, which is this process's own: no thread of the addon ever stays in another); returns 0 or the
-// setns errno. setns(CLONE_NEWNET) changes only the calling thread.
-static int RunInNetns(int ns_fd, const std::function<void()>& fn) {
-  int err = 0;
-  std::thread t([&] {
-    if (ns_fd >= 0 && setns(ns_fd, CLONE_NEWNET) != 0) {
-      err = errno;
-      return;
-    }
-    fn();
-  });
-  t.join();
-  return err;
 }
 
 // ---- parsing ---------------------------------------------------------------------------------------------------

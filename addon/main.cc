@@ -100,6 +100,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitRingBuffer(env, exports);
   InitKernelBtf(env, exports);
   InitCtnetlink(env, exports);
+  InitSockDiag(env, exports);
   return exports;
 }
 

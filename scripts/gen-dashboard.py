@@ -99,6 +99,12 @@ panel("timeseries", "Segments sent per destination", "Segments sent for the firs
       unit="short")
 flush()
 
+row("TCP connections (serve's namespace and --netns ones)")
+panel("timeseries", "Open TCP connections by state", "TCP sockets now per network namespace and state, as ss -tan lists them (request sockets as SYN_RECV, TIME_WAIT included), counted at each scrape. A growing CLOSE_WAIT is an application not closing; a SYN_RECV pile-up, a handshake not completing.",
+      [ts(f'sum by (instance, netns, netns_name, state) (netbpf_tcp_connections{{{INST}}})', "{{state}} {{netns_name}} {{netns}} ({{instance}})")],
+      unit="short", w=24)
+flush()
+
 row("conntrack (serve --conntrack)")
 panel("timeseries", "conntrack table fill", "Entries / limit per watched network namespace. A full table drops the first packet of every new connection.",
       [ts(f'max by (instance, netns, netns_name) (netbpf_conntrack_entries{{{INST}}}) / max by (instance, netns, netns_name) (netbpf_conntrack_entries_limit{{{INST}}} > 0)', "{{netns_name}} {{netns}} ({{instance}})")],

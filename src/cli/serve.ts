@@ -1,7 +1,7 @@
 /** `netbpf serve --prometheus [ADDR]`: the top session's events as Prometheus metrics (loopback by default). */
 import { Command } from 'commander';
-import { usageError } from '../core/errors.js';
-import { parseListenAddress, PrometheusExporter } from '../tools/prometheus/index.js';
+import { parseListenAddress, PrometheusExporter, TcpStateCensus } from '../tools/prometheus/index.js';
+import { describeNetns } from '../core/ctnetlink.js';
 import { parseGroupBy, top } from '../tools/top/index.js';
 import { SocketReader } from '../tools/sockets/index.js';
 import type { TraceCounters } from '../core/trace.js';
@@ -33,7 +33,7 @@ export function serveCommand(): Command {
     .option('--scrape-interval <seconds>', 'the scrape interval of your Prometheus: new series show zero for one interval first', '15')
     .option('--linger <seconds>', 'after SIGTERM/SIGINT, keep serving the final values this long (default: one scrape interval)')
     .option('--conntrack', 'also trace conntrack entries and export table pressure')
-    .option('--netns <ns>', 'with --conntrack: network namespace whose table to watch (a PID, a namespace file, an ip netns name, or "all"; repeatable; default: this one)', (v: string, prev: string[] = []) => [...prev, v])
+    .option('--netns <ns>', 'network namespace to watch besides this one: its TCP connections by state (and with --conntrack its conntrack table; without --netns, conntrack watches this one); a PID, a namespace file, an ip netns name, or "all"; repeatable', (v: string, prev: string[] = []) => [...prev, v])
     .option('--no-life', 'do not trace connection lifetimes')
     .option('--diagnosis-window <seconds>', 'publish what top would diagnose over windows this long (netbpf_diagnosis; 0: none)', '60')
     .option('--no-sockets', 'no socket iterator for the diagnoses (listener overflows, CLOSE_WAIT leaks, stalled windows)')
@@ -58,13 +58,15 @@ async function runServe(o: ServeCliOptions): Promise<number> {
   const by = parseGroupBy(o.by);
   const containers = containerResolver('serve', o);
   const containerOf = containers ? (id: number) => containers.containerOf(id) : undefined;
-  if (o.netns && !o.conntrack) throw usageError('--netns names the conntrack tables to watch: give --conntrack too');
+  const tcpStates = new TcpStateCensus(o.netns ?? [], {
+    onError: (ns, message) => process.stderr.write(`netbpf serve: cannot count TCP connections of network namespace ${describeNetns(ns)} (netbpf_tcp_connections_read_errors_total): ${message}\n`),
+  });
   const filters = filterOptions(o);
   // The exporter diagnoses over windows with its own socket reader; the session's run-long host evidence is for top.
   const session = top({ ...filters, by, life: o.life, conntrack: !!o.conntrack, conntrackNetns: o.netns, sockets: false, ringBufferBytes: s.ringBufferBytes, pollMs: s.pollMs, containerOf,
     aggregate: aggregateInKernel(o, true, null, true) ? 'kernel' : 'events' });
   const sockets = o.sockets && windowS > 0 ? new SocketReader(filters) : null;
-  const exporter = new PrometheusExporter(session, { maxSeries, evictIdleMs: evictIdleS * 1000, scrapeIntervalMs: scrapeS * 1000, diagnosisWindowMs: windowS * 1000, sockets, by, containerOf }).attach();
+  const exporter = new PrometheusExporter(session, { maxSeries, evictIdleMs: evictIdleS * 1000, scrapeIntervalMs: scrapeS * 1000, diagnosisWindowMs: windowS * 1000, sockets, by, containerOf, tcpStates }).attach();
   // Listen first: the port must be known to tell scrapes from traffic, and a taken port fails before any loading.
   let bound: { host: string; port: number };
   try {

@@ -117,6 +117,8 @@ export interface Addon {
   netnsReadFiles(netnsPath: string | null, paths: string[]): Array<string | null>;
   /** Writes a file as a thread inside that network namespace sees it (a per-namespace sysctl). */
   netnsWriteFile(netnsPath: string | null, path: string, text: string): void;
+  /** TCP sockets (IPv4 and IPv6) per state number in a network namespace, from inet_diag dumps (addon/sock_diag.cc). */
+  sockDiagTcpStates(netnsPath: string | null): Promise<{ netns: number; states: number[]; elapsedNs: number }>;
 }
 
 /** Repository root (the folder holding package.json), from either src/core or dist/core. */

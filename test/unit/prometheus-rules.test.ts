@@ -9,7 +9,9 @@ import { describe, expect, it } from 'vitest';
 import { spawnSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { NetbpfMetrics, PrometheusExporter } from '../../src/tools/prometheus/index.js';
+import { NetbpfMetrics, PrometheusExporter, TcpStateCensus } from '../../src/tools/prometheus/index.js';
+import { ownNetns } from '../../src/core/ctnetlink.js';
+import type { TcpState } from '../../src/core/tcp.js';
 import type { TopRow, TopSession } from '../../src/tools/top/index.js';
 import { DIAGNOSIS_CODES, noHostEvidence, type Diagnosis, type DiagnosisCode } from '../../src/core/diagnosis/index.js';
 import { hasCommand } from '../helpers.js';
@@ -24,7 +26,9 @@ function promtool(args: string[], input?: string): { status: number | null; out:
 /** An exporter whose every netbpf family has a series, as text. */
 async function fullExposition(): Promise<string> {
   const session = { aggregator: { by: { kind: 'endpoint' } }, onEvents: () => session, onBulk: () => session, refresh: () => undefined, kernel: false, counters: () => ({ retrans: { events: 5, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0 }, conntrack: { events: 1, lost: 0, recursionMisses: 0, droppedByConsumer: 0, malformed: 0, sourceLost: 0 } }) } as unknown as TopSession;
-  const exporter = new PrometheusExporter(session, { scrapeIntervalMs: 0, containerOf: () => 'c0ffee', sockets: null });
+  // TCP states of this process's namespace as a dump would count them (no kernel needed here).
+  const tcpStates = new TcpStateCensus([], { count: async () => ({ netns: ownNetns(), states: new Map<TcpState, number>([['ESTABLISHED', 3], ['LISTEN', 1], ['TIME_WAIT', 2]]), elapsedMs: 0.2 }) });
+  const exporter = new PrometheusExporter(session, { scrapeIntervalMs: 0, containerOf: () => 'c0ffee', sockets: null, tcpStates });
   const m = exporter.series;
   m.connect('10.0.0.2:443', 'ok', 'c0ffee', 250);
   m.connect('[fd00::2]:80', 'refused', null);
@@ -102,7 +106,7 @@ function knownNames(exposition: string): Set<string> {
 describe('the exporter\'s exposition', () => {
   it('passes promtool check metrics with every family present, process metrics included', async () => {
     const text = await fullExposition();
-    for (const name of ['netbpf_sent_segments_total', 'netbpf_rtt_seconds_bucket', 'netbpf_dropped_bytes_total', 'netbpf_hook_info', 'netbpf_process_resident_memory_bytes']) expect(text).toContain(name);
+    for (const name of ['netbpf_sent_segments_total', 'netbpf_rtt_seconds_bucket', 'netbpf_dropped_bytes_total', 'netbpf_hook_info', 'netbpf_tcp_connections{', 'netbpf_tcp_connections_read_errors_total', 'netbpf_process_resident_memory_bytes']) expect(text).toContain(name);
     const r = promtool(['check', 'metrics'], text);
     expect(r.out).toBe('');
     expect(r.status).toBe(0);
@@ -132,6 +136,8 @@ describe('the exporter\'s exposition', () => {
       'netbpf_build_info gauge version,nodejs,kernel',
       'netbpf_hook_info gauge tool,feature,hook,unavailable',
       'netbpf_tool_up gauge tool',
+      'netbpf_tcp_connections gauge netns,netns_name,state',
+      'netbpf_tcp_connections_read_errors_total counter netns,netns_name',
       'netbpf_conntrack_entries gauge netns,netns_name',
       'netbpf_conntrack_entries_limit gauge netns,netns_name',
       'netbpf_conntrack_stat_drop_total counter netns,netns_name',

@@ -2,7 +2,9 @@
  * endpoint labels, the scrape connections left out, sent segments as OutSegs counts them, and the listen address. */
 import { describe, expect, it } from 'vitest';
 import { statSync } from 'node:fs';
-import { DiagnosisWindow, LabelSlots, NetbpfMetrics, parseListenAddress, PrometheusExporter, ScrapeTraffic, SeriesRegistry, ZeroHold } from '../../src/tools/prometheus/index.js';
+import { DiagnosisWindow, LabelSlots, NetbpfMetrics, parseListenAddress, PrometheusExporter, ScrapeTraffic, SeriesRegistry, TcpStateCensus, ZeroHold } from '../../src/tools/prometheus/index.js';
+import { ownNetns } from '../../src/core/ctnetlink.js';
+import type { TcpState } from '../../src/core/tcp.js';
 import type { TopSession, TopToolName } from '../../src/tools/top/index.js';
 import type { ConnectEvent } from '../../src/tools/connect/index.js';
 import type { LifeEvent } from '../../src/tools/life/index.js';
@@ -153,6 +155,60 @@ describe('conntrack table pressure', () => {
     s = samples(m.series.expose());
     expect(s['netbpf_conntrack_entries{netns="11",netns_name="web"}']).toBe(650);
     expect(Object.keys(s).filter((k) => k.includes('netns="12"'))).toEqual([]);
+  });
+});
+
+describe('TCP connections by state', () => {
+  const counts = (netns: number, name: string | null, states: Array<[TcpState, number]>) => ({ netns, name, states: new Map(states), elapsedMs: 1, error: null });
+  const failed = (netns: number, name: string | null) => ({ netns, name, states: null, elapsedMs: 1, error: 'open network namespace /run/netns/x: No such file or directory' });
+
+  it('are set per namespace and state at each read; a failed read removes that namespace\'s counts and counts an error', () => {
+    const m = new NetbpfMetrics({ by: { kind: 'addr' }, holdMs: 0 });
+    m.tcpConnections([counts(1, null, [['ESTABLISHED', 4], ['LISTEN', 2]]), counts(2, 'web', [['TIME_WAIT', 7]])]);
+    let s = samples(m.series.expose());
+    expect(s['netbpf_tcp_connections{netns="1",state="ESTABLISHED"}']).toBe(4);
+    expect(s['netbpf_tcp_connections{netns="2",netns_name="web",state="TIME_WAIT"}']).toBe(7);
+    expect(s['netbpf_tcp_connections_read_errors_total{netns="2",netns_name="web"}']).toBe(0);
+    m.tcpConnections([counts(1, null, [['ESTABLISHED', 1], ['LISTEN', 2]]), failed(2, 'web')]);
+    s = samples(m.series.expose());
+    expect(s['netbpf_tcp_connections{netns="1",state="ESTABLISHED"}']).toBe(1);
+    expect(Object.keys(s).filter((k) => k.startsWith('netbpf_tcp_connections{') && k.includes('netns="2"'))).toEqual([]);
+    expect(s['netbpf_tcp_connections_read_errors_total{netns="2",netns_name="web"}']).toBe(1);
+    m.tcpConnections([counts(1, null, [['ESTABLISHED', 1]]), counts(2, 'web', [['TIME_WAIT', 3]])]);
+    s = samples(m.series.expose());
+    expect(s['netbpf_tcp_connections{netns="2",netns_name="web",state="TIME_WAIT"}']).toBe(3);
+    expect(s['netbpf_tcp_connections_read_errors_total{netns="2",netns_name="web"}']).toBe(1);
+    m.tcpConnections([counts(1, null, [['ESTABLISHED', 1]])]);
+    expect(Object.keys(samples(m.series.expose())).filter((k) => k.includes('netns="2"'))).toEqual([]);
+  });
+
+  it('are not deleted when conntrack stops watching the same namespace', () => {
+    const m = new NetbpfMetrics({ by: { kind: 'addr' }, holdMs: 0 });
+    const table = (netns: number) => ({ netns, name: null, count: 1, max: 1024, drop: 0, earlyDrop: 0, insertFailed: 0, invalid: 0 });
+    m.conntrack([table(5)]);
+    m.tcpConnections([counts(5, null, [['LISTEN', 1]])]);
+    m.conntrack([]);
+    expect(samples(m.series.expose())['netbpf_tcp_connections{netns="5",state="LISTEN"}']).toBe(1);
+  });
+
+  it('count this process\'s namespace once even when --netns names it, and report a failing namespace once per message', async () => {
+    const errors: string[] = [];
+    let fail = true;
+    const census = new TcpStateCensus([`/proc/${process.pid}/ns/net`], {
+      onError: (ns, message) => errors.push(`${ns.netns} ${message}`),
+      count: async (path) => {
+        if (path !== null) throw new Error('no');
+        if (fail) { fail = false; throw new Error('EPERM'); }
+        return { netns: ownNetns(), states: new Map([['LISTEN', 2]]), elapsedMs: 0.1 };
+      },
+    });
+    // The caller's own namespace named in --netns is counted once, as this process's.
+    expect(census.namespaces().map((n) => n.netns)).toEqual([ownNetns()]);
+    const first = await census.read();
+    expect(first).toEqual([expect.objectContaining({ netns: ownNetns(), states: null, error: 'EPERM' })]);
+    const second = await census.read();
+    expect(second[0].states?.get('LISTEN')).toBe(2);
+    expect(errors).toEqual([`${ownNetns()} EPERM`]);
   });
 });
 

@@ -20,6 +20,7 @@ import { SocketReader } from '../sockets/index.js';
 import type { DiagnosisThresholds } from '../../core/diagnosis/index.js';
 import { NetbpfMetrics } from './metrics.js';
 import { ownNetns, ScrapeTraffic } from './scrape-traffic.js';
+import { TcpStateCensus } from './tcp-states.js';
 
 export interface PrometheusExporterOptions {
   /** Most destination label values at once before new ones share "other". Default 100. */
@@ -44,6 +45,9 @@ export interface PrometheusExporterOptions {
   sockets?: SocketSource | null;
   /** Diagnosis thresholds (as for top). */
   thresholds?: DiagnosisThresholds;
+  /** Where netbpf_tcp_connections comes from: a census of this process's namespace and the watched ones, or null
+   * for none. Default: this process's namespace only. */
+  tcpStates?: TcpStateCensus | null;
 }
 
 /** How often a session counting in the kernel has its maps read (besides at each scrape), ms. */
@@ -75,6 +79,7 @@ export class PrometheusExporter {
   private readonly window: DiagnosisWindow | null;
   private readonly windowMs: number;
   private readonly sockets: SocketSource | null;
+  private readonly tcpStates: TcpStateCensus | null;
   private windowTimers: NodeJS.Timeout[] = [];
   /** Why the diagnoses have no socket evidence (the iterator could not load; known after started()), or null. */
   socketsError: string | null = null;
@@ -87,6 +92,7 @@ export class PrometheusExporter {
     this.sockets = this.windowMs > 0 ? (opts.sockets === undefined ? new SocketReader() : opts.sockets) : null;
     this.window = this.windowMs > 0 ? new DiagnosisWindow({ by, sockets: this.sockets, thresholds: opts.thresholds, dropHoldMs: opts.dropHoldMs, knownDestinations: () => this.feed.knownDestinations() }) : null;
     this.feed.window = this.window;
+    this.tcpStates = opts.tcpStates === undefined ? new TcpStateCensus() : opts.tcpStates;
     if (opts.processMetrics !== false) {
       collectDefaultMetrics({ register: this.registry, prefix: PREFIX });
       for (const name of MISNAMED_DEFAULT_METRICS) this.registry.removeSingleMetric(PREFIX + name);
@@ -137,12 +143,17 @@ export class PrometheusExporter {
   }
 
 
-  /** The metrics in Prometheus text format (a session counting in the kernel reads its maps first). */
+  /** The metrics in Prometheus text format (a session counting in the kernel reads its maps first; TCP sockets by
+   * state are counted now, per namespace). */
   async metrics(): Promise<string> {
+    // Counted on the addon's threads while the rest is read here; handled now, so a failure is this scrape's error.
+    const tcp = this.tcpStates?.read();
+    tcp?.catch(() => undefined);
     this.session.refresh();
     for (const [tool, c] of Object.entries(this.session.counters())) if (c) this.series.toolCounters(tool, c);
     for (const { trace } of this.session.traces ?? []) if (trace instanceof ConntrackTrace) this.series.conntrack(trace.pressure());
     this.series.slotCounters();
+    if (tcp) this.series.tcpConnections(await tcp);
     return this.series.series.expose() + (await this.registry.metrics());
   }
 

@@ -6,6 +6,8 @@ export { CONNECT_LATENCY_BUCKETS, LIFETIME_BUCKETS, NetbpfMetrics, RTT_BUCKETS, 
 export type { ConnectResult, NetbpfMetricsOptions } from './metrics.js';
 export { ScrapeTraffic } from './scrape-traffic.js';
 export { DiagnosisWindow } from './diagnoses.js';
+export { TcpStateCensus } from './tcp-states.js';
+export type { TcpNamespaceCount, TcpStateCensusOptions } from './tcp-states.js';
 export type { DiagnosisWindowOptions } from './diagnoses.js';
 export { MetricFamily, SeriesRegistry, ZeroHold } from './series.js';
 export type { Log2Buckets, Log2Counts, Observation } from './series.js';

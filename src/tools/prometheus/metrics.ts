@@ -11,11 +11,13 @@ import type { FailureClass } from '../connect/index.js';
 import type { CloseReason } from '../life/index.js';
 import type { ConntrackPressure } from '../conntrack/index.js';
 import type { GroupBy, TopSummary } from '../top/index.js';
+import type { TcpNamespaceCount } from './tcp-states.js';
 import { LabelSlots } from './label-slots.js';
 import { SeriesRegistry, ZeroHold, type Log2Buckets, type MetricFamily, type Observation } from './series.js';
 
-/** conntrack series are per network namespace: its inode (as events carry it) and its `ip netns` name, if any. */
-const CONNTRACK_LABELS = ['netns', 'netns_name'];
+/** conntrack and TCP state series are per network namespace: its inode (as events carry it) and its `ip netns`
+ * name, if any. */
+const NETNS_LABELS = ['netns', 'netns_name'];
 
 /** Destination label value for drops whose packet had no usable address. */
 export const UNKNOWN_DESTINATION = 'unknown';
@@ -71,10 +73,12 @@ export class NetbpfMetrics {
   private readonly destNames: DestinationLabels;
   private readonly labelCache = new Map<string, string[]>();
   private conntrackNetns = new Set<string>();
+  /** The namespaces whose TCP connections were counted, with the name their series carry. */
+  private tcpNetns = new Map<string, string>();
   readonly f: Record<
     'connects' | 'latency' | 'retrans' | 'sent' | 'bytes' | 'drops' | 'droppedBytes' | 'purges' | 'closed' | 'lifetime' | 'rtt' |
     'events' | 'lost' | 'misses' | 'malformed' | 'sourceLost' | 'folded' | 'evicted' | 'buildInfo' | 'hookInfo' | 'toolUp' |
-    'ctEntries' | 'ctLimit' | 'ctDrop' | 'ctEarlyDrop' | 'ctInsertFailed' | 'ctInvalid' | 'diagnosis' | 'hostDiagnosis',
+    'tcpConnections' | 'tcpReadErrors' | 'ctEntries' | 'ctLimit' | 'ctDrop' | 'ctEarlyDrop' | 'ctInsertFailed' | 'ctInvalid' | 'diagnosis' | 'hostDiagnosis',
     MetricFamily
   >;
 
@@ -111,12 +115,14 @@ export class NetbpfMetrics {
       buildInfo: s.gauge('netbpf_build_info', 'netbpf version, Node.js version and kernel release (value 1)', ['version', 'nodejs', 'kernel']),
       hookInfo: s.gauge('netbpf_hook_info', 'The hook serving each feature of each tool on this host (value 1); hook="" when unavailable, with the cause', ['tool', 'feature', 'hook', 'unavailable']),
       toolUp: s.gauge('netbpf_tool_up', 'Whether each tool is running (1) or could not start (0)', ['tool']),
-      ctEntries: s.gauge('netbpf_conntrack_entries', 'conntrack entries now, per watched network namespace (nf_conntrack_count)', CONNTRACK_LABELS),
-      ctLimit: s.gauge('netbpf_conntrack_entries_limit', 'Most conntrack entries the table takes (nf_conntrack_max), per watched network namespace', CONNTRACK_LABELS),
-      ctDrop: s.counter('netbpf_conntrack_stat_drop_total', 'Packets dropped because no conntrack entry could be made (table full, nothing to evict): "nf_conntrack: table full, dropping packet"', CONNTRACK_LABELS),
-      ctEarlyDrop: s.counter('netbpf_conntrack_stat_early_drop_total', 'conntrack entries evicted to make room for new ones (table full)', CONNTRACK_LABELS),
-      ctInsertFailed: s.counter('netbpf_conntrack_stat_insert_failed_total', 'conntrack entries that could not be inserted (a clash, or the table full at confirm)', CONNTRACK_LABELS),
-      ctInvalid: s.counter('netbpf_conntrack_stat_invalid_total', 'Packets conntrack could not track (invalid)', CONNTRACK_LABELS),
+      tcpConnections: s.gauge('netbpf_tcp_connections', 'TCP sockets now, by network namespace and state (kernel TCP_* names without the prefix; `ss -tan` in that namespace lists the same), IPv4 and IPv6: listeners, connections, request sockets (half-open, as SYN_RECV) and timewait sockets (TIME_WAIT; FIN_WAIT2 once orphaned) included; sockets never connected nor listening are not. Counted at each scrape (inet_diag); absent for a namespace whose count failed (netbpf_tcp_connections_read_errors_total)', [...NETNS_LABELS, 'state']),
+      tcpReadErrors: s.counter('netbpf_tcp_connections_read_errors_total', 'Scrapes that could not count a network namespace\'s TCP sockets (namespace gone, no permission to enter it): its netbpf_tcp_connections series are absent from those scrapes', NETNS_LABELS),
+      ctEntries: s.gauge('netbpf_conntrack_entries', 'conntrack entries now, per watched network namespace (nf_conntrack_count)', NETNS_LABELS),
+      ctLimit: s.gauge('netbpf_conntrack_entries_limit', 'Most conntrack entries the table takes (nf_conntrack_max), per watched network namespace', NETNS_LABELS),
+      ctDrop: s.counter('netbpf_conntrack_stat_drop_total', 'Packets dropped because no conntrack entry could be made (table full, nothing to evict): "nf_conntrack: table full, dropping packet"', NETNS_LABELS),
+      ctEarlyDrop: s.counter('netbpf_conntrack_stat_early_drop_total', 'conntrack entries evicted to make room for new ones (table full)', NETNS_LABELS),
+      ctInsertFailed: s.counter('netbpf_conntrack_stat_insert_failed_total', 'conntrack entries that could not be inserted (a clash, or the table full at confirm)', NETNS_LABELS),
+      ctInvalid: s.counter('netbpf_conntrack_stat_invalid_total', 'Packets conntrack could not track (invalid)', NETNS_LABELS),
       diagnosis: s.gauge('netbpf_diagnosis', 'What top would diagnose for the destination over the last diagnosis window (code as in docs/top.md); the value is the units of trouble it explains', [...d, 'code', 'severity', 'confidence']),
       hostDiagnosis: s.gauge('netbpf_host_diagnosis', 'What top would diagnose about this host over the last diagnosis window: a listener, a process, a namespace (subject); the value is the units of trouble it explains', ['code', 'subject', 'severity', 'confidence']),
     };
@@ -196,7 +202,8 @@ export class NetbpfMetrics {
   /** Table pressure of each watched conntrack table; series of namespaces no longer watched are deleted. */
   conntrack(tables: readonly ConntrackPressure[]): void {
     const now = new Set(tables.map((t) => String(t.netns)));
-    for (const netns of this.conntrackNetns) if (!now.has(netns)) this.series.deleteWhere('netns', netns);
+    const families = [this.f.ctEntries, this.f.ctLimit, this.f.ctDrop, this.f.ctEarlyDrop, this.f.ctInsertFailed, this.f.ctInvalid];
+    for (const netns of this.conntrackNetns) if (!now.has(netns)) for (const f of families) f.deleteWhere('netns', netns);
     this.conntrackNetns = now;
     for (const t of tables) {
       const l = [String(t.netns), t.name ?? ''];
@@ -206,6 +213,24 @@ export class NetbpfMetrics {
       this.f.ctEarlyDrop.set(l, t.earlyDrop);
       this.f.ctInsertFailed.set(l, t.insertFailed);
       this.f.ctInvalid.set(l, t.invalid);
+    }
+  }
+
+  /** TCP sockets by state of each counted namespace, as read at this scrape: a namespace whose read failed has no
+   * series (never stale counts) and one more error; series of namespaces no longer counted are deleted. */
+  tcpConnections(counts: readonly TcpNamespaceCount[]): void {
+    const now = new Map(counts.map((c) => [String(c.netns), c.name ?? '']));
+    for (const [netns, name] of this.tcpNetns) {
+      if (now.get(netns) === name) continue;
+      this.f.tcpConnections.deleteWhere('netns', netns);
+      this.f.tcpReadErrors.deleteWhere('netns', netns);
+    }
+    this.tcpNetns = now;
+    for (const c of counts) {
+      const l = [String(c.netns), c.name ?? ''];
+      this.f.tcpReadErrors.inc(l, c.error === null ? 0 : 1);
+      if (c.error !== null) { this.f.tcpConnections.deleteWhere('netns', l[0]); continue; }
+      for (const [state, n] of c.states) this.f.tcpConnections.set([...l, state], n);
     }
   }
 
