@@ -182,7 +182,9 @@ describeBpf('a full conntrack table: drops, pressure, top\'s diagnosis and the P
     expect(top.code).toBe(0);
     expect(top.lines.filter((l) => l.type === 'counters').map((l) => l.lost)).toEqual([0, 0, 0, 0]);
     expect(row, seen).toBeDefined();
-    expect(row!.drops.byReason, seen).toEqual({ NETFILTER_DROP: kernel('drop') });
+    // Only conntrack's drops are NETFILTER_DROP here (no nft rule drops); the connections' teardown may add frees of
+    // other reasons (TCP_FLAGS seen once), which are not this incident's.
+    expect(row!.drops.byReason.NETFILTER_DROP, seen).toBe(kernel('drop'));
     expect(row!.diagnoses.map((d) => d.code), seen).toEqual(['conntrack-full']);
     expect(row!.diagnoses[0].text, seen).toMatch(new RegExp(`^conntrack table full: ${kernel('drop')} packets to it dropped for want of an entry \\(conntrack's drop counter \\+${kernel('drop')};`));
     const h = host.filter((d) => d.code === 'conntrack-full');
@@ -202,7 +204,7 @@ describeBpf('a full conntrack table: drops, pressure, top\'s diagnosis and the P
   it('serve: the destination\'s drops (NETFILTER_DROP) and conntrack\'s counters = the kernel\'s; both conntrack-full diagnoses published', async () => {
     const dest = `${r.addr}:${r.port}`;
     const at = { netns: String(inode), netns_name: p.a };
-    const drops = (series: Sample[]) => series.filter((x) => x.name === 'netbpf_drops_total' && x.labels.destination === dest);
+    const drops = (series: Sample[]) => series.filter((x) => x.name === 'netbpf_drops_total' && x.labels.destination === dest && x.labels.reason === 'NETFILTER_DROP');
     // Bounded wait: a drop series shows 0 for one scrape interval after its first scrape.
     let last: Sample[] = [];
     for (const t0 = Date.now(); Date.now() - t0 < 10000; await sleep(300)) {
@@ -210,16 +212,17 @@ describeBpf('a full conntrack table: drops, pressure, top\'s diagnosis and the P
       if (drops(last).reduce((n, x) => n + x.value, 0) === kernel('drop')) break;
     }
     const seen = JSON.stringify({ drops: drops(last), ct: last.filter((x) => x.name.startsWith('netbpf_conntrack_')), diagnoses: [...diagnosisSeen], k0, k1 });
-    expect(new Set(drops(last).map((x) => x.labels.reason)), seen).toEqual(new Set(['NETFILTER_DROP']));
+    expect(drops(last).map((x) => x.labels.direction), seen).toEqual(['sent']); // A's SYNs, dropped on their way out
     expect(drops(last).reduce((n, x) => n + x.value, 0), seen).toBe(kernel('drop'));
     expect(one(last, 'netbpf_conntrack_stat_drop_total', at), seen).toBe(kernel('drop'));
     expect(one(last, 'netbpf_conntrack_stat_early_drop_total', at), seen).toBe(kernel('early_drop'));
     expect(one(last, 'netbpf_conntrack_stat_insert_failed_total', at), seen).toBe(kernel('insert_failed'));
     expect(one(last, 'netbpf_conntrack_entries_limit', at), seen).toBe(await sysctlMax(p.a));
-    // Nothing lost on the way (ring buffers, recursion, ctnetlink sockets).
-    for (const name of ['netbpf_lost_events_total', 'netbpf_recursion_misses_total', 'netbpf_source_lost_events_total']) {
-      expect(last.filter((x) => x.name === name && x.value !== 0), `${name}: ${seen}`).toEqual([]);
-    }
+    // Nothing of the drops or conntrack tools lost on the way (ring buffer, recursion, ctnetlink sockets). Other
+    // tools' programs run for every process on this shared machine: their recursion misses are not this test's.
+    const lost = last.filter((x) => /^netbpf_(lost_events|recursion_misses|source_lost_events)_total$/.test(x.name) && ['drops', 'conntrack'].includes(x.labels.tool));
+    expect(lost.length, seen).toBeGreaterThan(0);
+    expect(lost.filter((x) => x.value !== 0), seen).toEqual([]);
     // The window with the drops published the diagnoses: the host's names A's table with the kernel's count.
     expect(diagnosisSeen.get(`netbpf_host_diagnosis|conntrack-full|conntrack (netns ${inode})`), seen).toContain(kernel('drop'));
     expect(diagnosisSeen.has(`netbpf_diagnosis|conntrack-full|${dest}`), seen).toBe(true);
