@@ -223,7 +223,10 @@ const conntrackChurn = (q) => ({
   unit: 'entries/s',
   tracers: ['none', 'netbpf conntrack', 'conntrack -E'],
   oracles: 'ctEvents: new (the nft `ct state new` rule\'s counter) + destroyed (the count `conntrack -D` reports)',
-  // ctnetlink (netbpf's destroy path here, and conntrack -E) delivers through a socket with no drain on exit.
+  // Before the tracer's CPU and RSS are read and it is sent SIGINT: conntrack -E prints events as it reads its
+  // ctnetlink socket and exits on SIGINT without reading what is still queued, so it gets 500 ms to catch up after
+  // the `conntrack -D` burst. netbpf needs none: its stop drains every ctnetlink socket and takes what the kernel
+  // still owes from its dying list (docs/conntrack.md).
   settleMs: 500,
   perf: () => [],
   async setup(pair, port) {

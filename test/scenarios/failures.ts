@@ -4,9 +4,8 @@
  * sets up what it needs (nft tables, sysctls, peers), runs a bounded workload, and removes what it added.
  * Ports are distinct per scenario, so several can share one pair.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
 import type { NetnsPair } from '../../src/testing/netns.js';
-import { conntrackStat, counters, delta, peer, peerClient, sockets, type Counters, type Peer } from './lab.js';
+import { conntrackStat, counters, delta, lockConntrackMax, peer, peerClient, sockets, type Counters, type Peer } from './lab.js';
 
 export const SCENARIO_PORTS = {
   appTimeout: 6001, portExhaustion: 6002, rejectReset: 6003, rejectIcmp: 6004, noListener: 6005,
@@ -110,34 +109,34 @@ export async function noListener(p: NetnsPair, conns = 2): Promise<ScenarioResul
   });
 }
 
-const CT_MAX = '/proc/sys/net/netfilter/nf_conntrack_max';
-
 /**
  * conntrack's table is full: A tracks its connections (an nft `ct state new` rule), `hold` established
  * (assured, so not early-droppable) connections fill it once nf_conntrack_max is lowered to their number, and a
  * burst of new connects has its SYNs dropped until the limit is restored `windowMs` later (their retransmits
  * then get through). nf_conntrack_max is global on this kernel (read-only in other namespaces), so the window
- * is kept short.
+ * is kept short, and the limit is taken under a lock and lowered only while no other namespace is near it
+ * (lockConntrackMax). `during` runs while the table is full (the window lasts until it is done too).
  */
-export async function conntrackFull(p: NetnsPair, hold = 8, burst = 6, windowMs = 400): Promise<ScenarioResult> {
+export async function conntrackFull(p: NetnsPair, hold = 8, burst = 6, windowMs = 400, during?: During): Promise<ScenarioResult> {
   const port = SCENARIO_PORTS.conntrackFull;
   const server = await p.startServer(port);
-  const original = readFileSync(CT_MAX, 'utf8').trim();
+  const limit = await lockConntrackMax();
   try {
     return await withNft(p, p.a, 'nb_ctfull', `  chain out { type filter hook output priority 0; policy accept;
     tcp dport ${port} ct state new counter
   }`, () => measured(p, async () => {
       await p.exec(p.a, ['conntrack', '-F']).catch(() => undefined);
+      await limit.quiet(hold, await p.netnsInode(p.a));
       const holding = p.client(p.addrB, port, { conns: hold, parallel: hold, 'hold-ms': 4000 + windowMs });
       for (const t0 = Date.now(); (await conntrackStat(p, p.a)).entries < hold && Date.now() - t0 < 3000; ) await sleep(50);
       const stat0 = await conntrackStat(p, p.a);
       let burstResult: Promise<unknown>;
-      writeFileSync(CT_MAX, `${stat0.entries}\n`);
+      limit.set(stat0.entries);
       try {
         burstResult = p.client(p.addrB, port, { conns: burst, parallel: burst });
-        await sleep(windowMs);
+        await Promise.all([sleep(windowMs), during?.()]);
       } finally {
-        writeFileSync(CT_MAX, `${original}\n`);
+        limit.restore();
       }
       const [held, burstClient] = await Promise.all([holding, burstResult]);
       const stat1 = await conntrackStat(p, p.a);
@@ -147,7 +146,7 @@ export async function conntrackFull(p: NetnsPair, hold = 8, burst = 6, windowMs 
       };
     }));
   } finally {
-    writeFileSync(CT_MAX, `${original}\n`);
+    limit.release();
     server.kill('SIGKILL');
   }
 }

@@ -141,6 +141,22 @@ describe('diagnoses of the classic failures', () => {
     expect(codes(d)).toEqual(['local-firewall']);
   });
 
+  it('conntrack table full: a destination\'s diagnosis counts only the tables its packets were dropped in', () => {
+    // The limit is global: another namespace at it drops its own packets meanwhile (seen on a shared machine).
+    const host = { ...noHostEvidence(), conntrack: [
+      { netns: NS_A, count: 70, max: 262144, drops: 12, earlyDrops: 0, insertFailed: 0 },
+      { netns: NS_B, count: 1743, max: 64, drops: 32, earlyDrops: 0, insertFailed: 0 },
+    ] };
+    const d = dest(6006, (x) => {
+      Object.assign(x.connects, { attempts: 70, successes: 70 });
+      x.frees = [free('NETFILTER_DROP', 'nf_hook_slow+0x9c', 12, NS_A)];
+    });
+    const r = diagnose({ destinations: [d], host });
+    expect(r.destinations.get(d.key)![0].text).toBe("conntrack table full: 12 packets to it dropped for want of an entry (conntrack's drop counter +12; 70 entries now, limit 262144)");
+    expect(r.destinations.get(d.key)![0].evidence.map((e) => e.count)).toEqual([12, 12]);
+    expect(r.host.map((x) => x.subject)).toEqual([`conntrack (netns ${NS_B})`, `conntrack (netns ${NS_A})`]);
+  });
+
   it('conntrack table nearly full: a warning with the count, the limit and the sysctl before anything drops', () => {
     const near = (count: number) => diagnose({ destinations: [], host: { ...noHostEvidence(), conntrack: [{ netns: NS_A, count, max: 1000, drops: 0, earlyDrops: 0, insertFailed: 0 }] } }).host;
     expect(near(899)).toEqual([]);

@@ -117,11 +117,14 @@ function serves(l: { addr: string; port: number }, d: DestinationEvidence): bool
 /** Frees of a destination by kind, with the reasons behind each kind. */
 class Frees {
   readonly byKind = new Map<FreeKind, { count: number; byReason: Map<string, { count: number; fn: string }> }>();
+  /** Namespaces of the drops that are conntrack's (a destination's packets are dropped in one or a few). */
+  readonly conntrackNetns = new Set<number>();
   constructor(frees: FreeCount[], conntrackNetns: ReadonlySet<number>) {
     for (const f of frees) {
       let kind = freeKind(f.reason, f.location);
       // A netfilter hook's drop in a namespace whose conntrack dropped packets for want of an entry: conntrack's.
       if (kind === 'netfilter-hook' && !conntrackNetns.has(f.netns)) kind = 'firewall-rule';
+      if (kind === 'netfilter-hook') this.conntrackNetns.add(f.netns);
       let k = this.byKind.get(kind);
       if (!k) this.byKind.set(kind, (k = { count: 0, byReason: new Map() }));
       k.count += f.count;
@@ -202,7 +205,8 @@ export function diagnoseDestination(d: DestinationEvidence, host: HostEvidence, 
 
   const ctDrops = frees.count('netfilter-hook');
   if (ctDrops > 0) {
-    const ct = host.conntrack.filter((x) => x.drops > 0);
+    // Only the tables where this destination's packets were dropped (the limit is global: others may drop too).
+    const ct = host.conntrack.filter((x) => x.drops > 0 && frees.conntrackNetns.has(x.netns));
     const all = ct.reduce((n, x) => n + x.drops, 0);
     const table = ct.map((x) => `${x.count} entries now, limit ${x.max}`).join('; ');
     const unanswered = left.takeUnanswered();
