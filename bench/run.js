@@ -1,7 +1,8 @@
 #!/usr/bin/env node
 // netbpf benchmark harness: `npm run bench` (as root, after `npm run build`).
-//   node bench/run.js [--quick] [--no-write] [--json] [--only pipeline,workloads,startup,memory,attack]
+//   node bench/run.js [--quick] [--no-write] [--json] [--only pipeline,workloads,startup,memory,attack,storm]
 //                     [--workloads retrans-bulk,connect-close,drop-flood,conntrack-churn] [--reps N]
+//                     [--storm-tracers 'netbpf life,netbpf top'] [--storm-seconds S] [--storm-rate R]
 // Builds bench/ (make -C bench), runs each section and writes BENCHMARKS.md (unless --no-write). Every figure
 // is a rate or ratio measured in this run against a baseline from this run. --quick is the smoke-test size.
 import { execFileSync, spawnSync } from 'node:child_process';
@@ -26,6 +27,16 @@ if (!existsSync('/sys/kernel/tracing/events') && !process.env.NETBPF_BENCH_TRACE
   process.exit(r.status ?? 1);
 }
 const args = process.argv.slice(2);
+// Help before anything runs (the whole harness takes many minutes and loads the machine).
+if (args.includes('-h') || args.includes('--help')) {
+  process.stdout.write(readFileSync(fileURLToPath(import.meta.url), 'utf8').split('\n').slice(1, 7).map((l) => l.replace(/^\/\/ ?/, '')).join('\n') + '\n');
+  process.exit(0);
+}
+const KNOWN = new Set(['--quick', '--no-write', '--json', '--only', '--workloads', '--reps', '--storm-tracers', '--storm-seconds', '--storm-rate']);
+for (let i = 0; i < args.length; i++) {
+  if (!KNOWN.has(args[i])) { process.stderr.write(`bench: unknown argument ${args[i]} (see --help)\n`); process.exit(2); }
+  if (!['--quick', '--no-write', '--json'].includes(args[i])) i++;
+}
 const quick = args.includes('--quick');
 const onlyArg = args.indexOf('--only');
 const only = onlyArg >= 0 ? new Set(args[onlyArg + 1].split(',')) : null;
