@@ -50,8 +50,10 @@ export interface PrometheusExporterOptions {
   tcpStates?: TcpStateCensus | null;
 }
 
-/** How often a session counting in the kernel has its maps read (besides at each scrape), ms. */
-const KERNEL_READ_MS = 250;
+/** How often a session counting in the kernel has its maps read besides at each scrape, at least, ms: a scrape
+ * interval (a new series is shown at zero from its first scrape on, so reading between scrapes adds nothing a
+ * scrape would not show; the read costs a per-CPU merge of every key that grew, hundreds under a storm). */
+const KERNEL_READ_MIN_MS = 1000;
 
 /** How often host evidence is read within a diagnosis window at most, ms (a stalled window needs several readings). */
 const HOST_READ_MS = 5000;
@@ -76,8 +78,11 @@ export class PrometheusExporter {
   private server: Server | null = null;
   private flushTimer: NodeJS.Timeout | null = null;
   private refreshTimer: NodeJS.Timeout | null = null;
+  /** When the kernel maps were last read (Date.now()). */
+  private lastRead = 0;
   private readonly window: DiagnosisWindow | null;
   private readonly windowMs: number;
+  private readonly scrapeIntervalMs: number;
   private readonly sockets: SocketSource | null;
   private readonly tcpStates: TcpStateCensus | null;
   private windowTimers: NodeJS.Timeout[] = [];
@@ -89,6 +94,7 @@ export class PrometheusExporter {
     this.series = new NetbpfMetrics({ by, maxSeries: opts.maxSeries, evictIdleMs: opts.evictIdleMs, holdMs: opts.scrapeIntervalMs, containers: !!opts.containerOf });
     this.feed = new EventFeed(this.series, { by, containerOf: opts.containerOf, dropHoldMs: opts.dropHoldMs });
     this.windowMs = opts.diagnosisWindowMs ?? 60000;
+    this.scrapeIntervalMs = opts.scrapeIntervalMs ?? 15000;
     this.sockets = this.windowMs > 0 ? (opts.sockets === undefined ? new SocketReader() : opts.sockets) : null;
     this.window = this.windowMs > 0 ? new DiagnosisWindow({ by, sockets: this.sockets, thresholds: opts.thresholds, dropHoldMs: opts.dropHoldMs, knownDestinations: () => this.feed.knownDestinations() }) : null;
     this.feed.window = this.window;
@@ -108,19 +114,27 @@ export class PrometheusExporter {
       this.windowTimers = [
         setInterval(() => w.tick(), Math.min(HOST_READ_MS, this.windowMs / 4)),
         // A session counting in the kernel hands over what it counted first, so the window closes with it.
-        setInterval(() => { this.session.refresh(); this.series.diagnoses(w.close()); }, this.windowMs),
+        setInterval(() => { this.read(); this.series.diagnoses(w.close()); }, this.windowMs),
       ];
       for (const t of this.windowTimers) t.unref();
     }
     this.session.onEvents((tool, events) => this.feed.add(tool, events));
     // A session counting in the kernel (the default): what it read from its maps, key by key, into the same series;
-    // read every 250 ms too, not only at scrapes, so a new series has shown its zero before the scrape that counts it.
+    // read once per scrape interval too, so a Prometheus that stops scraping does not leave the maps unread.
     this.session.onBulk((b) => this.feed.addBulk(b));
     if (this.session.kernel) {
-      this.refreshTimer = setInterval(() => this.session.refresh(), KERNEL_READ_MS);
+      const every = Math.max(KERNEL_READ_MIN_MS, this.scrapeIntervalMs);
+      // Only when no scrape (nor window) has read the maps for an interval: a read costs a merge per key that grew.
+      this.refreshTimer = setInterval(() => { if (Date.now() - this.lastRead >= every * 0.9) this.read(); }, every);
       this.refreshTimer.unref();
     }
     return this;
+  }
+
+  /** Reads the session's kernel maps into the series (a session counting events: nothing to read). */
+  private read(): void {
+    this.lastRead = Date.now();
+    this.session.refresh();
   }
 
   /** What the session started with (netbpf_build_info, netbpf_hook_info, netbpf_tool_up). */
@@ -149,7 +163,7 @@ export class PrometheusExporter {
     // Counted on the addon's threads while the rest is read here; handled now, so a failure is this scrape's error.
     const tcp = this.tcpStates?.read();
     tcp?.catch(() => undefined);
-    this.session.refresh();
+    this.read();
     for (const [tool, c] of Object.entries(this.session.counters())) if (c) this.series.toolCounters(tool, c);
     for (const { trace } of this.session.traces ?? []) if (trace instanceof ConntrackTrace) this.series.conntrack(trace.pressure());
     this.series.slotCounters();
