@@ -144,7 +144,11 @@ describeBpf('the fleet path: serve, rules and dashboard against a real Prometheu
     const recorded = await value(`netbpf:retransmit_ratio:rate5m${sel}`, (v) => v > 0);
     const retransSeries = Number((await query(`sum(netbpf_retransmitted_segments_total${sel})`))[0]?.value[1]);
     console.log(`kernel RetransSegs/OutSegs ${retrans}/${out} = ${kernelRatio.toFixed(4)}; exported totals ${totals?.toFixed(4)}, increase() ${inWindow?.toFixed(4)}, recorded (data only) ${recorded?.toFixed(4)}; retransmitted segments exported ${retransSeries}`);
-    expect(retransSeries).toBe(retrans);
+    // Every retransmit is exported, or counted as missed: a retransmit on a CPU where the retrans program is already
+    // running (a timer's softirq interrupting it) is skipped by the kernel, which counts the skip.
+    const missed = Number((await query('sum(netbpf_recursion_misses_total{tool="retrans"}) + sum(netbpf_lost_events_total{tool="retrans"})'))[0]?.value[1] ?? NaN);
+    expect(retransSeries).toBeLessThanOrEqual(retrans);
+    expect(retrans - retransSeries, `kernel ${retrans}, exported ${retransSeries}, missed or lost ${missed}`).toBeLessThanOrEqual(missed);
     for (const v of [totals, inWindow, recorded]) expect(Math.abs(v! / kernelRatio - 1)).toBeLessThanOrEqual(0.05);
   }, 120000);
 
