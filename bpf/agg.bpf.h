@@ -87,4 +87,26 @@ static __always_inline void agg_count_lost(void)
 		s_;								\
 	})
 
+/* A tool's summary maps, declared once: `name` (per key; user space sizes it, one entry when not aggregating; no
+ * prealloc: memory grows with use), `name`_other (what found `name` full, or no memory for a new entry, folded per
+ * coarse key: preallocated, so the folds always have room), their full flags (agg_slot), and `agg_zero`, the value
+ * new keys start from (a map value pointer, so a large value is never built on the stack). */
+#define AGG_MAPS(name, key_type, value_type)					\
+	struct {								\
+		__uint(type, BPF_MAP_TYPE_PERCPU_HASH);				\
+		__uint(max_entries, 16384);					\
+		__uint(map_flags, BPF_F_NO_PREALLOC);				\
+		__type(key, key_type);						\
+		__type(value, value_type);					\
+	} name SEC(".maps");							\
+	struct {								\
+		__uint(type, BPF_MAP_TYPE_PERCPU_HASH);				\
+		__uint(max_entries, 256);					\
+		__type(key, key_type);						\
+		__type(value, value_type);					\
+	} name##_other SEC(".maps");						\
+	volatile __u8 name##_full = 0;						\
+	volatile __u8 name##_other_full = 0;					\
+	static const value_type agg_zero
+
 #endif

@@ -93,27 +93,8 @@ struct {
 	__type(value, struct pending);
 } pending SEC(".maps");
 
-/* Per summary key; user space sizes it (1 entry when not aggregating). No prealloc: memory grows with use. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 16384);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct connect_agg_key);
-	__type(value, struct connect_agg_value);
-} connect_agg SEC(".maps");
-
-/* Outcomes whose key found `connect_agg` full (or whose insert found no memory: its entries are
- * allocated on first use), per outcome and errno, so totals stay exact. Preallocated, so it always has room for them. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 256);
-	__type(key, struct connect_agg_key);
-	__type(value, struct connect_agg_value);
-} connect_agg_other SEC(".maps");
-
-volatile __u8 connect_agg_full = 0;
-volatile __u8 connect_agg_other_full = 0;
-static const struct connect_agg_value agg_zero;
+/* Outcomes per summary key; the fold (connect_agg_other) keeps them per outcome and errno (agg.bpf.h). */
+AGG_MAPS(connect_agg, struct connect_agg_key, struct connect_agg_value);
 
 /* Counts an outcome into the summary maps (`sk` NULL: no socket to count among the connections). */
 static __always_inline void aggregate(const struct connect_event *e, const void *sk)

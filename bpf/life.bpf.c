@@ -81,30 +81,8 @@ struct {
 	__type(value, __u64);
 } untracked SEC(".maps");
 
-/* Per summary key; user space sizes it (1 entry when not aggregating). No prealloc: memory grows with use. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 16384);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct life_agg_key);
-	__type(value, struct life_agg_value);
-} life_agg SEC(".maps");
-
-/* Ends whose key found `life_agg` full (or whose insert found no memory: its entries are
- * allocated on first use), per direction and close reason, so totals stay exact. Preallocated, so it always has room for them. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 256);
-	__type(key, struct life_agg_key);
-	__type(value, struct life_agg_value);
-} life_agg_other SEC(".maps");
-
-/* Set when life_agg / life_agg_other found no room (agg.bpf.h): new keys then skip the insert. */
-volatile __u8 life_agg_full = 0;
-volatile __u8 life_agg_other_full = 0;
-
-/* The value new keys start from (a map value pointer, so it does not take 600 bytes of stack). */
-static const struct life_agg_value agg_zero;
+/* Ends per summary key; the fold (life_agg_other) keeps them per direction and close reason (agg.bpf.h). */
+AGG_MAPS(life_agg, struct life_agg_key, struct life_agg_value);
 
 static __always_inline void count_untracked(void)
 {

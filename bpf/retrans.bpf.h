@@ -11,27 +11,8 @@ const volatile __u8 agg_by_cgroup = 0;
 /* With aggregate_in_kernel, for a session's views (top, serve): keys carry the namespace. */
 const volatile __u8 agg_session = 0;
 
-/* Per summary key; user space sizes it (1 entry when not aggregating). No prealloc: memory grows with use. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 16384);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__type(key, struct retrans_agg_key);
-	__type(value, struct retrans_agg_value);
-} retrans_agg SEC(".maps");
-
-/* Retransmits whose key found `retrans_agg` full (or whose insert found no memory: its entries are
- * allocated on first use), per kind and error, so totals stay exact. Preallocated, so it always has room for them. */
-struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
-	__uint(max_entries, 256);
-	__type(key, struct retrans_agg_key);
-	__type(value, struct retrans_agg_value);
-} retrans_agg_other SEC(".maps");
-
-volatile __u8 retrans_agg_full = 0;
-volatile __u8 retrans_agg_other_full = 0;
-static const struct retrans_agg_value agg_zero;
+/* Retransmits per summary key; the fold (retrans_agg_other) keeps them per kind and error (agg.bpf.h). */
+AGG_MAPS(retrans_agg, struct retrans_agg_key, struct retrans_agg_value);
 
 /* Counts a retransmit into the summary maps; `sk` is the connection's socket (NULL for a listener's SYN-ACK). */
 static __always_inline void aggregate(const struct retrans_event *e, const void *sk)

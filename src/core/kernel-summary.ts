@@ -55,6 +55,34 @@ export class KernelTableReader<K> {
   }
 }
 
+/** A tool's summary maps read as keys and what each gained (a bulk for the tool's aggregator), counting the records. */
+export class KernelBulkReader<K, B> {
+  private readonly reader: KernelTableReader<K>;
+  /** Records counted in the kernel as of the last read (only keys `counts` accepts: life counts ends, not handshakes). */
+  counted = 0;
+
+  constructor(keyLayout: Layout, valueLayout: Layout, maps: readonly string[], decodeKey: (key: Buffer) => K,
+    private readonly bulk: (delta: KernelValues, total: KernelValues) => B, private readonly counts: (key: K) => boolean = () => true) {
+    this.reader = new KernelTableReader(keyLayout, valueLayout, maps, decodeKey);
+  }
+
+  /** Dumps the maps of a running (or stopping) object and hands each key that counted something, with its bulk, to `sink`. */
+  read(obj: NativeBpfObject, sink: (key: K, bulk: B) => void): void {
+    this.reader.read(obj, (key, d, t) => {
+      const n = d.count as number;
+      if (!(n > 0)) return;
+      if (this.counts(key)) this.counted += n;
+      sink(key, this.bulk(d, t));
+    });
+  }
+}
+
+/** A summary-only run of a tool counted in the kernel: its maps read into an aggregator that takes bulks. */
+export function kernelSummary<E, S, K, B>(build: (kernel: KernelAggregation) => Trace<E>, keys: number, reader: KernelBulkReader<K, B>,
+  aggregator: { addBulk(key: K, bulk: B): void; snapshot(): S }): KernelSummaryTrace<E, S> {
+  return new KernelSummaryTrace<E, S>(build, keys, (obj) => reader.read(obj, (k, b) => aggregator.addBulk(k, b)), () => aggregator.snapshot(), () => reader.counted);
+}
+
 /** A histogram counted in the kernel, as Log2Histogram.addBuckets takes it. */
 export interface BulkHistogram {
   /** Counts per log2 bucket (bucket 0: value 0; k: [2^(k-1), 2^k)). */

@@ -42,7 +42,8 @@ const CASES: Case[] = [
   { args: ['connect', '--pid', '-7'], code: USAGE, message: /invalid pid '-7'/ },
   { args: ['connect', '--pid', '999999999'], code: USAGE, message: /no process with pid 999999999/ },
   { args: ['life', '--pid', '999999998'], code: USAGE, message: /no process with pid 999999998/ },
-  { args: ['serve', '--netns', 'all'], code: USAGE, message: /--netns names the conntrack tables to watch: give --conntrack too/ },
+  // --netns alone is valid for serve (TCP connections by state per namespace); a namespace that is not there is not.
+  { args: ['serve', '--netns', 'no-such-netns-name'], code: USAGE, message: /no network namespace at \/run\/netns\/no-such-netns-name/ },
   { args: ['serve', '--scrape-interval', '-1'], code: USAGE, message: /invalid --scrape-interval '-1'/ },
   { args: ['serve', '--evict-idle', 'never'], code: USAGE, message: /invalid --evict-idle 'never'/ },
   // A hook this kernel lacks (tcp_drop: fentry refused, no kprobes; it exists only before 5.19 anyway).

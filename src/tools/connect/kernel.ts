@@ -5,9 +5,8 @@
  */
 import { AF_INET, type Family } from '../../core/address.js';
 import { errnoName } from '../../core/errno.js';
-import { KernelSummaryTrace, KernelTableReader, type BulkHistogram } from '../../core/kernel-summary.js';
+import { KernelBulkReader, kernelSummary, type KernelSummaryTrace, type BulkHistogram } from '../../core/kernel-summary.js';
 import type { KernelValues } from '../../core/kernel-table.js';
-import type { NativeBpfObject } from '../../core/addon.js';
 import { readAddress } from '../../core/record.js';
 import { Trace } from '../../core/trace.js';
 import { CONNECT_AGG_CONSTS, CONNECT_AGG_KEY_LAYOUT, CONNECT_AGG_VALUE_LAYOUT, CONNECT_FLAGS, CONNECT_KIND } from './bpf.gen.js';
@@ -83,18 +82,10 @@ export function connectBulk(d: KernelValues, t: KernelValues): ConnectBulk {
   };
 }
 
-/** Reads connect's summary maps (connect_agg, connect_agg_other) as keys and bulks; counts the outcomes read. */
-export class ConnectKernelReader {
-  private readonly reader = new KernelTableReader(CONNECT_AGG_KEY_LAYOUT, CONNECT_AGG_VALUE_LAYOUT, ['connect_agg', 'connect_agg_other'], decodeConnectKey);
-  /** Connect outcomes counted in the kernel as of the last read. */
-  outcomes = 0;
-
-  read(obj: NativeBpfObject, sink: (key: ConnectKey, bulk: ConnectBulk) => void): void {
-    this.reader.read(obj, (key, d, t) => {
-      if (!((d.count as number) > 0)) return;
-      this.outcomes += d.count as number;
-      sink(key, connectBulk(d, t));
-    });
+/** Reads connect's summary maps (connect_agg, connect_agg_other) as keys and bulks; `counted`: the outcomes read. */
+export class ConnectKernelReader extends KernelBulkReader<ConnectKey, ConnectBulk> {
+  constructor() {
+    super(CONNECT_AGG_KEY_LAYOUT, CONNECT_AGG_VALUE_LAYOUT, ['connect_agg', 'connect_agg_other'], decodeConnectKey, connectBulk);
   }
 }
 
@@ -111,13 +102,7 @@ export interface ConnectSummaryOptions extends ConnectOptions, ConnectAggregator
 export function connectSummary(opts: ConnectSummaryOptions = {}): KernelSummaryTrace<ConnectEvent, ConnectSummary> {
   const maxDestinations = opts.maxDestinations ?? 4096;
   const aggregator = new ConnectAggregator({ maxDestinations, now: opts.now });
-  const reader = new ConnectKernelReader();
-  return new KernelSummaryTrace<ConnectEvent, ConnectSummary>(
-    // No records flow: the smallest ring buffer (one page) is enough for the object to load.
-    (kernel) => new Trace(connectSpec(opts, kernel), { ...opts, ringBufferBytes: 4096 }),
-    opts.kernelKeys ?? Math.max(1024, 2 * maxDestinations),
-    (obj) => reader.read(obj, (k, b) => aggregator.addBulk(k, b)),
-    () => aggregator.snapshot(),
-    () => reader.outcomes,
-  );
+  // No records flow: the smallest ring buffer (one page) is enough for the object to load.
+  return kernelSummary((kernel) => new Trace(connectSpec(opts, kernel), { ...opts, ringBufferBytes: 4096 }),
+    opts.kernelKeys ?? Math.max(1024, 2 * maxDestinations), new ConnectKernelReader(), aggregator);
 }

@@ -6,7 +6,7 @@
 import { AF_INET, type Family } from '../../core/address.js';
 import { errnoName } from '../../core/errno.js';
 import { usageError } from '../../core/errors.js';
-import { KernelSummaryTrace, KernelTableReader, type BulkHistogram } from '../../core/kernel-summary.js';
+import { KernelBulkReader, kernelSummary, type KernelSummaryTrace, type BulkHistogram } from '../../core/kernel-summary.js';
 import type { KernelValues } from '../../core/kernel-table.js';
 import { readAddress } from '../../core/record.js';
 import { LIFE_AGG_CONSTS, LIFE_AGG_KEY_LAYOUT, LIFE_AGG_VALUE_LAYOUT, LIFE_DIRECTION_NAMES, LIFE_FLAGS, LIFE_KIND } from './bpf.gen.js';
@@ -93,18 +93,10 @@ export function lifeBulk(d: KernelValues, t: KernelValues): LifeBulk {
   };
 }
 
-/** Reads life's summary maps (life_agg, life_agg_other) as keys and bulks; counts the ends read. */
-export class LifeKernelReader {
-  private readonly reader = new KernelTableReader(LIFE_AGG_KEY_LAYOUT, LIFE_AGG_VALUE_LAYOUT, ['life_agg', 'life_agg_other'], decodeLifeKey);
-  /** Connection ends counted in the kernel as of the last read. */
-  ends = 0;
-
-  read(obj: Parameters<KernelTableReader<LifeKey>['read']>[0], sink: (key: LifeKey, bulk: LifeBulk) => void): void {
-    this.reader.read(obj, (key, d, t) => {
-      if (!((d.count as number) > 0)) return;
-      if (key.kind === 'closed') this.ends += d.count as number;
-      sink(key, lifeBulk(d, t));
-    });
+/** Reads life's summary maps (life_agg, life_agg_other) as keys and bulks; `counted`: the connection ends read. */
+export class LifeKernelReader extends KernelBulkReader<LifeKey, LifeBulk> {
+  constructor() {
+    super(LIFE_AGG_KEY_LAYOUT, LIFE_AGG_VALUE_LAYOUT, ['life_agg', 'life_agg_other'], decodeLifeKey, lifeBulk, (key) => key.kind === 'closed');
   }
 }
 
@@ -122,14 +114,8 @@ export interface LifeSummaryOptions extends Omit<LifeOptions, 'established'>, Li
 export function lifeSummary(opts: LifeSummaryOptions = {}): KernelSummaryTrace<LifeEvent, LifeSummary> {
   const maxDestinations = opts.maxDestinations ?? 4096;
   const aggregator = new LifeAggregator({ maxDestinations, now: opts.now });
-  const reader = new LifeKernelReader();
   if (opts.pid !== undefined) throw usageError('--pid is filtered in user space, on each connection\'s record: it needs the event path (--aggregate events)');
-  return new KernelSummaryTrace<LifeEvent, LifeSummary>(
-    // No records flow: the smallest ring buffer (one page) is enough for the object to load.
-    (kernel) => new LifeTrace({ ...opts, ringBufferBytes: 4096 }, kernel),
-    opts.kernelKeys ?? Math.max(1024, 2 * maxDestinations),
-    (obj) => reader.read(obj, (k, b) => aggregator.addBulk(k, b)),
-    () => aggregator.snapshot(),
-    () => reader.ends,
-  );
+  // No records flow: the smallest ring buffer (one page) is enough for the object to load.
+  return kernelSummary((kernel) => new LifeTrace({ ...opts, ringBufferBytes: 4096 }, kernel),
+    opts.kernelKeys ?? Math.max(1024, 2 * maxDestinations), new LifeKernelReader(), aggregator);
 }

@@ -4,8 +4,7 @@
  * instead of sending a record; this decodes those keys and feeds RetransAggregator in bulk.
  */
 import { AF_INET, type Family } from '../../core/address.js';
-import type { NativeBpfObject } from '../../core/addon.js';
-import { KernelSummaryTrace, KernelTableReader, type BulkHistogram } from '../../core/kernel-summary.js';
+import { KernelBulkReader, kernelSummary, type KernelSummaryTrace, type BulkHistogram } from '../../core/kernel-summary.js';
 import type { KernelValues } from '../../core/kernel-table.js';
 import { ClockMapper, readAddress } from '../../core/record.js';
 import { Trace } from '../../core/trace.js';
@@ -74,19 +73,11 @@ export function retransBulk(d: KernelValues, t: KernelValues, clock: ClockMapper
   };
 }
 
-/** Reads retrans's summary maps (retrans_agg, retrans_agg_other) as keys and bulks; counts the events read. */
-export class RetransKernelReader {
-  private readonly reader = new KernelTableReader(RETRANS_AGG_KEY_LAYOUT, RETRANS_AGG_VALUE_LAYOUT, ['retrans_agg', 'retrans_agg_other'], decodeRetransKey);
-  private readonly clock = new ClockMapper();
-  /** Retransmits counted in the kernel as of the last read. */
-  events = 0;
-
-  read(obj: NativeBpfObject, sink: (key: RetransKey, bulk: RetransBulk) => void): void {
-    this.reader.read(obj, (key, d, t) => {
-      if (!((d.count as number) > 0)) return;
-      this.events += d.count as number;
-      sink(key, retransBulk(d, t, this.clock));
-    });
+/** Reads retrans's summary maps (retrans_agg, retrans_agg_other) as keys and bulks; `counted`: the retransmits read. */
+export class RetransKernelReader extends KernelBulkReader<RetransKey, RetransBulk> {
+  constructor() {
+    const clock = new ClockMapper();
+    super(RETRANS_AGG_KEY_LAYOUT, RETRANS_AGG_VALUE_LAYOUT, ['retrans_agg', 'retrans_agg_other'], decodeRetransKey, (d, t) => retransBulk(d, t, clock));
   }
 }
 
@@ -103,13 +94,7 @@ export interface RetransSummaryOptions extends RetransOptions, AggregatorOptions
 export function retransSummary(opts: RetransSummaryOptions = {}): KernelSummaryTrace<RetransEvent, RetransSummary> {
   const maxDestinations = opts.maxDestinations ?? 4096;
   const aggregator = new RetransAggregator({ maxDestinations, now: opts.now });
-  const reader = new RetransKernelReader();
-  return new KernelSummaryTrace<RetransEvent, RetransSummary>(
-    // No records flow: the smallest ring buffer (one page) is enough for the object to load.
-    (kernel) => new Trace(retransSpec(opts, kernel), { ...opts, ringBufferBytes: 4096 }),
-    opts.kernelKeys ?? Math.max(1024, 2 * maxDestinations),
-    (obj) => reader.read(obj, (k, b) => aggregator.addBulk(k, b)),
-    () => aggregator.snapshot(),
-    () => reader.events,
-  );
+  // No records flow: the smallest ring buffer (one page) is enough for the object to load.
+  return kernelSummary((kernel) => new Trace(retransSpec(opts, kernel), { ...opts, ringBufferBytes: 4096 }),
+    opts.kernelKeys ?? Math.max(1024, 2 * maxDestinations), new RetransKernelReader(), aggregator);
 }

@@ -98,17 +98,17 @@ export class TopSession {
       if (withLife) {
         const reader = new LifeKernelReader();
         const read = (obj: NativeBpfObject) => reader.read(obj, (key, bulk) => emit({ tool: 'life', key, bulk }));
-        this.addKernel('life', new LifeTrace(small, { keys, byCgroup, session: true, events: () => reader.ends, beforeClose: read }), read);
+        this.addKernel('life', new LifeTrace(small, { keys, byCgroup, session: true, events: () => reader.counted, beforeClose: read }), read);
       }
       {
         const reader = new ConnectKernelReader();
         const read = (obj: NativeBpfObject) => reader.read(obj, (key, bulk) => emit({ tool: 'connect', key, bulk }));
-        this.addKernel('connect', new Trace(connectSpec({ ...small, ...owners }, { keys, byCgroup, session: true, events: () => reader.outcomes, beforeClose: read }), small), read);
+        this.addKernel('connect', new Trace(connectSpec({ ...small, ...owners }, { keys, byCgroup, session: true, events: () => reader.counted, beforeClose: read }), small), read);
       }
       {
         const reader = new RetransKernelReader();
         const read = (obj: NativeBpfObject) => reader.read(obj, (key, bulk) => emit({ tool: 'retrans', key, bulk }));
-        this.addKernel('retrans', new Trace(retransSpec({ ...small, ...owners }, { keys, byCgroup, session: true, events: () => reader.events, beforeClose: read }), small), read);
+        this.addKernel('retrans', new Trace(retransSpec({ ...small, ...owners }, { keys, byCgroup, session: true, events: () => reader.counted, beforeClose: read }), small), read);
       }
       {
         const reader = new KernelSessionDropsReader((event, bulk, folded) => emit({ tool: 'drops', event, bulk, folded }), { clock: new ClockMapper(), reasons: DropReasons.kernel() });
