@@ -34,7 +34,7 @@ const spec = {
   },
   mapSizes: { owners: 64, retrans_agg: summary ? 8192 : 1 },
   beforeClose: summary ? readMaps : undefined,
-  kernelEvents: summary ? () => reader.events : undefined,
+  kernelEvents: summary ? () => reader.counted : undefined,
   hooks: [{ feature: 'getppid records', required: true,
     alternatives: [{ kind: 'tp_btf', programs: ['handle_getppid'], hook: 'tp_btf/sys_enter (getppid)' }] }],
   decode: lifeLines ? (view, o) => decodeLife(view, o, clock) : (view, o) => decodeRetrans(view, o, clock),
