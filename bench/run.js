@@ -220,8 +220,9 @@ function stormBlock(r) {
       `127.99.1.0/24) and closes each connection as soon as it is established, as fast as it goes, ${r.storm.rows[0].runs} rounds of ${Q.stormSeconds} s; the server accepts and`,
       'closes at once. Tracers run one at a time on the host, interleaved (none, tcplife, netbpf life, ...), each filtered to 127.99.0.0/16 (or its',
       'output counted for it). Ends made: the namespace\'s ActiveOpens + PassiveOpens (two per connection). Recorded: lines with a storm address (tcplife,',
-      '`netbpf life`), the final summary\'s closed connections (`life --summary`), life\'s exit count (`top`), `netbpf_connections_closed_total` in one',
-      'scrape after the storm (`serve`). Tracer CPU: utime+stime of the tracer process over the storm, per connection made (median over rounds).',
+      '`netbpf life`), the final summary\'s closed connections (`life --summary`), life\'s exit count (`top`), `netbpf_connections_closed_total` in a',
+      'scrape one interval after the storm (`serve`, scraped every 5 s during the storm, or every second in its second row; `--scrape-interval` set to match).',
+      'Tracer CPU: utime+stime of the tracer process over the storm (not the final scrape), per connection made (median over rounds).',
       'Lost: ring buffer and kernel-map losses netbpf reports; misses: BPF program runs the kernel skipped (recursion) that could cost an end.', '');
     L.push('| tracer | connections/s median [min - max] | vs untraced | tracer CPU per connection | vs tcplife | ends recorded / made | lost | recursion misses | RSS |',
       '|---|---:|---:|---:|---:|---:|---:|---:|---:|');
