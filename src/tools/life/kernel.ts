@@ -116,6 +116,9 @@ export function lifeSummary(opts: LifeSummaryOptions = {}): KernelSummaryTrace<L
   const aggregator = new LifeAggregator({ maxDestinations, now: opts.now });
   if (opts.pid !== undefined) throw usageError('--pid is filtered in user space, on each connection\'s record: it needs the event path (--aggregate events)');
   // No records flow: the smallest ring buffer (one page) is enough for the object to load.
-  return kernelSummary((kernel) => new LifeTrace({ ...opts, ringBufferBytes: 4096 }, kernel),
+  const summary = kernelSummary((kernel) => new LifeTrace({ ...opts, ringBufferBytes: 4096 }, kernel),
     opts.kernelKeys ?? Math.max(1024, 2 * maxDestinations), new LifeKernelReader(), aggregator);
+  // Ends still held for a late reset at stop arrive as events (LifeTrace): counted like the event path counts them.
+  summary.trace.onEvents((events) => aggregator.addAll(events));
+  return summary;
 }

@@ -5,6 +5,7 @@
 import { usageError } from '../../core/errors.js';
 import { filterConstants, type FilterOptions } from '../../core/filters.js';
 import { fentry, hasTracepoint, kprobe, preferHook, tracepoint, type HookPreference } from '../../core/hooks.js';
+import type { NativeBpfObject } from '../../core/addon.js';
 import { ClockMapper } from '../../core/record.js';
 import { KERNEL_OTHER_KEYS, type KernelAggregation } from '../../core/kernel-summary.js';
 import { Trace, type TraceOptions, type TraceSpec } from '../../core/trace.js';
@@ -85,8 +86,33 @@ export function lifeSpec(opts: LifeOptions = {}, kernel?: KernelAggregation): Tr
 
 /** A running life trace; `untracked()` counts connections the kernel map had no room for. */
 export class LifeTrace extends Trace<LifeEvent> {
+  /** Ends still held for a late reset when the trace stopped, delivered then (as events, counted or not). */
+  heldAtStop = 0;
+
   constructor(opts: LifeOptions = {}, kernel?: KernelAggregation) {
     super(lifeSpec(opts, kernel), opts);
+    // An end waits in `closing` for a reset its close may still send, until its socket is destroyed; a socket not
+    // yet destroyed when the trace stops (its owner still holds it, or the stop came within that moment) would take
+    // its end with the object. Delivered as they stand, before the last read of the summary maps.
+    const readMaps = this.spec.beforeClose;
+    this.spec.beforeClose = (obj) => {
+      this.deliverHeld(obj);
+      readMaps?.(obj);
+    };
+  }
+
+  private deliverHeld(obj: NativeBpfObject): void {
+    let dump;
+    try { dump = obj.mapDump('closing'); } catch { return; } // an object without the map (older builds)
+    const size = LIFE_EVENT_LAYOUT.size;
+    const view = new DataView(dump.values.buffer, dump.values.byteOffset, dump.values.length);
+    const events: LifeEvent[] = [];
+    for (let i = 0; i < dump.count; i++) {
+      const e = this.spec.decode(view, i * size);
+      if (!this.spec.accept || this.spec.accept(e)) events.push(e);
+    }
+    this.heldAtStop = events.length;
+    this.emit(events);
   }
   /** Connections not tracked because the kernel map was full; exact after stop(). */
   untracked(): number {

@@ -98,7 +98,7 @@ export class TopSession {
       if (withLife) {
         const reader = new LifeKernelReader();
         const read = (obj: NativeBpfObject) => reader.read(obj, (key, bulk) => emit({ tool: 'life', key, bulk }));
-        this.addKernel('life', new LifeTrace(small, { keys, byCgroup, session: true, events: () => reader.counted, beforeClose: read }), read);
+        this.addKernel('life', new LifeTrace(small, { keys, byCgroup, session: true, events: () => reader.counted, beforeClose: read }), read, (e: LifeEvent) => a.addLife(e));
       }
       {
         const reader = new ConnectKernelReader();
@@ -137,7 +137,14 @@ export class TopSession {
     this.traces.push({ name, trace: trace as Trace<unknown> });
   }
 
-  private addKernel<E>(name: TopToolName, trace: Trace<E>, read: (obj: NativeBpfObject) => void): void {
+  private addKernel<E>(name: TopToolName, trace: Trace<E>, read: (obj: NativeBpfObject) => void, feed?: (e: E) => void): void {
+    // The few events a kernel-counting tool still delivers (life: ends held for a late reset when it stops).
+    if (feed) {
+      trace.onEvents((events) => {
+        for (const e of events) feed(e);
+        for (const l of this.listeners) l(name, events);
+      });
+    }
     this.traces.push({ name, trace: trace as Trace<unknown> });
     this.readers.push({ name, read });
   }
