@@ -109,4 +109,20 @@ static __always_inline void agg_count_lost(void)
 	volatile __u8 name##_other_full = 0;					\
 	static const value_type agg_zero
 
+/* `deliver(e, sk)`: a filled record of `event_type` to user space, or (summary-only runs: the tool's
+ * aggregate_in_kernel) into its summary maps through the tool's own aggregate(e, sk). */
+#define AGG_DELIVER(event_type)							\
+	static __always_inline void deliver(const event_type *e, const void *sk)	\
+	{									\
+		if (aggregate_in_kernel) {					\
+			aggregate(e, sk);					\
+			return;							\
+		}								\
+		event_type *r = reserve_event(sizeof(*r));			\
+		if (!r)								\
+			return;							\
+		__builtin_memcpy(r, e, sizeof(*r));				\
+		submit_event(r);						\
+	}
+
 #endif

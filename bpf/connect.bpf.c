@@ -141,18 +141,7 @@ static __always_inline void aggregate(const struct connect_event *e, const void 
 }
 
 /* A filled record to user space, or into the summary maps. */
-static __always_inline void deliver(const struct connect_event *e, const void *sk)
-{
-	if (aggregate_in_kernel) {
-		aggregate(e, sk);
-		return;
-	}
-	struct connect_event *r = reserve_event(sizeof(*r));
-	if (!r)
-		return;
-	__builtin_memcpy(r, e, sizeof(*r));
-	submit_event(r);
-}
+AGG_DELIVER(struct connect_event);
 
 static __always_inline bool pid_wanted(__u32 pid)
 {

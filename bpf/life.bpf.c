@@ -237,19 +237,8 @@ static __always_inline void aggregate(const struct life_event *e, const void *sk
 	AGG_HIST_ADD(v->total_retrans_log2, LIFE_AGG_BUCKETS, e->total_retrans);
 }
 
-/* A filled record (on the stack or held in `closing`) to user space or into the summary maps. */
-static __always_inline void deliver(const struct life_event *e, const void *sk)
-{
-	if (aggregate_in_kernel) {
-		aggregate(e, sk);
-		return;
-	}
-	struct life_event *r = reserve_event(sizeof(*r));
-	if (!r)
-		return;
-	__builtin_memcpy(r, e, sizeof(*r));
-	submit_event(r);
-}
+/* A filled record (on the stack or held in `closing`) to user space, or into the summary maps. */
+AGG_DELIVER(struct life_event);
 
 /* Sends (or counts) the record of a state change of sk's connection. */
 static __always_inline void record(const struct sock *sk, const struct birth *b, __u8 kind, int oldstate, __u64 now)

@@ -66,17 +66,6 @@ static __always_inline void aggregate(const struct retrans_event *e, const void 
 }
 
 /* A filled record to user space, or into the summary maps. */
-static __always_inline void deliver(const struct retrans_event *e, const void *sk)
-{
-	if (aggregate_in_kernel) {
-		aggregate(e, sk);
-		return;
-	}
-	struct retrans_event *r = reserve_event(sizeof(*r));
-	if (!r)
-		return;
-	__builtin_memcpy(r, e, sizeof(*r));
-	submit_event(r);
-}
+AGG_DELIVER(struct retrans_event);
 
 #endif
