@@ -223,8 +223,12 @@ describeBpf('a full conntrack table: drops, pressure, top\'s diagnosis and the P
     const lost = last.filter((x) => /^netbpf_(lost_events|recursion_misses|source_lost_events)_total$/.test(x.name) && ['drops', 'conntrack'].includes(x.labels.tool));
     expect(lost.length, seen).toBeGreaterThan(0);
     expect(lost.filter((x) => x.value !== 0), seen).toEqual([]);
-    // The window with the drops published the diagnoses: the host's names A's table with the kernel's count.
-    expect(diagnosisSeen.get(`netbpf_host_diagnosis|conntrack-full|conntrack (netns ${inode})`), seen).toContain(kernel('drop'));
+    // The windows with the drops published the diagnoses: the host's names A's table with the kernel's count in
+    // that window: the SYNs and their retransmits (1 s later) fall in one 2 s window or in two, so at most the total.
+    const hostCounts = diagnosisSeen.get(`netbpf_host_diagnosis|conntrack-full|conntrack (netns ${inode})`) ?? [];
+    expect(hostCounts.length, seen).toBeGreaterThan(0);
+    expect(Math.max(...hostCounts), seen).toBeGreaterThanOrEqual(kernel('drop') / 2);
+    expect(Math.max(...hostCounts), seen).toBeLessThanOrEqual(kernel('drop'));
     expect(diagnosisSeen.has(`netbpf_diagnosis|conntrack-full|${dest}`), seen).toBe(true);
     polling = false;
     await poller;
