@@ -28,7 +28,11 @@ static __always_inline void *agg_insert(void *map, const void *key, const void *
 {
 	if (*full)
 		return NULL;
-	if (bpf_map_update_elem(map, key, zero, BPF_NOEXIST) == -7 /* -E2BIG: no room */) {
+	/* Compared as 32 bits: before 6.4 the verifier turns the helper into a direct call of the map's update
+	 * function, which returns an int, so -E2BIG arrives as 0xfffffff9, not sign-extended (Debian's 5.10 and
+	 * 6.1; 6.4's "bpf: return long from bpf_map_ops funcs" fixed it). As a 64-bit compare, a full map was never
+	 * seen there and every later new key paid a failing insert. */
+	if ((int)bpf_map_update_elem(map, key, zero, BPF_NOEXIST) == -7 /* -E2BIG: no room */) {
 		*full = 1;
 		return NULL;
 	}

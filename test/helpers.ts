@@ -3,6 +3,7 @@
 import { describe } from 'vitest';
 import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { release } from 'node:os';
 import { addon } from '../src/core/addon.js';
 
 export function bpfUnavailableReason(): string | null {
@@ -55,4 +56,10 @@ export function withTracefs(argv: string[]): string[] {
  * it does not. Read from the kernel's BTF directly, not through netbpf's DropReasons. */
 export function kernelHasDropReasons(): boolean {
   return addon().kernelBtfEnum('skb_drop_reason') !== null;
+}
+
+/** Whether the running kernel is older than major.minor (uname's release). */
+export function kernelBefore(major: number, minor: number): boolean {
+  const [a, b] = release().split('.').map((x) => parseInt(x, 10));
+  return a < major || (a === major && b < minor);
 }

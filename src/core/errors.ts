@@ -1,4 +1,6 @@
 /** Errors a user can cause or fix, each with the exit code of its class (documented in the README). */
+import { memlockCause } from './memlock.js';
+
 export type ErrorKind = 'usage' | 'privilege' | 'kernel' | 'runtime';
 
 /** Exit codes by class: usage 2, missing privilege 77 (EX_NOPERM), kernel feature missing 69 (EX_UNAVAILABLE), runtime 1. */
@@ -39,6 +41,8 @@ export function fromAddonError(what: string, err: unknown): NetbpfError {
   const errno = e?.errno;
   const log = e?.libbpfLog ?? '';
   if (errno === 1 || errno === 13) {
+    const memlock = errno === 1 ? memlockCause() : null;
+    if (memlock) return new NetbpfError('privilege', `${what}: permission denied (${e.code}): ${memlock}`, { errno, details: log, cause: err });
     return new NetbpfError(
       'privilege',
       `${what}: permission denied (${e.code}); run as root or with CAP_BPF and CAP_PERFMON`,

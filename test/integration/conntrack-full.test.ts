@@ -129,7 +129,7 @@ describeBpf('a full conntrack table: drops, pressure, top\'s diagnosis and the P
 
     ({ top, result: r } = await topAround(CIDR, () => s.conntrackFull(p, HOLD, BURST, WINDOW_MS, whileFull), { settleMs: 2500 }));
     k1 = await ctStat(p.a);
-  }, 120000);
+  }, 300000); // two tools start (serve, top): minutes under emulation (the kernel matrix guests)
 
   afterAll(async () => {
     polling = false;

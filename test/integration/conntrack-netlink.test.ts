@@ -8,15 +8,15 @@
  * created: every test starts netbpf first and creates entries afterwards.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync, chmodSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { createInterface } from 'node:readline';
 import { join } from 'node:path';
 import { NetnsPair } from '../../src/testing/netns.js';
 import { packageRoot } from '../../src/core/addon.js';
-import { conntrackSnapshot } from '../../src/tools/conntrack/index.js';
-import { describeBpf, hasCommand, sleep } from '../helpers.js';
+import { conntrackSnapshot, ConntrackTrace } from '../../src/tools/conntrack/index.js';
+import { describeBpf, hasCommand, kernelBefore, sleep } from '../helpers.js';
 
 const CLI = join(packageRoot, 'bin', 'netbpf.js');
 const PORT = 18181;
@@ -38,7 +38,8 @@ class Run {
     this.exited = new Promise((r) => this.child.once('close', (code) => r(code)));
   }
   async started(): Promise<void> {
-    for (let i = 0; i < 150 && !this.lines.some((l) => l.type === 'start'); i++) {
+    // Bounded at 90 s: seconds here, much longer under emulation (the kernel matrix) and under strace.
+    for (let i = 0; i < 900 && !this.lines.some((l) => l.type === 'start'); i++) {
       if (this.child.exitCode !== null) break;
       await sleep(100);
     }
@@ -82,15 +83,41 @@ async function netfilterSockets(pair: NetnsPair, ns: string): Promise<Array<{ po
 
 const GROUP_NEW = 1, GROUP_DESTROY = 4; // NFNLGRP_CONNTRACK_NEW / _DESTROY as nl_groups bits
 
+/** The hooks conntrack chooses on this kernel by default: fexit/kprobe on the conntrack code where the kernel allows
+ * them (they see every namespace), else the netfilter program (>= 6.4) for new entries and ctnetlink for destroys. */
+async function defaultHooks(): Promise<{ newHook: string; destroyHook: string }> {
+  const t = new ConntrackTrace({});
+  try {
+    const info = await t.start();
+    const hook = (f: string) => info.hooks.find((h) => h.feature === f)!.hook!;
+    return { newHook: hook('new entries'), destroyHook: hook('destroyed entries') };
+  } finally {
+    await t.stop();
+  }
+}
+/** Ends of TCP conntrack entries (CLOSE: 10 s, TIME_WAIT: 120 s, ...) held for an hour in a namespace: a churn that
+ * runs slowly (emulated kernels) must find every entry it made still there when it deletes them. */
+const HOLD_CLOSED_ENTRIES = ['close', 'close_wait', 'fin_wait', 'last_ack', 'time_wait'].map((s) => `net.netfilter.nf_conntrack_tcp_timeout_${s}=3600`);
+
 describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), nft counters, /proc/net/netlink as oracles)', () => {
   let pair: NetnsPair;
+  let hooks: { newHook: string; destroyHook: string };
+  /** Destroys come from ctnetlink by default (no fexit/kprobe on nf_ct_delete here); else forced for ctnetlink's tests. */
+  let netlinkByDefault = true;
+  /** What the ctnetlink tests add to see destroys through ctnetlink on every kernel. */
+  let viaNetlink: string[] = [];
   beforeAll(async () => {
+    hooks = await defaultHooks();
+    netlinkByDefault = hooks.destroyHook.startsWith('ctnetlink');
+    viaNetlink = netlinkByDefault ? [] : ['--mechanism', 'ctnetlink'];
+    console.info(`conntrack's default hooks here: new entries ${hooks.newHook}; destroyed entries ${hooks.destroyHook}`);
     expect(hasCommand('conntrack'), 'conntrack(8) is the oracle: apt install conntrack').toBe(true);
     pair = await NetnsPair.create('ctnl');
     await pair.startServer(PORT);
     // Namespace A tracks its connections to the server (an nft rule using conntrack); the counter counts new ones.
     await pair.nft(pair.a, `table inet netbpf_ctnl {\n  chain out { type filter hook output priority 0; policy accept;\n    tcp dport ${PORT} ct state new counter\n  }\n}\n`);
-  }, 30000);
+    await pair.exec(pair.a, ['sysctl', '-qw', ...HOLD_CLOSED_ENTRIES]);
+  }, 60000);
   afterAll(async () => { await pair?.destroy(); });
 
   /** N connections A -> B, then `conntrack -D` of them, with netbpf running in A; returns the oracles. */
@@ -104,8 +131,17 @@ describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), n
     // The library's table dump (ctnetlink, entering A from this process's namespace) against conntrack -L.
     const dumped = snapshot ? (await conntrackSnapshot({ netns: pair.a })).filter((e) => e.orig.dport === PORT && e.reply.src === pair.addrB && e.protocolName === 'tcp').length : -1;
     const deleted = await deleteEntries(pair, pair.a, PORT);
-    await cli.waitFor(() => cli.events('destroy').length >= deleted && cli.events('new').length >= created, 30000);
+    // Entries gone before the delete (a reused source port's SYN ends the old entry's TIME_WAIT) were destroyed already.
+    await cli.waitFor(() => cli.events('destroy').length >= created - listedBefore + deleted && cli.events('new').length >= created, 30000);
     return { created, listedBefore, deleted, dumped };
+  }
+
+  /** Nothing lost on the way the default hooks deliver: ctnetlink's socket drops, or the ring buffer's losses. */
+  function expectNothingLost(cli: Run): void {
+    const c = cli.counters();
+    expect(c.lost).toBe(0);
+    if (netlinkByDefault) expect(c.sourceLost).toBe(0);
+    else expect(c.sourceLost).toBeUndefined(); // no ctnetlink socket: every event came through the BPF hooks
   }
 
   it('a 1000-entry conntrack -D burst yields exactly 1000/1000 destroy events (reliable delivery, default buffer)', async () => {
@@ -120,13 +156,13 @@ describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), n
     expect([o.created, o.listedBefore, o.dumped, o.deleted]).toEqual([1000, 1000, 1000, 1000]);
     expect(cli.events('new').length).toBe(1000);
     expect(cli.events('destroy').length).toBe(1000);
-    expect(cli.counters().sourceLost).toBe(0);
+    expectNothingLost(cli);
     expect(await listed(pair, pair.a, PORT)).toBe(0);
   }, 120000);
 
   it('reliable delivery recovers every destroy through a 32 KiB buffer and a slow reader; the kernel counted the retried deliveries', async () => {
     // 16 KiB requested (the kernel doubles it: ~25 events of 1,280 bytes each), 500 us per message read.
-    const slow = new Run(inNs(pair.a, ['-D', String(PORT), '--netlink-buffer', '16384', '--netlink-read-delay-us', '500']));
+    const slow = new Run(inNs(pair.a, ['-D', String(PORT), ...viaNetlink, '--netlink-buffer', '16384', '--netlink-read-delay-us', '500']));
     // A second netbpf in the same namespace, with the default buffer: the kernel re-sends every missed DESTROY
     // to all listeners, so this one receives duplicates (passed over); its netfilter program takes the next
     // free priority (the first instance holds the one just before confirm).
@@ -134,7 +170,7 @@ describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), n
     let o, sockets: Array<{ portid: number; groups: number; drops: number }> = [];
     try {
       await slow.started();
-      fast = new Run(inNs(pair.a, ['--summary', '-D', String(PORT)]));
+      fast = new Run(inNs(pair.a, ['--summary', '-D', String(PORT), ...viaNetlink]));
       await fast.started();
       o = await burst(slow, 1000);
       await fast.waitFor(() => fast!.events('destroy').length >= 1000, 10000);
@@ -156,7 +192,9 @@ describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), n
     expect(fast.netlink().duplicates).toBeGreaterThan(0);
     expect(fast.counters().sourceLost).toBe(0);
     const fastHook = (fast.of('start')[0] as { hooks: Array<{ feature: string; hook: string }> }).hooks[0].hook;
-    expect(fastHook).toMatch(/IPv6 LOCAL_IN at confirm-2/);
+    // The netfilter program (>= 6.4, where no fexit/kprobe serves first) of the second instance takes the next priority.
+    if (hooks.newHook.startsWith('netfilter')) expect(fastHook).toMatch(/IPv6 LOCAL_IN at confirm-2/);
+    else expect(fastHook).toMatch(/^ctnetlink NEW/);
   }, 120000);
 
   it('a 10,000-connection churn yields exactly 10,000/10,000 new and destroy events', async () => {
@@ -167,11 +205,15 @@ describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), n
     } finally {
       expect(await cli.stop()).toBe(0);
     }
-    console.info(`churn 10000: nft new ${o.created}, deleted ${o.deleted}; netbpf ${cli.events('new').length} new / ${cli.events('destroy').length} destroy; counters ${JSON.stringify(cli.counters())}`);
-    expect([o.created, o.deleted]).toEqual([10000, 10000]);
+    console.info(`churn 10000: nft new ${o.created}, listed ${o.listedBefore}, deleted ${o.deleted}; netbpf ${cli.events('new').length} new / ${cli.events('destroy').length} destroy; counters ${JSON.stringify(cli.counters())}`);
+    // Every entry ends: deleted, or before that (conntrack ends an entry in TIME_WAIT when a SYN reuses its tuple:
+    // a client source port chosen again). On 5.10, 53 of 10,000 ended before the delete, all reported destroyed.
+    expect(o.created).toBe(10000);
+    expect(o.deleted).toBeGreaterThan(9000);
+    expect(await listed(pair, pair.a, PORT)).toBe(0);
     expect(cli.events('new').length).toBe(10000);
     expect(cli.events('destroy').length).toBe(10000);
-    expect(cli.counters().sourceLost).toBe(0);
+    expectNothingLost(cli);
   }, 240000);
 
   it('reliable delivery off, a slow reader and a small buffer: events seen + reported lost == the kernel\'s counts, per socket as /proc/net/netlink says', async () => {
@@ -230,14 +272,18 @@ describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), n
       chmodSync(join(dir, 'conntrack'), 0o755);
       const env = { ...process.env, PATH: `${dir}:${process.env.PATH}` };
       const traced = (name: string, args: string[]) => ['ip', 'netns', 'exec', pair.a, 'strace', '-f', '-qq', '--seccomp-bpf', '-e', 'trace=execve,execveat', '-o', join(dir, name), process.execPath, CLI, ...args];
-      const ct = new Run(traced('conntrack.strace', ['conntrack', '--json', '--duration', '6', '-D', String(PORT)]), env);
-      const rt = new Run(traced('retrans.strace', ['retrans', '--json', '--resolve-nat', '--duration', '6']), env);
+      // Stopped after the traffic (SIGINT), not after a fixed --duration: under strace and emulation start-up is slow.
+      const ct = new Run(traced('conntrack.strace', ['conntrack', '--json', '-D', String(PORT), ...viaNetlink]), env);
+      const rt = new Run(traced('retrans.strace', ['retrans', '--json', '--resolve-nat']), env);
       await ct.started();
       await rt.started();
       const res = await pair.client(pair.addrB, PORT, { conns: 50, parallel: 8, bytes: 1 });
       expect(res.ok).toBe(50);
       const deleted = await deleteEntries(pair, pair.a, PORT);
-      expect([await ct.exited, await rt.exited]).toEqual([0, 0]);
+      await ct.waitFor(() => ct.events('destroy').length >= deleted, 30000);
+      // strace (which `ip netns exec` became) holds fatal signals while it writes -o FILE: SIGINT goes to netbpf, its child.
+      const interrupt = (r: Run) => { process.kill(Number(execFileSync('pgrep', ['-P', String(r.child.pid)], { encoding: 'utf8' }).trim().split('\n')[0]), 'SIGINT'); return r.exited; };
+      expect([await interrupt(ct), await interrupt(rt)]).toEqual([0, 0]);
       expect(deleted).toBe(50);
       expect(ct.events('destroy').length).toBe(50); // the ctnetlink path did run
       expect(existsSync(marker)).toBe(false);
@@ -250,7 +296,7 @@ describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), n
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
-  }, 60000);
+  }, 240000);
 
   it('--netns with two namespaces from outside both: each one\'s entries, with its inode, reported at start', async () => {
     // B tracks the connections it receives too: each connection is an entry in A and one in B.
@@ -277,9 +323,17 @@ describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), n
     console.info(`--netns A B: deleted ${deleted}; new ${count('new', inoA)}/${count('new', inoB)}, destroy ${count('destroy', inoA)}/${count('destroy', inoB)}`);
     expect(deleted).toEqual([200, 200]);
     expect([count('new', inoA), count('new', inoB), count('destroy', inoA), count('destroy', inoB)]).toEqual([200, 200, 200, 200]);
-    expect(cli.events('new').every((e) => e.source === 'ctnetlink')).toBe(true);
-    const hooks = (cli.of('start')[0] as { hooks: Array<{ feature: string; hook: string; skipped: string[] }> }).hooks;
-    expect(hooks.find((h) => h.feature === 'new entries')!.skipped.join()).toContain('sees only the caller\'s namespace');
+    const started = (cli.of('start')[0] as { hooks: Array<{ feature: string; hook: string; skipped: string[] }> }).hooks;
+    const newHook = started.find((h) => h.feature === 'new entries')!;
+    if (hooks.newHook.startsWith('netfilter')) {
+      // The netfilter program sees only its own namespace: new entries of two others come from ctnetlink.
+      expect(cli.events('new').every((e) => e.source === 'ctnetlink')).toBe(true);
+      expect(newHook.skipped.join()).toContain('sees only the caller\'s namespace');
+    } else {
+      // fexit/kprobe see every namespace: the same hook as by default, its events kept for the two watched.
+      expect(newHook.hook).toBe(hooks.newHook);
+      expect(cli.events('new').every((e) => e.source === 'bpf')).toBe(true);
+    }
   }, 90000);
 
   it('releases a watched namespace once it is deleted (its sockets would keep it, and its devices, alive)', async () => {
@@ -292,17 +346,20 @@ describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), n
     try {
       expect(await ip(['link', 'add', 'vc0', 'netns', ns, 'type', 'veth', 'peer', 'name', peer, 'netns', pair.a])).toBe(0);
       const ino = statSync(`/run/netns/${ns}`).ino;
-      cli = new Run([process.execPath, CLI, 'conntrack', '--json', '--mechanism', 'ctnetlink', '--netns', ns, '--netns', pair.a, '--netns-rescan', '0.3']);
+      cli = new Run([process.execPath, CLI, 'conntrack', '--json', '--mechanism', 'ctnetlink', '--netns', ns, '--netns', pair.a, '--netns-rescan', '2']);
       await cli.started();
       expect(await ip(['netns', 'del', ns])).toBe(0);
-      await sleep(200);
-      const heldAfterDelete = await peerExists(); // netbpf's sockets still hold C
-      await cli.waitFor(() => cli!.of('netns').some((l) => l.change === 'removed'), 5000);
+      const heldAfterDelete = await peerExists(); // netbpf's sockets still hold C, until its next rescan
+      const checkedAt = Date.now();
+      await cli.waitFor(() => cli!.of('netns').some((l) => l.change === 'removed'), 10000);
       let freed = false;
       for (let i = 0; i < 50 && !freed; i++) { freed = !(await peerExists()); if (!freed) await sleep(100); }
-      const removed = cli.of('netns').find((l) => l.change === 'removed') as { namespaces: Array<{ netns: number }> } | undefined;
-      console.info(`release: peer held after ip netns del: ${heldAfterDelete}; removed ${JSON.stringify(removed?.namespaces.map((n) => n.netns))}; freed ${freed}`);
-      expect(heldAfterDelete).toBe(true);
+      const removed = cli.of('netns').find((l) => l.change === 'removed') as { time: number; namespaces: Array<{ netns: number }> } | undefined;
+      // The check says something only if it ended before netbpf's rescan let C go (a rescan every 2 s, at any phase
+      // of the delete; spawning ip takes long under emulation): then C must still have been there.
+      const conclusive = !!removed && checkedAt < removed.time;
+      console.info(`release: peer held after ip netns del: ${heldAfterDelete} (${conclusive ? 'checked before the release' : 'checked after the release: inconclusive'}); removed ${JSON.stringify(removed?.namespaces.map((n) => n.netns))}; freed ${freed}`);
+      if (conclusive) expect(heldAfterDelete).toBe(true);
       expect(removed?.namespaces.map((n) => n.netns)).toEqual([ino]);
       expect(freed).toBe(true);
       expect(cli.stderr).toContain(`no longer watching (gone): ${ino}`);
@@ -335,7 +392,16 @@ describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), n
     const news = cli.events('new');
     const hook = (cli.of('start')[0] as { hooks: Array<{ feature: string; hook: string }> }).hooks.find((h) => h.feature === 'new entries')!.hook;
     console.info(`IPv6 LOCAL_IN: nft ${created} new, netbpf ${news.length} (${hook})`);
-    expect(hook).toMatch(/^netfilter/);
+    expect(hook).toBe(hooks.newHook);
+    if (kernelBefore(6, 4)) {
+      // No BPF netfilter programs before 6.4: fexit/kprobe on the confirm function serve, and the netfilter
+      // alternative says why it cannot.
+      expect(hook).toMatch(/^(fexit|kprobe)\/__nf_conntrack_confirm$/);
+      const netfilter = new ConntrackTrace({}).spec.hooks[0].alternatives.find((a) => a.kind === 'netfilter')!;
+      expect(netfilter.missing?.()).toEqual({ cause: 'kernel', reason: 'no BPF netfilter programs in this kernel (needs >= 6.4)' });
+    } else if (!hook.startsWith('netfilter')) {
+      expect(hook).toMatch(/^(fexit|kprobe)\/__nf_conntrack_confirm$/); // preferred where the kernel allows them
+    }
     expect(created).toBe(50);
     expect(news.length).toBe(50);
     expect(news.every((e) => e.family === 6 && e.source === 'bpf')).toBe(true);
@@ -352,7 +418,8 @@ describeBpf('netbpf conntrack --netns all (an isolated world: own network, mount
       const script = [
         'set -e', 'mkdir -p /run/netns', 'mount -t tmpfs tmpfs /run/netns',
         `${process.execPath} ${CLI} conntrack --json --netns all --netns-rescan 0.3 --mechanism ctnetlink -D ${PORT} > ${out} 2> ${err} &`,
-        'CLI=$!', 'sleep 2',
+        // Started (its namespaces scanned) before z exists: seconds under emulation, so waited for, bounded.
+        'CLI=$!', `for i in $(seq 600); do grep -qs '"type":"start"' ${out} && break; sleep 0.1; done`,
         'ip netns add z', 'ip -n z link set lo up', `stat -Lc %i /run/netns/z > ${ino}`,
         `printf 'table inet t {\\n chain out { type filter hook output priority 0; policy accept;\\n tcp dport ${PORT} ct state new counter\\n }\\n}\\n' | ip netns exec z nft -f -`,
         'sleep 1',

@@ -140,7 +140,8 @@ describeBpf('netbpf drops (real kernel, private namespaces)', () => {
     expect(full[0].reasonCode).toBe(kernelReasonCode('SOCKET_RCVBUFF'));
     expect(full.every((e) => e.category === 'drop' && e.len === 1028)).toBe(true); // IP length: 20 + 8 + 1000
     // Every datagram arrived over the veth: what the buffer did not refuse was queued, then freed at close.
-    expect(purged.length).toBe(sent - rcvbufErrors);
+    const seen = [...new Set(events.filter((e) => e.dport === port && e.proto === 'udp').map((e) => `${e.category} ${e.reason} ${e.location.replace(/\+.*/, '')} netns ${e.netns === nsB ? 'B' : e.netns}`))];
+    expect(purged.length, `UDP frees to the port: ${seen.join('; ')}`).toBe(sent - rcvbufErrors);
   });
   let rcvbufErrors = 0;
 

@@ -154,7 +154,7 @@ run_guest() {
 
   out=$work/out/$label
   rm -rf "$out" && mkdir -p "$out"
-  declare -p NETBPF_SUITE_FILTER NETBPF_HOOKS_ONLY NETBPF_SUITE_TIMEOUT NETBPF_GUEST_CMD 2>/dev/null | sed 's/^declare -x /export /' > "$out/env.sh" || true
+  declare -p NETBPF_SUITE_FILTER NETBPF_HOOKS_ONLY NETBPF_SUITE_TIMEOUT NETBPF_GUEST_CMD NETBPF_NO_HOOK_PROBE 2>/dev/null | sed 's/^declare -x /export /' > "$out/env.sh" || true
   printf '{"label":"%s","package":"%s","version":"%s"}\n' "$label" "$pkg" \
     "$(dpkg-deb -f "$deb" Version)" > "$out/meta.json"
   log "$label: booting $kver under qemu (TCG, $VM_CPUS vCPUs, $VM_MEMORY, timeout ${VM_TIMEOUT}s); console: $out/console.log"

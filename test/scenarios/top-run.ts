@@ -38,7 +38,8 @@ export async function topAround<T>(cidr: string, work: () => Promise<T>, opts: {
   try {
     // Every tool reports its start (or its error) before tracing begins.
     for (const t0 = Date.now(); (out.match(/"type":"start"/g) ?? []).length < 4; ) {
-      if (child.exitCode !== null || Date.now() - t0 > 15000) throw new Error(`top did not start: ${err}`);
+      // Bounded at 90 s: about a second here, far longer under emulation (the kernel matrix guests).
+      if (child.exitCode !== null || Date.now() - t0 > 90000) throw new Error(`top did not start: ${err}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     const result = await work();

@@ -152,6 +152,7 @@ describe('dropCategory', () => {
   });
   it('without drop reasons (kernels < 5.17) tells purges apart by the freeing function alone', () => {
     expect(dropCategory('UNAVAILABLE', 'udp_destruct_sock+0x7a')).toBe('purge');
+    expect(dropCategory('UNAVAILABLE', 'udp_destruct_common+0x51')).toBe('purge'); // Debian's 5.10.262 (stable rename)
     expect(dropCategory('UNAVAILABLE', 'skb_queue_purge+0x1c')).toBe('purge');
     expect(dropCategory('UNAVAILABLE', 'nf_hook_slow+0x90')).toBe('drop');
     expect(dropCategory('UNAVAILABLE', '')).toBe('drop');

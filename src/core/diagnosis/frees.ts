@@ -52,8 +52,9 @@ export const HARMLESS_FREES: readonly HarmlessFree[] = [
     reason: 'NOT_SPECIFIED', functions: [fn], kind: 'purge', why: `queued data freed with the generic reason by ${fn} when its socket was torn down`,
   })),
   // Kernels before 5.17 pass no reason (UNAVAILABLE): the freeing function alone tells a teardown purge (seen on
-  // Debian's 5.10: udp_destruct_sock for a UDP socket's queue, skb_queue_purge for others).
-  ...['udp_destruct_sock', 'skb_queue_purge', 'inet_sock_destruct', 'sk_stream_kill_queues', 'unix_release_sock', 'packet_release',
+  // Debian's 5.10: udp_destruct_common for a UDP socket's queue on 5.10.262, whose stable updates renamed
+  // udp_destruct_sock's loop; skb_queue_purge for others).
+  ...['udp_destruct_common', 'udp_destruct_sock', 'skb_queue_purge', 'inet_sock_destruct', 'sk_stream_kill_queues', 'unix_release_sock', 'packet_release',
     'sk_common_release'].map((fn): HarmlessFree => ({
     reason: 'UNAVAILABLE', functions: [fn], kind: 'purge', why: `queued data freed by ${fn} when its socket was torn down (no drop reason on this kernel)`,
   })),

@@ -180,8 +180,12 @@ export class ConntrackTrace extends Trace<ConntrackEvent> {
       throw usageError(`netlink buffer ${opts.netlinkBufferBytes} must be a whole number of at least 4096 bytes`);
     }
     this.wanted = recordFilter(opts);
-    // fexit/kprobe see every namespace: with named namespaces, only theirs are events.
-    if (opts.netns?.length && !plan.all) this.spec.accept = (e) => this.watched.has(e.netns);
+    // fexit/kprobe see every namespace: only the watched ones' entries are events (the caller's by default, as the
+    // netfilter program and ctnetlink see it on other kernels), from the first event on (watched fills at start).
+    if (!plan.all) {
+      const planned = new Set(plan.targets.map((t) => t.netns));
+      this.spec.accept = (e) => this.watched.has(e.netns) || planned.has(e.netns);
+    }
     this.onEvents((events) => { for (const e of events) this.remember(e); });
   }
 
