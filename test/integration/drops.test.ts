@@ -36,7 +36,7 @@ async function traced(opts: Parameters<typeof drops>[0], fn: () => Promise<void>
     await fn();
     await sleep(300);
     // What the kernel frees later (a closed socket's queue, after an RCU grace period): waited for, bounded.
-    for (const t0 = Date.now(); until && !until(events) && Date.now() - t0 < 10_000; ) await sleep(100);
+    for (const t0 = Date.now(); until && !until(events) && Date.now() - t0 < 30_000; ) await sleep(100);
   } finally {
     await trace.stop();
   }
