@@ -155,7 +155,9 @@ describeBpf('top names the classic failures right (kernel counters as the oracle
     expect(r.b['TcpExt.TCPToZeroWindowAdv']).toBeGreaterThan(0);
     expect(codes(r)).toEqual(['zero-window']);
     expect(row(r).diagnoses[0].text).toMatch(/^receiver not reading: python3 \(pid \d+\) on this host has not read for \d+\.\d s, \d+ bytes unread/);
-    expect(row(r).drops.total).toBe(0);
+    // Without drop reasons, late segments to the sender's closed connections (tcp_v4_rcv: no socket or TIME_WAIT)
+    // are counted, as NO_SOCKET would be on later kernels; never as a local drop (the codes above).
+    if (NETFILTER_REASON !== 'UNAVAILABLE') expect(row(r).drops.total).toBe(0);
     expect(host().filter((d) => d.code === 'zero-window' && d.subject.startsWith('python3 ('))).toHaveLength(1);
   });
 
