@@ -236,6 +236,7 @@ describe('diagnoses of the classic failures', () => {
   it('without drop reasons, a free in nf_hook_slow is a netfilter verdict (it frees only for NF_DROP): the firewall is named', () => {
     expect(freeKind('UNAVAILABLE', 'nf_hook_slow+0x90')).toBe('netfilter-hook');
     expect(freeKind('UNAVAILABLE', 'tcp_v4_rcv+0x8c1')).toBe('no-socket'); // no socket, or a TIME_WAIT one: no local drop
+    expect(freeKind('UNAVAILABLE', 'tcp_v4_do_rcv+0x1f0')).toBe('no-socket'); // a stray segment, refused with a RST
     const r = diagnoseDestination(dest(5301, (x) => { x.frees = [free('UNAVAILABLE', 'nf_hook_slow+0x90', 4)]; }), noHostEvidence());
     expect(r.map((x) => x.code)).toEqual(['local-firewall']);
     expect(r[0].evidence.map((e) => e.source)).toEqual(['drops (skb:kfree_skb reason UNAVAILABLE in nf_hook_slow)']);

@@ -92,9 +92,11 @@ export function freeKind(reason: string, location: string): FreeKind {
   // only for NF_DROP (a rule's drop or reject, or conntrack's), what later kernels call NETFILTER_DROP there.
   if (reason === 'UNAVAILABLE' && freeingFunction(location) === 'nf_hook_slow') return 'netfilter-hook';
   // ...and TCP's receive entry frees there what finds no socket to take it (answered with a RST: NO_SOCKET later) or
-  // what a TIME_WAIT socket handled (housekeeping later): no loss of wanted data either way, so never "local drops"
-  // (seen on 5.10: a refused connect's SYNs, late segments to connections this host had closed).
-  if (reason === 'UNAVAILABLE' && (freeingFunction(location) === 'tcp_v4_rcv' || freeingFunction(location) === 'tcp_v6_rcv')) return 'no-socket';
+  // what a TIME_WAIT socket handled (housekeeping later), tcp_v{4,6}_do_rcv what a socket refused with a RST (a stray
+  // segment, TCP_FLAGS later): no loss of wanted data, so never "local drops" (seen on 5.10: a refused connect's
+  // SYNs, late segments to connections this host had closed).
+  const fn = freeingFunction(location);
+  if (reason === 'UNAVAILABLE' && (fn === 'tcp_v4_rcv' || fn === 'tcp_v6_rcv' || STRAY_FUNCTIONS.has(fn))) return 'no-socket';
   if (FIREWALL_REASONS.has(reason)) return 'firewall-rule';
   if (reason === 'NO_SOCKET') return 'no-socket';
   // A listener (or a closed socket) that got an ACK for a connection it no longer has: tcp_rcv_state_process
