@@ -7,12 +7,15 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetnsPair } from '../../src/testing/netns.js';
-import { describeBpf, hasCommand } from '../helpers.js';
+import { describeBpf, hasCommand, kernelHasDropReasons } from '../helpers.js';
 import * as s from '../scenarios/failures.js';
 import type { ScenarioResult } from '../scenarios/failures.js';
 import { topAround, type TopRun, type TopSnapshot } from '../scenarios/top-run.js';
 
 const SUBNET = 243;
+/** netfilter's drops: NETFILTER_DROP, or UNAVAILABLE on kernels without drop reasons (< 5.17), where the diagnoses
+ * still name the firewall or conntrack by the freeing function (nf_hook_slow). */
+const NETFILTER_REASON = kernelHasDropReasons() ? 'NETFILTER_DROP' : 'UNAVAILABLE';
 const CIDR = `10.${SUBNET}.0.0/16`;
 
 type Row = TopSnapshot['rows'][number] & {
@@ -58,7 +61,7 @@ describeBpf('top names the classic failures right (kernel counters as the oracle
       results.closeWaitLeak = { ...leak, serverPid: leak.server.child.pid };
       results.healthy = await s.healthy(p);
     }));
-  }, 120000);
+  }, 600000); // a minute here; many under emulation (the kernel matrix guests)
   afterAll(async () => { await p?.destroy(); });
 
   it('top ran cleanly and lost nothing', () => {
@@ -82,7 +85,7 @@ describeBpf('top names the classic failures right (kernel counters as the oracle
   it('application gives up while a firewall rule here drops the SYNs: the local firewall, with its drops', () => {
     const r = results.appTimeoutLocalFirewall;
     expect(codes(r), seen(r)).toEqual(['local-firewall']);
-    expect(row(r).drops.byReason.NETFILTER_DROP, seen(r)).toBe(r.oracle.nftDropped);
+    expect(row(r).drops.byReason[NETFILTER_REASON], seen(r)).toBe(r.oracle.nftDropped);
     expect(row(r).diagnoses[0].text, seen(r)).toMatch(/^local firewall dropping packets \(2 packets dropped by netfilter on this host, 1 connect unanswered\)/);
   });
 
@@ -100,7 +103,7 @@ describeBpf('top names the classic failures right (kernel counters as the oracle
     const r = results.rejectReset;
     expect(codes(r)).toEqual(['firewall-reject']);
     expect(row(r).diagnoses[0].text).toMatch(/^rejected by a firewall rule on this host: TCP reset \(2 of 2 connects/);
-    expect(row(r).drops.byReason.NETFILTER_DROP).toBe(r.oracle.nftRejected);
+    expect(row(r).drops.byReason[NETFILTER_REASON]).toBe(r.oracle.nftRejected);
   });
 
   it('firewall reject with ICMP port unreachable: no RST was received, so not "nothing listening"', () => {
@@ -108,21 +111,21 @@ describeBpf('top names the classic failures right (kernel counters as the oracle
     expect(codes(r)).toEqual(['firewall-reject']);
     expect(row(r).diagnoses[0].text).toMatch(/^rejected by a firewall rule on this host: ICMP port unreachable \(2 of 2 connects refused without a RST/);
     expect(r.a['Icmp.InDestUnreachs']).toBe(2);
-    expect(row(r).drops.byReason.NETFILTER_DROP).toBe(r.oracle.nftRejected);
+    expect(row(r).drops.byReason[NETFILTER_REASON]).toBe(r.oracle.nftRejected);
   });
 
   it('nothing listening: refused, with the kernel\'s own resets (Tcp OutRsts) as NO_SOCKET', () => {
     const r = results.noListener;
     expect(codes(r)).toEqual(['refused']);
     expect(row(r).diagnoses[0]).toMatchObject({ confidence: 'high', text: 'refused: nothing listening (2 of 2 connects answered with RST)' });
-    expect(row(r).drops.byReason.NO_SOCKET).toBe(r.b['Tcp.OutRsts']);
+    expect(row(r).drops.byReason[NETFILTER_REASON === 'UNAVAILABLE' ? 'UNAVAILABLE' : 'NO_SOCKET']).toBe(r.b['Tcp.OutRsts']);
   });
 
   it('conntrack table full: its drops attributed to conntrack (the kernel\'s drop counter), not to the firewall', () => {
     const r = results.conntrackFull;
     expect(r.oracle.ctDrop).toBeGreaterThan(0);
     expect(codes(r)).toEqual(['conntrack-full']);
-    expect(row(r).drops.byReason.NETFILTER_DROP).toBe(r.oracle.ctDrop);
+    expect(row(r).drops.byReason[NETFILTER_REASON]).toBe(r.oracle.ctDrop);
     expect(row(r).diagnoses[0].text).toMatch(new RegExp(`^conntrack table full: ${r.oracle.ctDrop} packets to it dropped for want of an entry \\(conntrack's drop counter \\+${r.oracle.ctDrop};`));
     const h = host().filter((d) => d.code === 'conntrack-full');
     expect(h).toHaveLength(1);
@@ -152,7 +155,9 @@ describeBpf('top names the classic failures right (kernel counters as the oracle
     expect(r.b['TcpExt.TCPToZeroWindowAdv']).toBeGreaterThan(0);
     expect(codes(r)).toEqual(['zero-window']);
     expect(row(r).diagnoses[0].text).toMatch(/^receiver not reading: python3 \(pid \d+\) on this host has not read for \d+\.\d s, \d+ bytes unread/);
-    expect(row(r).drops.total).toBe(0);
+    // Without drop reasons, late segments to the sender's closed connections (tcp_v4_rcv: no socket or TIME_WAIT)
+    // are counted, as NO_SOCKET would be on later kernels; never as a local drop (the codes above).
+    if (NETFILTER_REASON !== 'UNAVAILABLE') expect(row(r).drops.total).toBe(0);
     expect(host().filter((d) => d.code === 'zero-window' && d.subject.startsWith('python3 ('))).toHaveLength(1);
   });
 
@@ -197,7 +202,7 @@ describeBpf('top is not flaky: 20 healthy runs, 20 runs of 5% loss outside the h
       expect(rows.map((x) => x?.connects.successes), JSON.stringify(rows.map((x) => x && { key: x.key, connects: x.connects, drops: x.drops, d: x.diagnoses }))).toEqual(result.map(() => 20));
       expect(rows.map((x) => x!.diagnoses.map((d) => d.text))).toEqual(result.map(() => []));
       console.info(`20 healthy runs under top: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-    }, 120000);
+    }, 600000); // seconds here; minutes under emulation
 
     it('5% loss outside this host (a TUN relay discards packets) gives the loss verdict in 20 of 20 runs', async () => {
       const t0 = Date.now();
@@ -218,6 +223,6 @@ describeBpf('top is not flaky: 20 healthy runs, 20 runs of 5% loss outside the h
         expect(Math.abs(v.ratio - v.kernel)).toBeLessThan(0.2 * v.kernel + 0.005);
       }
       console.info(`20 runs of 5% loss under top: ${((Date.now() - t0) / 1000).toFixed(1)} s; ratios ${verdicts.map((v) => (v.ratio * 100).toFixed(1)).join(' ')}%`);
-    }, 180000);
+    }, 600000); // seconds here; minutes under emulation (the TUN relay runs in user space)
   });
 });

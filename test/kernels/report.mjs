@@ -72,6 +72,13 @@ for (const label of existsSync(outDir) ? readdirSync(outDir) : []) {
     tools: hooks?.tools ?? null, suite: suiteOf(dir), suiteHooks: suiteHooksOf(dir),
   });
 }
+// A kernel not run in this checkout (its out folder is a build output: another worktree ran it, or it was not
+// selected) keeps its last committed results, with their run date: rerunning one kernel never drops the others.
+for (const k of readJson(join(root, 'docs', 'kernel-matrix.json'))?.kernels ?? []) {
+  if (kernels.some((x) => x.label === k.label)) continue;
+  console.error(`report: ${k.label}: not run here, its results of ${k.ranAt} kept from docs/kernel-matrix.json`);
+  kernels.push(k);
+}
 kernels.sort((a, b) => versionKey(a.release).localeCompare(versionKey(b.release)));
 
 const results = { generatedBy: 'test/kernels/run.sh', generatedAt: new Date().toISOString(), kernels };

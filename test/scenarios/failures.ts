@@ -127,14 +127,20 @@ export async function conntrackFull(p: NetnsPair, hold = 8, burst = 6, windowMs 
   }`, () => measured(p, async () => {
       await p.exec(p.a, ['conntrack', '-F']).catch(() => undefined);
       await limit.quiet(hold, await p.netnsInode(p.a));
-      const holding = p.client(p.addrB, port, { conns: hold, parallel: hold, 'hold-ms': 4000 + windowMs });
-      for (const t0 = Date.now(); (await conntrackStat(p, p.a)).entries < hold && Date.now() - t0 < 3000; ) await sleep(50);
+      // Held long enough to outlast the window even where starting the client alone takes seconds (emulated kernels).
+      const holding = p.client(p.addrB, port, { conns: hold, parallel: hold, 'hold-ms': 10000 + windowMs });
+      for (const t0 = Date.now(); (await conntrackStat(p, p.a)).entries < hold && Date.now() - t0 < 60000; ) await sleep(50);
       const stat0 = await conntrackStat(p, p.a);
+      // Never lower the limit to fewer entries than were held (0 would even mean no limit at all).
+      if (stat0.entries < hold) throw new Error(`conntrack-full: ${stat0.entries} of ${hold} held connections in A's table after 60 s`);
       let burstResult: Promise<unknown>;
       limit.set(stat0.entries);
       try {
         burstResult = p.client(p.addrB, port, { conns: burst, parallel: burst });
-        await Promise.all([sleep(windowMs), during?.()]);
+        // At least the window, and until the kernel dropped a SYN of each burst connect (bounded): starting the
+        // client takes seconds under emulation, longer than the window.
+        const dropped = async () => { for (const t0 = Date.now(); (await conntrackStat(p, p.a)).drop - stat0.drop < burst && Date.now() - t0 < 30000; ) await sleep(50); };
+        await Promise.all([sleep(windowMs), dropped(), during?.()]);
       } finally {
         limit.restore();
       }

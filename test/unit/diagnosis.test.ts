@@ -225,13 +225,21 @@ describe('diagnoses of the classic failures', () => {
   });
 
   it('drops on a kernel without drop reasons (< 5.17) say so, and point at the freeing functions, not at a reason', () => {
-    const r = diagnoseDestination(dest(5301, (x) => { x.frees = [free('UNAVAILABLE', 'nf_hook_slow+0x90', 4), free('UNAVAILABLE', 'udp_destruct_sock+0x7a', 9)]; }), noHostEvidence());
+    const r = diagnoseDestination(dest(5301, (x) => { x.frees = [free('UNAVAILABLE', 'ip_rcv_core+0x90', 4), free('UNAVAILABLE', 'udp_destruct_sock+0x7a', 9)]; }), noHostEvidence());
     expect(r.map((x) => x.code)).toEqual(['local-drops']);
     expect(r[0].text).toBe('packets dropped on this host (4 drops, this kernel gives no drop reasons)');
     expect(r[0].action).toMatch(/netbpf drops --stack/);
     expect(freeKind('UNAVAILABLE', 'udp_destruct_sock+0x7a')).toBe('purge');
     expect(freeKind('UNAVAILABLE', 'skb_queue_purge+0x1c')).toBe('purge');
-    expect(freeKind('UNAVAILABLE', 'nf_hook_slow+0x90')).toBe('drop');
+    expect(freeKind('UNAVAILABLE', 'ip_rcv_core+0x90')).toBe('drop');
+  });
+  it('without drop reasons, a free in nf_hook_slow is a netfilter verdict (it frees only for NF_DROP): the firewall is named', () => {
+    expect(freeKind('UNAVAILABLE', 'nf_hook_slow+0x90')).toBe('netfilter-hook');
+    expect(freeKind('UNAVAILABLE', 'tcp_v4_rcv+0x8c1')).toBe('no-socket'); // no socket, or a TIME_WAIT one: no local drop
+    expect(freeKind('UNAVAILABLE', 'tcp_v4_do_rcv+0x1f0')).toBe('no-socket'); // a stray segment, refused with a RST
+    const r = diagnoseDestination(dest(5301, (x) => { x.frees = [free('UNAVAILABLE', 'nf_hook_slow+0x90', 4)]; }), noHostEvidence());
+    expect(r.map((x) => x.code)).toEqual(['local-firewall']);
+    expect(r[0].evidence.map((e) => e.source)).toEqual(['drops (skb:kfree_skb reason UNAVAILABLE in nf_hook_slow)']);
   });
   it('local drops claim the retransmits to their destination: no loss-on-the-path verdict beside them', () => {
     // One drop can cost many retransmitted segments (a timeout resends the window; a GRO packet carries several).

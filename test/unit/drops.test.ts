@@ -154,6 +154,7 @@ describe('dropCategory', () => {
     expect(dropCategory('UNAVAILABLE', 'udp_destruct_sock+0x7a')).toBe('purge');
     expect(dropCategory('UNAVAILABLE', 'udp_destruct_common+0x51')).toBe('purge'); // Debian's 5.10.262 (stable rename)
     expect(dropCategory('UNAVAILABLE', 'skb_queue_purge+0x1c')).toBe('purge');
+    expect(dropCategory('UNAVAILABLE', 'tcp_disconnect+0x2d4')).toBe('purge'); // its queues emptied (QUEUE_PURGE later)
     expect(dropCategory('UNAVAILABLE', 'nf_hook_slow+0x90')).toBe('drop');
     expect(dropCategory('UNAVAILABLE', '')).toBe('drop');
   });

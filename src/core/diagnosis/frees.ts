@@ -54,7 +54,7 @@ export const HARMLESS_FREES: readonly HarmlessFree[] = [
   // Kernels before 5.17 pass no reason (UNAVAILABLE): the freeing function alone tells a teardown purge (seen on
   // Debian's 5.10: udp_destruct_common for a UDP socket's queue on 5.10.262, whose stable updates renamed
   // udp_destruct_sock's loop; skb_queue_purge for others).
-  ...['udp_destruct_common', 'udp_destruct_sock', 'skb_queue_purge', 'inet_sock_destruct', 'sk_stream_kill_queues', 'unix_release_sock', 'packet_release',
+  ...['udp_destruct_common', 'udp_destruct_sock', 'skb_queue_purge', 'tcp_disconnect', 'inet_sock_destruct', 'sk_stream_kill_queues', 'unix_release_sock', 'packet_release',
     'sk_common_release'].map((fn): HarmlessFree => ({
     reason: 'UNAVAILABLE', functions: [fn], kind: 'purge', why: `queued data freed by ${fn} when its socket was torn down (no drop reason on this kernel)`,
   })),
@@ -88,6 +88,15 @@ export function freeKind(reason: string, location: string): FreeKind {
   const h = harmlessFree(reason, location);
   if (h) return h.kind;
   if (reason === 'NETFILTER_DROP') return freeingFunction(location) === 'nf_hook_slow' ? 'netfilter-hook' : 'firewall-rule';
+  // Without drop reasons (< 5.17) the freeing function still names a netfilter verdict: nf_hook_slow frees a packet
+  // only for NF_DROP (a rule's drop or reject, or conntrack's), what later kernels call NETFILTER_DROP there.
+  if (reason === 'UNAVAILABLE' && freeingFunction(location) === 'nf_hook_slow') return 'netfilter-hook';
+  // ...and TCP's receive entry frees there what finds no socket to take it (answered with a RST: NO_SOCKET later) or
+  // what a TIME_WAIT socket handled (housekeeping later), tcp_v{4,6}_do_rcv what a socket refused with a RST (a stray
+  // segment, TCP_FLAGS later): no loss of wanted data, so never "local drops" (seen on 5.10: a refused connect's
+  // SYNs, late segments to connections this host had closed).
+  const fn = freeingFunction(location);
+  if (reason === 'UNAVAILABLE' && (fn === 'tcp_v4_rcv' || fn === 'tcp_v6_rcv' || STRAY_FUNCTIONS.has(fn))) return 'no-socket';
   if (FIREWALL_REASONS.has(reason)) return 'firewall-rule';
   if (reason === 'NO_SOCKET') return 'no-socket';
   // A listener (or a closed socket) that got an ACK for a connection it no longer has: tcp_rcv_state_process
