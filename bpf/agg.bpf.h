@@ -68,6 +68,21 @@ static __always_inline void *agg_slot(void *map, const void *key, const void *ze
 			(v)->max_##field = (x);					\
 	} while (0)
 
+/* A record's smoothed RTT (0: none, not counted) into a value's srtt_count, srtt_us, min/max_srtt_us and its log2
+ * histogram srtt_us_log2[buckets]: min and max from the records that had one. */
+#define AGG_SRTT_ADD(v, srtt, buckets)						\
+	do {									\
+		if (srtt) {							\
+			if (!(v)->srtt_count || (srtt) < (v)->min_srtt_us)	\
+				(v)->min_srtt_us = (srtt);			\
+			if (!(v)->srtt_count || (srtt) > (v)->max_srtt_us)	\
+				(v)->max_srtt_us = (srtt);			\
+			(v)->srtt_count++;					\
+			(v)->srtt_us += (srtt);					\
+			AGG_HIST_ADD((v)->srtt_us_log2, buckets, srtt);		\
+		}								\
+	} while (0)
+
 /* Counts an event that found both its key map and its fold map full: reported with the ring buffer losses. */
 static __always_inline void agg_count_lost(void)
 {

@@ -216,15 +216,7 @@ static __always_inline void aggregate(const struct life_event *e, const void *sk
 		owner_take_counts(sk, e->total_retrans, e->segs_out, &new_conn, &d_retrans, &d_sent);
 	AGG_MIN_MAX(v, duration_ns, duration);
 	AGG_MIN_MAX(v, total_retrans, e->total_retrans);
-	if (e->srtt_us) {
-		if (!v->srtt_count || e->srtt_us < v->min_srtt_us)
-			v->min_srtt_us = e->srtt_us;
-		if (!v->srtt_count || e->srtt_us > v->max_srtt_us)
-			v->max_srtt_us = e->srtt_us;
-		v->srtt_count++;
-		v->srtt_us += e->srtt_us;
-		AGG_HIST_ADD(v->srtt_us_log2, LIFE_AGG_BUCKETS, e->srtt_us);
-	}
+	AGG_SRTT_ADD(v, e->srtt_us, LIFE_AGG_BUCKETS);
 	v->count++;
 	v->connections += new_conn;
 	v->tx_bytes += payload_tx(e);

@@ -50,15 +50,7 @@ static __always_inline void aggregate(const struct retrans_event *e, const void 
 		v->first_ns = e->ts_ns;
 	v->last_ns = e->ts_ns;
 	AGG_MIN_MAX(v, retransmits, e->retransmits);
-	if (e->srtt_us) {
-		if (!v->srtt_count || e->srtt_us < v->min_srtt_us)
-			v->min_srtt_us = e->srtt_us;
-		if (!v->srtt_count || e->srtt_us > v->max_srtt_us)
-			v->max_srtt_us = e->srtt_us;
-		v->srtt_count++;
-		v->srtt_us += e->srtt_us;
-		AGG_HIST_ADD(v->srtt_us_log2, RETRANS_AGG_BUCKETS, e->srtt_us);
-	}
+	AGG_SRTT_ADD(v, e->srtt_us, RETRANS_AGG_BUCKETS);
 	v->count++;
 	v->segs += e->segs;
 	v->retransmits += e->retransmits;
