@@ -271,6 +271,19 @@ export class Trace<E> implements AsyncIterable<E> {
     this.emit(events);
   }
 
+  /** Decodes `count` records packed back to back in `bytes` (e.g. map values), keeps those `accept` takes and hands
+   * them on like the ring buffer's; returns how many were handed on. */
+  protected emitPacked(bytes: Buffer, count: number): number {
+    const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.length);
+    const events: E[] = [];
+    for (let i = 0; i < count; i++) {
+      const e = this.spec.decode(view, i * this.spec.recordSize);
+      if (!this.spec.accept || this.spec.accept(e)) events.push(e);
+    }
+    this.emit(events);
+    return events.length;
+  }
+
   /** Hands decoded events to listeners and iterators (subclasses also feed events from other sources). */
   protected emit(events: E[]): void {
     if (events.length === 0) return;

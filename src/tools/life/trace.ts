@@ -104,16 +104,9 @@ export class LifeTrace extends Trace<LifeEvent> {
   private deliverHeld(obj: NativeBpfObject): void {
     let dump;
     try { dump = obj.mapDump('closing'); } catch { return; } // an object without the map (older builds)
-    const size = LIFE_EVENT_LAYOUT.size;
-    const view = new DataView(dump.values.buffer, dump.values.byteOffset, dump.values.length);
-    const events: LifeEvent[] = [];
-    for (let i = 0; i < dump.count; i++) {
-      const e = this.spec.decode(view, i * size);
-      if (!this.spec.accept || this.spec.accept(e)) events.push(e);
-    }
-    this.heldAtStop = events.length;
-    this.emit(events);
+    this.heldAtStop = this.emitPacked(dump.values, dump.count);
   }
+
   /** Connections not tracked because the kernel map was full; exact after stop(). */
   untracked(): number {
     return this.kernelCount('untracked');
