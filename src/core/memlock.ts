@@ -50,5 +50,5 @@ export function memlockCause(rel: string = release(), limits?: string, status?: 
   if (hasCapability(CAP_SYS_RESOURCE, st)) return null;
   if (!hasCapability(CAP_BPF, st) && !hasCapability(CAP_SYS_ADMIN, st)) return null;
   return `kernel ${rel} (before 5.11) charges BPF maps to the locked-memory limit, ${kib(lim.soft)} here, which this process cannot raise: ` +
-    'grant CAP_SYS_RESOURCE or raise the limit (ulimit -l unlimited; systemd LimitMEMLOCK=64M)';
+    'grant CAP_SYS_RESOURCE or raise the limit (ulimit -l unlimited; systemd LimitMEMLOCK=infinity)';
 }

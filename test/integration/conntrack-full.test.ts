@@ -228,10 +228,12 @@ describeBpf('a full conntrack table: drops, pressure, top\'s diagnosis and the P
     expect(lost.length, seen).toBeGreaterThan(0);
     expect(lost.filter((x) => x.value !== 0), seen).toEqual([]);
     // The windows with the drops published the diagnoses: the host's names A's table with the kernel's count in
-    // that window: the SYNs and their retransmits (1 s later) fall in one 2 s window or in two, so at most the total.
+    // that window. The burst's SYNs leave together, their retransmits 1 s and 3 s later while the table stays full
+    // (a slow host, such as an emulated guest, keeps it full longer): spread over one to three 2 s windows, with a
+    // window boundary possibly inside a wave. So at least half a wave (BURST SYNs) in one window, at most the total.
     const hostCounts = diagnosisSeen.get(`netbpf_host_diagnosis|conntrack-full|conntrack (netns ${inode})`) ?? [];
     expect(hostCounts.length, seen).toBeGreaterThan(0);
-    expect(Math.max(...hostCounts), seen).toBeGreaterThanOrEqual(kernel('drop') / 2);
+    expect(Math.max(...hostCounts), seen).toBeGreaterThanOrEqual(BURST / 2);
     expect(Math.max(...hostCounts), seen).toBeLessThanOrEqual(kernel('drop'));
     expect(diagnosisSeen.has(`netbpf_diagnosis|conntrack-full|${dest}`), seen).toBe(true);
     polling = false;

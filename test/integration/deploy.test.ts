@@ -33,8 +33,9 @@ const MEMLOCK_CHARGED = kernelBefore(5, 11);
 /** The locked-memory limit these kernels start every process with (64 KiB, MLOCK_LIMIT before 5.16). */
 const SMALL_MEMLOCK = 65536;
 
-/** A systemd size (LimitMEMLOCK=64M: 1024-based suffixes) in bytes. */
+/** A systemd size (LimitMEMLOCK=64M: 1024-based suffixes; infinity) in bytes. */
 function memlockBytes(v: string): number {
+  if (v === 'infinity') return Infinity;
   const m = /^(\d+)([KMG]?)$/.exec(v)!;
   return Number(m[1]) * 1024 ** ['', 'K', 'M', 'G'].indexOf(m[2]);
 }
@@ -219,7 +220,8 @@ describeBpf('deployed as a DaemonSet pod and as a systemd service', () => {
     // to it, no higher than this process's own hard limit (raising that takes CAP_SYS_RESOURCE, which the shared
     // development machine's root lacks; it makes no difference there).
     const hard = /^Max locked memory\s+\S+\s+(\d+)/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-    const memlock = MEMLOCK_CHARGED || !hard ? memlockBytes(unit.LimitMEMLOCK) : Math.min(memlockBytes(unit.LimitMEMLOCK), Number(hard[1]));
+    const limit = MEMLOCK_CHARGED || !hard ? memlockBytes(unit.LimitMEMLOCK) : Math.min(memlockBytes(unit.LimitMEMLOCK), Number(hard[1]));
+    const memlock = limit === Infinity ? 'unlimited' : String(limit);
     const svc = spawn('prlimit', [`--memlock=${memlock}:${memlock}`, 'setpriv', '--reuid', '65534', '--regid', '65534', '--clear-groups', `--inh-caps=-all,${caps}`, `--ambient-caps=-all,${caps}`,
       `--bounding-set=-all,${caps}`, '--no-new-privs', process.execPath, join(root, 'bin/netbpf.js'), ...argv, '-c', CIDR, '-b', 'endpoint', '--scrape-interval', '0', '--linger', '0'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let err = '';

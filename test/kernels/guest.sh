@@ -60,7 +60,7 @@ start=$(date +%s)
 # The json reporter keeps per-test results; the default one shows progress on the console log.
 # Every trace the tests start appends the hooks it used (test/kernels/hook-log.mjs, preloaded), for the matrix.
 rm -f "$out/hooks-used.jsonl"
-NODE_OPTIONS="--import=$repo/test/kernels/hook-log.mjs ${NODE_OPTIONS:-}" NETBPF_HOOK_LOG=$out/hooks-used.jsonl timeout "${NETBPF_SUITE_TIMEOUT:-1500}" npx vitest run ${NETBPF_SUITE_FILTER:-test/integration --exclude test/integration/pack.test.ts} \
+NODE_OPTIONS="--import=$repo/test/kernels/hook-log.mjs ${NODE_OPTIONS:-}" NETBPF_HOOK_LOG=$out/hooks-used.jsonl timeout "${NETBPF_SUITE_TIMEOUT:-3000}" npx vitest run ${NETBPF_SUITE_FILTER:-test/integration --exclude test/integration/pack.test.ts} \
   --reporter=default --reporter=json --outputFile.json="$out/vitest.json" 2>&1 | tee "$out/vitest.log"
 rc=${PIPESTATUS[0]}
 echo "$rc" > "$out/vitest.rc"

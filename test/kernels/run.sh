@@ -30,7 +30,7 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-VM_TIMEOUT=${NETBPF_VM_TIMEOUT:-1800}   # seconds per guest, boot to power-off
+VM_TIMEOUT=${NETBPF_VM_TIMEOUT:-3600}   # seconds per guest, boot to power-off (the suite takes ~30 min under emulation)
 VM_MEMORY=${NETBPF_VM_MEMORY:-2G}
 VM_CPUS=${NETBPF_VM_CPUS:-2}
 log() { echo "kernels: $*" >&2; }

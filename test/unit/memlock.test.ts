@@ -17,7 +17,7 @@ describe('memlock: EPERM from bpf() on kernels that charge RLIMIT_MEMLOCK', () =
   });
   it('names the limit and CAP_SYS_RESOURCE only when that is the cause', () => {
     expect(memlockCause('5.10.0-46-amd64', limits('65536', '65536'), status(BPF, PERFMON))).toBe(
-      'kernel 5.10.0-46-amd64 (before 5.11) charges BPF maps to the locked-memory limit, 64 KiB here, which this process cannot raise: grant CAP_SYS_RESOURCE or raise the limit (ulimit -l unlimited; systemd LimitMEMLOCK=64M)');
+      'kernel 5.10.0-46-amd64 (before 5.11) charges BPF maps to the locked-memory limit, 64 KiB here, which this process cannot raise: grant CAP_SYS_RESOURCE or raise the limit (ulimit -l unlimited; systemd LimitMEMLOCK=infinity)');
     expect(memlockCause('5.10.0-46-amd64', limits('8388608', '8388608'), status(SYS_ADMIN))).toMatch(/, 8 MiB here,/);
     // Not the cause: a later kernel, an unlimited limit, a process that raises it itself, or one lacking CAP_BPF.
     expect(memlockCause('6.1.0-57-amd64', limits('65536', '65536'), status(BPF, PERFMON))).toBeNull();
