@@ -33,6 +33,9 @@ describe('harmless frees: one list, each with its reason', () => {
     expect(freeKind('NETFILTER_DROP', 'nf_hook_slow+0x9c')).toBe('netfilter-hook');
     expect(freeKind('NO_SOCKET', 'tcp_v4_rcv')).toBe('no-socket');
     expect(freeKind('TCP_FLAGS', 'tcp_v4_do_rcv+0x1f0')).toBe('no-socket');
+    expect(freeKind('NOT_SPECIFIED', 'tcp_v4_do_rcv+0x1f0')).toBe('no-socket'); // 6.1: the same, before reasons there
+    expect(freeKind('NOT_SPECIFIED', 'tcp_v6_do_rcv+0x2a0')).toBe('no-socket');
+    expect(freeKind('NOT_SPECIFIED', 'tcp_rcv_established+0x10')).toBe('drop');
     expect(freeKind('TCP_FLAGS', 'tcp_validate_incoming')).toBe('drop');
     expect(freeKind('SOCKET_RCVBUFF', 'tcp_data_queue')).toBe('receiver');
     expect(['housekeeping', 'purge'].map((k) => hurts(k as never))).toEqual([false, false]);
