@@ -222,7 +222,7 @@ describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), n
     const ns = `nb-ctnl-${process.pid}-c`;
     const sh = (argv: string[]) => pair.exec(ns, argv);
     let server: ChildProcess | null = null;
-    let o = { created: 0, deleted: 0 }, sockets: Array<{ portid: number; groups: number; drops: number }> = [];
+    let o = { created: 0, deleted: 0, remaining: 0 }, sockets: Array<{ portid: number; groups: number; drops: number }> = [];
     let cli: Run | null = null;
     try {
       await new Promise<void>((resolve, reject) => spawn('ip', ['netns', 'add', ns]).once('close', (c) => (c === 0 ? resolve() : reject(new Error(`ip netns add ${ns}: ${c}`)))));
@@ -237,7 +237,7 @@ describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), n
       const deleted = await deleteEntries(pair, ns, PORT);
       await sleep(3000); // the slow reader catches up with what the kernel could queue
       // Every entry created in this namespace (a late packet after the delete would make one more: counted here too).
-      o = { created: await pair.nftCounter(ns, 'netbpf_ctnl_c', 'out'), deleted };
+      o = { created: await pair.nftCounter(ns, 'netbpf_ctnl_c', 'out'), deleted, remaining: await listed(pair, ns, PORT) };
       sockets = await netfilterSockets(pair, ns);
     } finally {
       const code = cli ? await cli.stop() : 0;
@@ -249,12 +249,15 @@ describeBpf('netbpf conntrack via native ctnetlink (real kernel; conntrack(8), n
     const nl = cli!.netlink();
     const seenNew = cli!.events('new').length, seenDestroy = cli!.events('destroy').length;
     const kernelDrops = (g: number) => sockets.filter((s) => s.groups === g).map((s) => s.drops);
-    console.info(`unreliable: nft new ${o.created}, deleted ${o.deleted}; seen ${seenNew} new + ${seenDestroy} destroy; reported lost ${nl.lost.new} new + ${nl.lost.destroy} destroy; /proc/net/netlink Drops new ${kernelDrops(GROUP_NEW)} destroy ${kernelDrops(GROUP_DESTROY)}`);
+    console.info(`unreliable: nft new ${o.created}, deleted ${o.deleted}, left ${o.remaining}; seen ${seenNew} new + ${seenDestroy} destroy; reported lost ${nl.lost.new} new + ${nl.lost.destroy} destroy; /proc/net/netlink Drops new ${kernelDrops(GROUP_NEW)} destroy ${kernelDrops(GROUP_DESTROY)}; netlink ${JSON.stringify(nl)}`);
     expect(o.created).toBeGreaterThanOrEqual(1000);
-    expect(o.deleted).toBe(1000);
+    expect(o.remaining).toBe(0);
+    // Every entry was destroyed: by the delete, or earlier by its timeout (a connection closed with a reset stays
+    // 10 s; under emulation the 1000 connections take longer than that, and the 5.10 and 6.1 guests deleted 988).
+    expect(o.deleted).toBeGreaterThan(900);
     expect(nl.lost.destroy).toBeGreaterThan(0);
     expect(seenNew + nl.lost.new).toBe(o.created);
-    expect(seenDestroy + nl.lost.destroy).toBe(o.deleted);
+    expect(seenDestroy + nl.lost.destroy).toBe(o.created - o.remaining);
     expect([seenNew, seenDestroy]).toEqual([nl.received.new, nl.received.destroy]);
     expect(kernelDrops(GROUP_NEW)).toEqual([nl.lost.new]);
     expect(kernelDrops(GROUP_DESTROY)).toEqual([nl.lost.destroy]);
