@@ -75,7 +75,13 @@ class BpfObject : public Napi::ObjectWrap<BpfObject> {
     }
     std::string path = info[0].As<Napi::String>();
     TakeLibbpfLog();
-    obj_ = bpf_object__open_file(path.c_str(), nullptr);
+    // libbpf (1.1) looks for CO-RE candidates in every module's BTF too, found by id: where the kernel lets only
+    // CAP_SYS_ADMIN iterate BTF ids (6.1), a process with CAP_BPF and CAP_PERFMON then fails every load with EPERM.
+    // There, relocate against vmlinux's BTF alone (the file is world-readable); module functions stay unreachable
+    // and their hooks say so (hooks.ts).
+    LIBBPF_OPTS(bpf_object_open_opts, opts);
+    if (!ModuleBtfIdsReadable() && access("/sys/kernel/btf/vmlinux", R_OK) == 0) opts.btf_custom_path = "/sys/kernel/btf/vmlinux";
+    obj_ = bpf_object__open_file(path.c_str(), &opts);
     int err = libbpf_get_error(obj_);
     if (err) {
       obj_ = nullptr;

@@ -16,6 +16,10 @@ std::string TakeLibbpfLog();
 
 void InstallLibbpfLogger();
 
+// Whether this process may look up BTF object ids (BPF_BTF_GET_NEXT_ID), which libbpf does to find kernel
+// modules' BTF. Some kernels let only CAP_SYS_ADMIN do it (6.1: EPERM with CAP_BPF); probed once.
+bool ModuleBtfIdsReadable();
+
 Napi::Object InitBpfObject(Napi::Env env, Napi::Object exports);
 Napi::Object InitRingBuffer(Napi::Env env, Napi::Object exports);
 Napi::Object InitKernelBtf(Napi::Env env, Napi::Object exports);

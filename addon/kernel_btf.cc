@@ -1,8 +1,10 @@
 // Reads the running kernel's BTF: which types exist (to choose hooks) and enum names (drop reasons,
 // TCP states) so names come from this kernel, not from a table compiled into netbpf.
+#include <bpf/bpf.h>
 #include <bpf/btf.h>
 #include <bpf/libbpf.h>
 #include <dirent.h>
+#include <errno.h>
 #include <string.h>
 
 #include <string>
@@ -45,6 +47,15 @@ static bool ModuleBtfHasFunc(btf* vmlinux, const std::string& name) {
   return found;
 }
 
+bool ModuleBtfIdsReadable() {
+  static int readable = -1;
+  if (readable < 0) {
+    __u32 next = 0;
+    readable = !(bpf_btf_get_next_id(0, &next) != 0 && errno == EPERM);
+  }
+  return readable != 0;
+}
+
 static int KindByName(const std::string& kind) {
   if (kind == "struct") return BTF_KIND_STRUCT;
   if (kind == "union") return BTF_KIND_UNION;
@@ -54,8 +65,8 @@ static int KindByName(const std::string& kind) {
   return -1;
 }
 
-// kernelBtfHas(kind, name): whether the running kernel's BTF has that type or function (functions: also in
-// loaded modules' BTF).
+// kernelBtfHas(kind, name, modules = true): whether the running kernel's BTF has that type or function
+// (functions: also in loaded modules' BTF, unless modules is false).
 static Napi::Value KernelBtfHas(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   btf* b = KernelBtf(env);
@@ -65,7 +76,13 @@ static Napi::Value KernelBtfHas(const Napi::CallbackInfo& info) {
   std::string name = info[1].ToString();
   int id = btf__find_by_name_kind(b, name.c_str(), kind);
   if (id < 0 && kind == BTF_KIND_ENUM) id = btf__find_by_name_kind(b, name.c_str(), BTF_KIND_ENUM64);
-  return Napi::Boolean::New(env, id > 0 || (kind == BTF_KIND_FUNC && ModuleBtfHasFunc(b, name)));
+  bool modules = info.Length() < 3 || info[2].ToBoolean();
+  return Napi::Boolean::New(env, id > 0 || (kind == BTF_KIND_FUNC && modules && ModuleBtfHasFunc(b, name)));
+}
+
+// moduleBtfIdsReadable(): whether module BTF can be found by id here (fentry/fexit on a module's function needs it).
+static Napi::Value ModuleBtfIdsReadableJs(const Napi::CallbackInfo& info) {
+  return Napi::Boolean::New(info.Env(), ModuleBtfIdsReadable());
 }
 
 // kernelBtfEnum(name): [[name, value], ...] of a kernel enum, or null when the kernel has no such enum.
@@ -90,6 +107,7 @@ static Napi::Value KernelBtfEnum(const Napi::CallbackInfo& info) {
 
 Napi::Object InitKernelBtf(Napi::Env env, Napi::Object exports) {
   exports.Set("kernelBtfHas", Napi::Function::New(env, KernelBtfHas));
+  exports.Set("moduleBtfIdsReadable", Napi::Function::New(env, ModuleBtfIdsReadableJs));
   exports.Set("kernelBtfEnum", Napi::Function::New(env, KernelBtfEnum));
   return exports;
 }

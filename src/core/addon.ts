@@ -108,7 +108,10 @@ export interface Addon {
   numPossibleCpus: number;
   BpfObject: new (path: string) => NativeBpfObject;
   RingBuffer: new (mapFd: number, onBatch: (batch: ArrayBuffer) => void, opts?: RingBufferOptions) => NativeRingBuffer;
-  kernelBtfHas(kind: 'struct' | 'union' | 'enum' | 'typedef' | 'func', name: string): boolean;
+  /** Functions: also in loaded modules' BTF unless `modules` is false. */
+  kernelBtfHas(kind: 'struct' | 'union' | 'enum' | 'typedef' | 'func', name: string, modules?: boolean): boolean;
+  /** Whether module BTF can be found by id here (fentry/fexit on a module's function needs it; 6.1 wants CAP_SYS_ADMIN). */
+  moduleBtfIdsReadable(): boolean;
   kernelBtfEnum(name: string): Array<[string, number]> | null;
   Ctnetlink: new (onBatch: (batch: ArrayBuffer) => void, opts?: CtnetlinkOptions) => NativeCtnetlink;
   /** A namespace's conntrack table (or dying list) as struct ct_event records, [u32 length][record]... */

@@ -62,9 +62,9 @@ export const TRACEFS_ACCESS_HINT = 'no read access to tracefs event ids: run as 
 
 const kernel = (reason: string): Unavailable => ({ cause: 'kernel', reason });
 
-function kernelBtfHas(kind: 'typedef' | 'func', name: string): boolean | null {
+function kernelBtfHas(kind: 'typedef' | 'func', name: string, modules = true): boolean | null {
   try {
-    return addon().kernelBtfHas(kind, name);
+    return addon().kernelBtfHas(kind, name, modules);
   } catch {
     return null;
   }
@@ -168,7 +168,11 @@ function kprobeMissing(fn: string): Unavailable | null {
 function fentryMissing(fn: string): Unavailable | null {
   const has = kernelBtfHas('func', fn);
   if (has === null) return kernel('kernel BTF unavailable');
-  return has ? null : kernel(`no BTF for kernel function ${fn}`);
+  if (!has) return kernel(`no BTF for kernel function ${fn}`);
+  if (!kernelBtfHas('func', fn, false) && !addon().moduleBtfIdsReadable()) {
+    return { cause: 'privilege', reason: `${fn} is a module's: attaching needs the module's BTF id, which this kernel shows only to CAP_SYS_ADMIN` };
+  }
+  return null;
 }
 
 /** fentry (or fexit) on kernel function `fn`, program `program`. */
