@@ -136,8 +136,13 @@ describeBpf('the fleet path: serve, rules and dashboard against a real Prometheu
     const retrans = after.RetransSegs - before.RetransSegs, out = after.OutSegs - before.OutSegs;
     expect(retrans).toBeGreaterThan(10);
     kernelRatio = retrans / out;
-    // Every connection closed and counted (each record of them reached Prometheus).
-    expect(await value(`sum(netbpf_connections_closed_total{destination="${dest(LOSSY)}"})`, (v) => v === 4)).toBe(4);
+    // Every connection closed and counted (each record of them reached Prometheus), or its end counted as missed: a
+    // state change on a CPU where life's program is already running is skipped by the kernel, which counts it.
+    const closedQuery = `sum(netbpf_connections_closed_total{destination="${dest(LOSSY)}"})`;
+    const closed = (await value(closedQuery, (v) => v === 4)) ?? Number((await query(closedQuery))[0]?.value[1] ?? 0);
+    const lifeMissed = Number((await query('sum(netbpf_recursion_misses_total{tool="life"}) + sum(netbpf_lost_events_total{tool="life"})'))[0]?.value[1] ?? NaN);
+    expect(closed).toBeLessThanOrEqual(4);
+    expect(4 - closed, `closed ${closed} of 4; life's misses and losses ${lifeMissed}`).toBeLessThanOrEqual(lifeMissed);
     const sel = `{destination="${dest(LOSSY)}"}`;
     const totals = await value(`sum(netbpf_retransmitted_segments_total${sel}) / sum(netbpf_sent_segments_total${sel})`, (v) => Math.abs(v / kernelRatio - 1) <= 0.05);
     const inWindow = await value(`sum(increase(netbpf_retransmitted_segments_total${sel}[2m])) / sum(increase(netbpf_sent_segments_total${sel}[2m]))`, (v) => v > 0);

@@ -36,6 +36,11 @@ describe('harmless frees: one list, each with its reason', () => {
     expect(freeKind('NOT_SPECIFIED', 'tcp_v4_do_rcv+0x1f0')).toBe('no-socket'); // 6.1: the same, before reasons there
     expect(freeKind('NOT_SPECIFIED', 'tcp_v6_do_rcv+0x2a0')).toBe('no-socket');
     expect(freeKind('NOT_SPECIFIED', 'tcp_rcv_established+0x10')).toBe('drop');
+    // 6.1: a zero-window probe (below the window) and a segment beyond it share TCP_INVALID_SEQUENCE; 6.3+ name the
+    // first TCP_OLD_SEQUENCE, and TCP_INVALID_SEQUENCE is then only beyond the window.
+    expect(freeKind('TCP_INVALID_SEQUENCE', 'tcp_validate_incoming+0x2c', false)).toBe('housekeeping');
+    expect(freeKind('TCP_INVALID_SEQUENCE', 'tcp_validate_incoming+0x2c', true)).toBe('drop');
+    expect(freeKind('NOT_SPECIFIED', 'tcp_disconnect+0x1a0')).toBe('purge'); // 6.1's queue purge at disconnect
     expect(freeKind('TCP_FLAGS', 'tcp_validate_incoming')).toBe('drop');
     expect(freeKind('SOCKET_RCVBUFF', 'tcp_data_queue')).toBe('receiver');
     expect(['housekeeping', 'purge'].map((k) => hurts(k as never))).toEqual([false, false]);

@@ -4,6 +4,7 @@
  * socket, a receiver that could not take it, or a packet lost on this host. The one list of frees that never
  * count as drops that hurt, each with the reason why (measured on Linux 6.18 with bpftrace; docs/diagnoses.md).
  */
+import { addon } from '../addon.js';
 
 /** What a free is, for a diagnosis. */
 export type FreeKind =
@@ -47,7 +48,7 @@ export const HARMLESS_FREES: readonly HarmlessFree[] = [
   { reason: 'SOCKET_CLOSE', kind: 'purge', why: 'data still queued on a socket when it was closed' },
   { reason: 'QUEUE_PURGE', kind: 'purge', why: 'a socket\'s queue emptied at teardown (e.g. tcp_disconnect)' },
   { reason: 'UNIX_DISCONNECT', kind: 'purge', why: 'a Unix socket\'s queue emptied at disconnect' },
-  ...['udp_destruct_common', 'inet_sock_destruct', 'skb_queue_purge_reason', '__skb_queue_purge_reason', 'tcp_write_queue_purge',
+  ...['udp_destruct_common', 'inet_sock_destruct', 'skb_queue_purge_reason', '__skb_queue_purge_reason', 'tcp_write_queue_purge', 'tcp_disconnect',
     'sk_stream_kill_queues', 'unix_release_sock', 'unix_sock_destructor', 'packet_release', 'sk_common_release'].map((fn): HarmlessFree => ({
     reason: 'NOT_SPECIFIED', functions: [fn], kind: 'purge', why: `queued data freed with the generic reason by ${fn} when its socket was torn down`,
   })),
@@ -83,10 +84,28 @@ export function harmlessFree(reason: string, location: string): HarmlessFree | u
   return harmless.get(reason)?.find((h) => !h.functions || h.functions.includes(fn));
 }
 
+let oldSequenceNamed: boolean | undefined;
+/** Whether the running kernel names segments below the window apart (TCP_OLD_SEQUENCE, 6.3+); true when it cannot
+ * be read (no kernel BTF: the reasons then come from elsewhere, named as later kernels do). */
+function kernelNamesOldSequence(): boolean {
+  if (oldSequenceNamed === undefined) {
+    try {
+      const reasons = addon().kernelBtfEnum('skb_drop_reason');
+      oldSequenceNamed = reasons === null || reasons.some(([name]) => name === 'SKB_DROP_REASON_TCP_OLD_SEQUENCE');
+    } catch {
+      oldSequenceNamed = true;
+    }
+  }
+  return oldSequenceNamed;
+}
+
 /** What a free is (reason name from the kernel's BTF, location as "function+offset" or ""). */
-export function freeKind(reason: string, location: string): FreeKind {
+export function freeKind(reason: string, location: string, namesOldSequence: boolean = kernelNamesOldSequence()): FreeKind {
   const h = harmlessFree(reason, location);
   if (h) return h.kind;
+  // Before 6.3 (6.1) every segment outside the window is TCP_INVALID_SEQUENCE, the zero-window probes and keepalives
+  // sent below it on purpose (TCP_OLD_SEQUENCE later: housekeeping) among them, and they are most of them.
+  if (reason === 'TCP_INVALID_SEQUENCE' && !namesOldSequence) return 'housekeeping';
   if (reason === 'NETFILTER_DROP') return freeingFunction(location) === 'nf_hook_slow' ? 'netfilter-hook' : 'firewall-rule';
   // Without drop reasons (< 5.17) the freeing function still names a netfilter verdict: nf_hook_slow frees a packet
   // only for NF_DROP (a rule's drop or reject, or conntrack's), what later kernels call NETFILTER_DROP there.
