@@ -41,6 +41,7 @@ describe('harmless frees: one list, each with its reason', () => {
     expect(freeKind('TCP_INVALID_SEQUENCE', 'tcp_validate_incoming+0x2c', false)).toBe('housekeeping');
     expect(freeKind('TCP_INVALID_SEQUENCE', 'tcp_validate_incoming+0x2c', true)).toBe('drop');
     expect(freeKind('NOT_SPECIFIED', 'tcp_disconnect+0x1a0')).toBe('purge'); // 6.1's queue purge at disconnect
+    expect(freeKind('TCP_CLOSE', 'tcp_rcv_state_process+0x2b4')).toBe('no-socket'); // a late segment to a closed socket
     expect(freeKind('TCP_FLAGS', 'tcp_validate_incoming')).toBe('drop');
     expect(freeKind('SOCKET_RCVBUFF', 'tcp_data_queue')).toBe('receiver');
     expect(['housekeeping', 'purge'].map((k) => hurts(k as never))).toEqual([false, false]);

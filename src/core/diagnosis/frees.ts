@@ -123,6 +123,9 @@ export function freeKind(reason: string, location: string, namesOldSequence: boo
   // with drop reasons before tcp_rcv_state_process returned one (6.1) free it there as NOT_SPECIFIED: the same
   // stray segment (the 6.1 guest: one beside a 5% path loss, a listen overflow and a zero window).
   if ((reason === 'TCP_FLAGS' || reason === 'NOT_SPECIFIED') && STRAY_FUNCTIONS.has(fn)) return 'no-socket';
+  // A segment reaching a socket already in CLOSE (its connection torn down a moment before, still hashed): the same
+  // kind of late segment (seen once beside a full conntrack table's retried connects).
+  if (reason === 'TCP_CLOSE') return 'no-socket';
   if (RECEIVER_REASONS.has(reason)) return 'receiver';
   return 'drop';
 }
