@@ -130,11 +130,17 @@ describeBpf('the fleet path: serve, rules and dashboard against a real Prometheu
 
   it('exports a retransmit ratio per destination equal to the client namespace\'s RetransSegs / OutSegs within 5%', async () => {
     const before = await counters(p, p.a);
-    const r = await p.client(B, LOSSY, { conns: 4, bytes: 400000, parallel: 4 });
-    expect(r.ok).toBe(4);
-    await p.waitQuiet(p.a, LOSSY);
-    const after = await counters(p, p.a);
+    // The loss rule drops whole packets as nft sees them, and a GSO packet can carry many segments: a round may lose
+    // few or none (CI saw 0 and 19 retransmits of ~1,100 segments). Rounds of 4 connections until more than 10.
+    let after = before, conns = 0;
     const moved = (k: string) => (after[k] ?? 0) - (before[k] ?? 0);
+    for (let round = 0; round < 5 && moved('Tcp.RetransSegs') <= 10; round++) {
+      const r = await p.client(B, LOSSY, { conns: 4, bytes: 400000, parallel: 4 });
+      expect(r.ok).toBe(4);
+      conns += 4;
+      await p.waitQuiet(p.a, LOSSY);
+      after = await counters(p, p.a);
+    }
     const retrans = moved('Tcp.RetransSegs'), out = moved('Tcp.OutSegs');
     expect(retrans).toBeGreaterThan(10);
     kernelRatio = retrans / out;
@@ -143,10 +149,10 @@ describeBpf('the fleet path: serve, rules and dashboard against a real Prometheu
     // Every connection closed and counted (each record of them reached Prometheus), or its end counted as missed: a
     // state change on a CPU where life's program is already running is skipped by the kernel, which counts it.
     const closedQuery = `sum(netbpf_connections_closed_total{destination="${dest(LOSSY)}"})`;
-    const closed = (await value(closedQuery, (v) => v === 4)) ?? Number((await query(closedQuery))[0]?.value[1] ?? 0);
+    const closed = (await value(closedQuery, (v) => v === conns)) ?? Number((await query(closedQuery))[0]?.value[1] ?? 0);
     const lifeMissed = Number((await query('sum(netbpf_recursion_misses_total{tool="life"}) + sum(netbpf_lost_events_total{tool="life"})'))[0]?.value[1] ?? NaN);
-    expect(closed).toBeLessThanOrEqual(4);
-    expect(4 - closed, `closed ${closed} of 4; life's misses and losses ${lifeMissed}`).toBeLessThanOrEqual(lifeMissed);
+    expect(closed).toBeLessThanOrEqual(conns);
+    expect(conns - closed, `closed ${closed} of ${conns}; life's misses and losses ${lifeMissed}`).toBeLessThanOrEqual(lifeMissed);
     const sel = `{destination="${dest(LOSSY)}"}`;
     const totals = await value(`sum(netbpf_retransmitted_segments_total${sel}) / sum(netbpf_sent_segments_total${sel})`, (v) => Math.abs(v / kernelRatio - 1) <= 0.05);
     const inWindow = await value(`sum(increase(netbpf_retransmitted_segments_total${sel}[2m])) / sum(increase(netbpf_sent_segments_total${sel}[2m]))`, (v) => v > 0);
