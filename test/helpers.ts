@@ -58,6 +58,12 @@ export function kernelHasDropReasons(): boolean {
   return addon().kernelBtfEnum('skb_drop_reason') !== null;
 }
 
+/** The reason netfilter's drops carry here: NETFILTER_DROP, or UNAVAILABLE on kernels without drop reasons
+ * (< 5.17), where the diagnoses still tell netfilter's by the freeing function (nf_hook_slow). */
+export function netfilterDropReason(): 'NETFILTER_DROP' | 'UNAVAILABLE' {
+  return kernelHasDropReasons() ? 'NETFILTER_DROP' : 'UNAVAILABLE';
+}
+
 /** Whether the running kernel is older than major.minor (uname's release). */
 export function kernelBefore(major: number, minor: number): boolean {
   const [a, b] = release().split('.').map((x) => parseInt(x, 10));

@@ -169,7 +169,7 @@ function fentryMissing(fn: string): Unavailable | null {
   const has = kernelBtfHas('func', fn);
   if (has === null) return kernel('kernel BTF unavailable');
   if (!has) return kernel(`no BTF for kernel function ${fn}`);
-  if (!kernelBtfHas('func', fn, false) && !addon().moduleBtfIdsReadable()) {
+  if (!addon().moduleBtfIdsReadable() && !kernelBtfHas('func', fn, false)) {
     return { cause: 'privilege', reason: `${fn} is a module's: attaching needs the module's BTF id, which this kernel shows only to CAP_SYS_ADMIN` };
   }
   return null;

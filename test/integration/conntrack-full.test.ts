@@ -20,7 +20,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NetnsPair } from '../../src/testing/netns.js';
-import { describeBpf, hasCommand, kernelHasDropReasons, sleep } from '../helpers.js';
+import { describeBpf, hasCommand, netfilterDropReason, sleep } from '../helpers.js';
 import * as s from '../scenarios/failures.js';
 import type { ScenarioResult } from '../scenarios/failures.js';
 import { topAround, type TopRun } from '../scenarios/top-run.js';
@@ -29,12 +29,11 @@ const root = new URL('../..', import.meta.url).pathname;
 /** This test's own addresses (10.246.0.0/16). */
 const SUBNET = 246;
 const CIDR = `10.${SUBNET}.0.0/16`;
-/** Connections held open to fill the table: the limit is lowered to A's count, so only a namespace holding as
- * many entries elsewhere on this machine could feel the lowered global limit meanwhile. */
 /** Kernels before 5.17 name no drop reasons: conntrack's drops are UNAVAILABLE there (still told to be netfilter's
  * by the freeing function, nf_hook_slow, so the diagnoses are the same). */
-const REASONS = kernelHasDropReasons();
-const NETFILTER_REASON = REASONS ? 'NETFILTER_DROP' : 'UNAVAILABLE';
+const NETFILTER_REASON = netfilterDropReason();
+/** Connections held open to fill the table: the limit is lowered to A's count, so only a namespace holding as
+ * many entries elsewhere on this machine could feel the lowered global limit meanwhile. */
 const HOLD = 64;
 const BURST = 6;
 const WINDOW_MS = 1500;

@@ -7,15 +7,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { NetnsPair } from '../../src/testing/netns.js';
-import { describeBpf, hasCommand, kernelHasDropReasons } from '../helpers.js';
+import { describeBpf, hasCommand, netfilterDropReason } from '../helpers.js';
 import * as s from '../scenarios/failures.js';
 import type { ScenarioResult } from '../scenarios/failures.js';
 import { topAround, type TopRun, type TopSnapshot } from '../scenarios/top-run.js';
 
 const SUBNET = 243;
-/** netfilter's drops: NETFILTER_DROP, or UNAVAILABLE on kernels without drop reasons (< 5.17), where the diagnoses
- * still name the firewall or conntrack by the freeing function (nf_hook_slow). */
-const NETFILTER_REASON = kernelHasDropReasons() ? 'NETFILTER_DROP' : 'UNAVAILABLE';
+const NETFILTER_REASON = netfilterDropReason();
 const CIDR = `10.${SUBNET}.0.0/16`;
 
 type Row = TopSnapshot['rows'][number] & {

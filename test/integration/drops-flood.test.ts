@@ -13,7 +13,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describeBpf, kernelHasDropReasons, sleep } from '../helpers.js';
+import { describeBpf, netfilterDropReason, sleep } from '../helpers.js';
 import { buildHelper, CliProcess, jsonLines } from '../reliability/lib.js';
 import { NetnsPair } from '../../src/testing/netns.js';
 import { dropsSummary, type DropRow, type DropsSummary } from '../../src/index.js';
@@ -22,7 +22,7 @@ import { DROP_AGG_CONSTS } from '../../src/tools/drops/bpf.gen.js';
 
 const SOURCES = '100.64.0.0/12';
 /** nft's drops carry NETFILTER_DROP where the kernel names drop reasons (>= 5.17); UNAVAILABLE before (no guess). */
-const NETFILTER_REASON = kernelHasDropReasons() ? 'NETFILTER_DROP' : 'UNAVAILABLE';
+const NETFILTER_REASON = netfilterDropReason();
 const DROP_TOP_SLOTS = 4;
 
 /** The generator's per-source counts (flood --counts): address -> packets, and the rest line. */

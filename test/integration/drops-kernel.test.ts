@@ -4,7 +4,7 @@
  * and a flood over more destinations than the kernel map holds folds into "other" without losing a drop.
  */
 import { afterAll, beforeAll, expect, it } from 'vitest';
-import { describeBpf, kernelHasDropReasons, sleep } from '../helpers.js';
+import { describeBpf, kernelHasDropReasons, netfilterDropReason, sleep } from '../helpers.js';
 import { NetnsPair } from '../../src/testing/netns.js';
 import { drops, dropsSummary, DropsAggregator, type DropEvent } from '../../src/index.js';
 import { addon } from '../../src/core/addon.js';
@@ -12,7 +12,7 @@ import { DROP_AGG_CONSTS } from '../../src/tools/drops/bpf.gen.js';
 
 /** Kernels before 5.17 give no drop reasons: the same drops are counted, all as UNAVAILABLE, with no --reason filter. */
 const reasons = kernelHasDropReasons();
-const netfilterReason = reasons ? 'NETFILTER_DROP' : 'UNAVAILABLE';
+const netfilterReason = netfilterDropReason();
 const onlyNetfilter = reasons ? { reasons: ['NETFILTER_DROP'] } : {};
 
 describeBpf('netbpf drops aggregated in the kernel (real kernel, private namespaces)', () => {

@@ -9,14 +9,14 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { NetnsPair } from '../../src/testing/netns.js';
-import { describeBpf, hasCommand, kernelHasDropReasons, sleep } from '../helpers.js';
+import { describeBpf, hasCommand, kernelHasDropReasons, netfilterDropReason, sleep } from '../helpers.js';
 
 const LOSSY = 5301, REFUSED = 5302, FILTERED = 5303;
 const root = new URL('../..', import.meta.url).pathname;
 /** Kernels before 5.17 give no drop reasons: netfilter's drops are counted as UNAVAILABLE; the diagnosis still names
  * the firewall there, by the freeing function (nf_hook_slow frees only for a netfilter drop verdict). */
 const reasons = kernelHasDropReasons();
-const netfilterReason = reasons ? 'NETFILTER_DROP' : 'UNAVAILABLE';
+const netfilterReason = netfilterDropReason();
 
 describeBpf('netbpf top in a terminal', () => {
   let p: NetnsPair;

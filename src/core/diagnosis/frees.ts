@@ -4,7 +4,7 @@
  * socket, a receiver that could not take it, or a packet lost on this host. The one list of frees that never
  * count as drops that hurt, each with the reason why (measured on Linux 6.18 with bpftrace; docs/diagnoses.md).
  */
-import { addon } from '../addon.js';
+import { kernelDropReasonEnum } from '../kernel-drop-reasons.js';
 
 /** What a free is, for a diagnosis. */
 export type FreeKind =
@@ -78,43 +78,39 @@ export function freeingFunction(location: string): string {
 const harmless = new Map<string, HarmlessFree[]>();
 for (const h of HARMLESS_FREES) harmless.set(h.reason, [...(harmless.get(h.reason) ?? []), h]);
 
-/** The harmless-list entry a free matches, or undefined. */
-export function harmlessFree(reason: string, location: string): HarmlessFree | undefined {
-  const fn = freeingFunction(location);
+/** The harmless-list entry a free by function `fn` matches, or undefined. */
+function harmlessIn(reason: string, fn: string): HarmlessFree | undefined {
   return harmless.get(reason)?.find((h) => !h.functions || h.functions.includes(fn));
 }
 
-let oldSequenceNamed: boolean | undefined;
-/** Whether the running kernel names segments below the window apart (TCP_OLD_SEQUENCE, 6.3+); true when it cannot
- * be read (no kernel BTF: the reasons then come from elsewhere, named as later kernels do). */
+/** The harmless-list entry a free matches, or undefined. */
+export function harmlessFree(reason: string, location: string): HarmlessFree | undefined {
+  return harmlessIn(reason, freeingFunction(location));
+}
+
+/** Whether the running kernel names segments below the window apart (TCP_OLD_SEQUENCE, 6.3+); true without drop
+ * reasons (or BTF), where the reasons then come from elsewhere, named as later kernels do. */
 function kernelNamesOldSequence(): boolean {
-  if (oldSequenceNamed === undefined) {
-    try {
-      const reasons = addon().kernelBtfEnum('skb_drop_reason');
-      oldSequenceNamed = reasons === null || reasons.some(([name]) => name === 'SKB_DROP_REASON_TCP_OLD_SEQUENCE');
-    } catch {
-      oldSequenceNamed = true;
-    }
-  }
-  return oldSequenceNamed;
+  const reasons = kernelDropReasonEnum();
+  return reasons === null || reasons.some(([name]) => name === 'SKB_DROP_REASON_TCP_OLD_SEQUENCE');
 }
 
 /** What a free is (reason name from the kernel's BTF, location as "function+offset" or ""). */
 export function freeKind(reason: string, location: string, namesOldSequence: boolean = kernelNamesOldSequence()): FreeKind {
-  const h = harmlessFree(reason, location);
+  const fn = freeingFunction(location);
+  const h = harmlessIn(reason, fn);
   if (h) return h.kind;
   // Before 6.3 (6.1) every segment outside the window is TCP_INVALID_SEQUENCE, the zero-window probes and keepalives
   // sent below it on purpose (TCP_OLD_SEQUENCE later: housekeeping) among them, and they are most of them.
   if (reason === 'TCP_INVALID_SEQUENCE' && !namesOldSequence) return 'housekeeping';
-  if (reason === 'NETFILTER_DROP') return freeingFunction(location) === 'nf_hook_slow' ? 'netfilter-hook' : 'firewall-rule';
+  if (reason === 'NETFILTER_DROP') return fn === 'nf_hook_slow' ? 'netfilter-hook' : 'firewall-rule';
   // Without drop reasons (< 5.17) the freeing function still names a netfilter verdict: nf_hook_slow frees a packet
   // only for NF_DROP (a rule's drop or reject, or conntrack's), what later kernels call NETFILTER_DROP there.
-  if (reason === 'UNAVAILABLE' && freeingFunction(location) === 'nf_hook_slow') return 'netfilter-hook';
+  if (reason === 'UNAVAILABLE' && fn === 'nf_hook_slow') return 'netfilter-hook';
   // ...and TCP's receive entry frees there what finds no socket to take it (answered with a RST: NO_SOCKET later) or
   // what a TIME_WAIT socket handled (housekeeping later), tcp_v{4,6}_do_rcv what a socket refused with a RST (a stray
   // segment, TCP_FLAGS later): no loss of wanted data, so never "local drops" (seen on 5.10: a refused connect's
   // SYNs, late segments to connections this host had closed).
-  const fn = freeingFunction(location);
   if (reason === 'UNAVAILABLE' && (fn === 'tcp_v4_rcv' || fn === 'tcp_v6_rcv' || STRAY_FUNCTIONS.has(fn))) return 'no-socket';
   if (FIREWALL_REASONS.has(reason)) return 'firewall-rule';
   if (reason === 'NO_SOCKET') return 'no-socket';

@@ -2,8 +2,8 @@
  * netbpf drops, the reasons: names of the running kernel's enum skb_drop_reason (from BTF, never a table: the
  * numbering differs between kernels), and which frees are socket-teardown purges rather than packets lost.
  */
-import { addon } from '../../core/addon.js';
 import { HARMLESS_FREES, freeKind } from '../../core/diagnosis/frees.js';
+import { kernelDropReasonEnum } from '../../core/kernel-drop-reasons.js';
 import { NetbpfError, usageError } from '../../core/errors.js';
 import { DROP_REASON_CONSTS } from './bpf.gen.js';
 
@@ -43,11 +43,7 @@ export class DropReasons {
 
   /** The running kernel's reasons (cached). */
   static kernel(): DropReasons {
-    if (!kernelReasons) {
-      let entries: Array<[string, number]> | null = null;
-      try { entries = addon().kernelBtfEnum('skb_drop_reason'); } catch { entries = null; }
-      kernelReasons = new DropReasons(entries);
-    }
+    if (!kernelReasons) kernelReasons = new DropReasons(kernelDropReasonEnum());
     return kernelReasons;
   }
 
